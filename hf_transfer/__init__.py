@@ -1,0 +1,61 @@
+"""hf_transfer: transfer learning for few-label text classification on the Hugging Face stack.
+
+Importing the package registers its classifier with the ``Auto`` classes, so a saved hf_transfer model
+reloads with ``AutoModelForSequenceClassification.from_pretrained(folder)``. Everything else is imported
+on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_target": "data",
+    "load_bundled": "data",
+    "bundled_datasets": "data",
+    "label_names": "data",
+    "sample_per_class": "data",
+    "DataError": "data",
+    "DataArguments": "config",
+    "resolve_model": "defaults",
+    "DEFAULT_ENCODER": "defaults",
+    "DEFAULT_GENERATOR": "defaults",
+    "TransferConfig": "modeling",
+    "TransferForSequenceClassification": "modeling",
+    "FinetuneConfig": "finetune",
+    "run_finetune": "finetune",
+    "STRATEGIES": "registry",
+    "get_strategy": "registry",
+}
+_SUBMODULES = {"data", "config", "defaults", "modeling", "metrics", "finetune", "registry", "cli"}
+
+__all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
+
+if TYPE_CHECKING:
+    from . import cli, finetune, metrics  # noqa: F401
+    from .config import DataArguments  # noqa: F401
+    from .data import DataError, bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
+    from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
+    from .finetune import FinetuneConfig, run_finetune  # noqa: F401
+    from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
+    from .registry import STRATEGIES, get_strategy  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'hf_transfer' has no attribute {name!r}")
+
+
+def _register() -> None:
+    from .modeling import register_auto_classes
+
+    register_auto_classes()
+
+
+_register()

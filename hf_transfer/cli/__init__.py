@@ -1,0 +1,37 @@
+"""The ``hf-transfer`` command: one subcommand per registered strategy, all thin over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..registry import STRATEGIES
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-transfer",
+        description="Transfer learning for few-label text classification on the Hugging Face stack.",
+    )
+    parser.add_argument("--version", action="version", version=f"hf-transfer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, strategy in sorted(STRATEGIES.items()):
+        sub.add_parser(name, help=strategy.help, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    if not argv or argv[0] not in STRATEGIES:
+        parser.parse_args(argv or ["--help"])  # prints help / version / the unknown-command error
+        return 2
+    from .train import main as train_main
+
+    train_main(argv[0], argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

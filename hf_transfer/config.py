@@ -1,0 +1,42 @@
+"""Arguments every strategy shares: where the target data is and how much of it to use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataArguments:
+    """Target data for a run; ``dataset`` accepts ``bundled:<name>``, a file, a folder or a Hub id."""
+
+    dataset: str = field(
+        default="bundled:sst2",
+        metadata={
+            "help": "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news), a JSONL/CSV/Parquet file, "
+            "a folder with train/validation/test files or a saved DatasetDict, or a Hub dataset id."
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
+    labels: list[str] | None = field(
+        default=None,
+        metadata={"help": "Label names in the order to use; default: the data's ClassLabel order, else sorted."},
+    )
+    n_per_class: int | None = field(
+        default=None,
+        metadata={"help": "Train on a stratified sample of this many rows per class (0 = no training); default: all."},
+    )
+    sample_seed: int = field(default=0, metadata={"help": "Seed for the n-per-class sample."})
+    eval_split: str = field(default="validation", metadata={"help": "Split to evaluate on."})
+    validation_size: float = field(
+        default=0.1, metadata={"help": "Share of train carved out (stratified) when the data has no validation split."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many rows of the eval split (first rows)."}
+    )
+
+    def __post_init__(self):
+        if self.n_per_class is not None and self.n_per_class < 0:
+            raise ValueError(f"n_per_class={self.n_per_class} must be >= 0 (0 means: do not train).")
+        if not 0 <= self.validation_size < 1:
+            raise ValueError(f"validation_size={self.validation_size} must be in [0, 1).")

@@ -1,0 +1,154 @@
+"""``FinetuneConfig``: ``TrainingArguments`` plus what the finetune strategy adds (TRL's pattern)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from ..defaults import DEFAULT_ENCODER
+
+BUILTIN_METHODS = ("full", "head")
+
+
+def peft_method_names() -> list[str]:
+    """PEFT methods ``method=`` accepts, besides ``full`` and ``head``: every PEFT type, plus ``dora``."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return sorted([t.value.lower() for t in PEFT_TYPE_TO_CONFIG_MAPPING] + ["dora"])
+
+
+@dataclass
+class FinetuneConfig(TrainingArguments):
+    """Training arguments for adapting a pretrained encoder to the target labels."""
+
+    output_dir: str | None = field(default="outputs/finetune", metadata={"help": "Where the model and results go."})
+    model_name_or_path: str = field(
+        default=DEFAULT_ENCODER,
+        metadata={"help": "Encoder to adapt: Hub id, local path, or 'minilm' (the embedded all-MiniLM-L6-v2)."},
+    )
+    method: str = field(
+        default="full",
+        metadata={
+            "help": "'full' (all weights), 'head' (frozen backbone; trains the head on cached features), "
+            "or a PEFT method name: 'lora', 'dora', 'ia3', 'loha', 'lokr', 'vera', ..."
+        },
+    )
+    peft_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Extra arguments for the PEFT config as a mapping or JSON, e.g. '{\"r\": 16}'."},
+    )
+    merge_adapter: bool = field(
+        default=True, metadata={"help": "Merge PEFT weights into the base model when saving (plain model export)."}
+    )
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the encoder's embedding layer."})
+    freeze_layers: int = field(default=0, metadata={"help": "Freeze the bottom k transformer layers."})
+    pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "mean, cls, max or pooler; default: what a sentence-transformers checkpoint declares, else mean."
+        },
+    )
+    normalize: bool | None = field(
+        default=None, metadata={"help": "L2-normalise pooled features; default: the checkpoint's own setting."}
+    )
+    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    head_init: str = field(
+        default="label_descriptions",
+        metadata={
+            "help": "'label_descriptions': start the head from the encoder's embeddings of a text per label "
+            "(zero-shot before training); 'random': a fresh head."
+        },
+    )
+    label_descriptions: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Text (or list of texts, averaged) per label for head_init, as a mapping or JSON; "
+            "default: the label name."
+        },
+    )
+    head_init_scale: float = field(
+        default=20.0,
+        metadata={
+            "help": "Logit scale (inverse temperature) of a description-initialised head on normalised features."
+        },
+    )
+    prior_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight in [0, 1] of a KL term that keeps predictions close to the zero-shot (description) "
+            "head's, so few labels refine the prior instead of overwriting it."
+        },
+    )
+    wise_alpha: float = field(
+        default=1.0,
+        metadata={
+            "help": "After training, keep this share of each weight's change (WiSE-FT): 1.0 = the fine-tuned "
+            "model, 0.0 = the starting (zero-shot) model."
+        },
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Folder for cached frozen features (method='head'); default: in memory."}
+    )
+    cache_features: bool = field(
+        default=True, metadata={"help": "With method='head', embed each text once and train the head on the cache."}
+    )
+    # Defaults that suit few-shot runs on small data better than TrainingArguments' own.
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Total number of training epochs."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device for training."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps (a float < 1 is a share of all steps)."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy: 'no', 'epoch' or 'steps'."})
+    eval_strategy: str = field(default="no", metadata={"help": "Evaluation strategy: 'no', 'epoch' or 'steps'."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy: 'no', 'epoch' or 'steps'."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+
+    def __post_init__(self):
+        if not self.use_cpu and not torch.accelerator.is_available():
+            # Without this, a multi-process launch on a machine with no GPU initialises gloo but leaves the
+            # Trainer non-distributed (each process trains alone); use_cpu makes accelerate use MULTI_CPU.
+            self.use_cpu = True
+        super().__post_init__()
+        self.method = self.method.lower()
+        if self.method not in BUILTIN_METHODS and self.method not in peft_method_names():
+            raise ValueError(
+                f"method={self.method!r} is not known. Use 'full', 'head', or a PEFT method: "
+                f"{', '.join(peft_method_names())}."
+            )
+        self.peft_kwargs = _as_mapping("peft_kwargs", self.peft_kwargs)
+        self.label_descriptions = _as_mapping("label_descriptions", self.label_descriptions)
+        if self.peft_kwargs and not self.is_peft:
+            raise ValueError(f"peft_kwargs is set but method={self.method!r} is not a PEFT method.")
+        if self.freeze_layers < 0:
+            raise ValueError(f"freeze_layers={self.freeze_layers} must be >= 0.")
+        if self.pooling is not None and self.pooling not in ("mean", "cls", "max", "pooler"):
+            raise ValueError(f"pooling={self.pooling!r}: use mean, cls, max or pooler.")
+        if self.head_init not in ("label_descriptions", "random"):
+            raise ValueError(f"head_init={self.head_init!r}: use 'label_descriptions' or 'random'.")
+        if not 0.0 <= self.prior_weight <= 1.0:
+            raise ValueError(f"prior_weight={self.prior_weight} must be in [0, 1].")
+        if self.prior_weight > 0 and self.head_init != "label_descriptions":
+            raise ValueError("prior_weight > 0 needs head_init='label_descriptions' (the prior is that head).")
+        if not 0.0 <= self.wise_alpha <= 1.0:
+            raise ValueError(f"wise_alpha={self.wise_alpha} must be in [0, 1].")
+        if self.max_length <= 0:
+            raise ValueError(f"max_length={self.max_length} must be > 0.")
+
+    @property
+    def is_peft(self) -> bool:
+        return self.method not in BUILTIN_METHODS
+
+
+def _as_mapping(name: str, value):
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} must be a mapping or a JSON object string, got {value!r} ({err}).") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{name} must be a JSON object (a mapping), got {value!r}.")
+    return parsed

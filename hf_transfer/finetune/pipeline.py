@@ -1,0 +1,152 @@
+"""One finetune run end to end: data → prepared model → stock ``Trainer`` → evaluation → saved folder.
+
+The CLI, the recipes and the demo all call :func:`run_finetune`; users with their own scripts call the
+pieces (``load_target``, ``prepare``, ``embed_dataset``) and their own ``Trainer``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from accelerate import PartialState
+from datasets import Dataset
+from transformers import DataCollatorWithPadding, default_data_collator
+
+from .. import __version__
+from ..config import DataArguments
+from ..data import DataError, label_names, load_bundled, load_target, sample_per_class
+from ..metrics import classification
+from .config import FinetuneConfig
+from .features import embed_dataset
+from .model import check_prepare_args, embed_texts, export_model, prepare
+from .trainer import PRIOR_COLUMN, PriorRegularizedTrainer, WeightInterpolationCallback
+
+
+def load_data_args(data_args: DataArguments):
+    """Load and sample the target data described by ``data_args``: ``(train, eval, labels)``."""
+    kwargs = dict(
+        text_column=data_args.text_column,
+        label_column=data_args.label_column,
+        labels=data_args.labels,
+        validation_size=data_args.validation_size,
+        seed=data_args.sample_seed,
+    )
+    if data_args.dataset.startswith("bundled:"):
+        data = load_bundled(data_args.dataset.split(":", 1)[1], **kwargs)
+    else:
+        data = load_target(data_args.dataset, **kwargs)
+    if data_args.eval_split not in data:
+        raise DataError(f"eval_split={data_args.eval_split!r} is not among the splits {list(data)}.")
+    train = data["train"]
+    if data_args.n_per_class is not None:
+        train = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
+    eval_ds = data[data_args.eval_split]
+    if data_args.max_eval_samples is not None:
+        eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
+    return train, eval_ds, label_names(data)
+
+
+def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
+    return dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=["text"],
+        desc="Tokenizing",
+    )
+
+
+def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
+    """Train (unless ``n_per_class == 0``), evaluate, save to ``config.output_dir``; returns the results."""
+    start = time.perf_counter()
+    train, eval_ds, labels = load_data_args(data_args)
+    check_prepare_args(
+        config.model_name_or_path,
+        labels,
+        method=config.method,
+        freeze_layers=config.freeze_layers,
+        label_descriptions=config.label_descriptions,
+    )
+    model, tokenizer = prepare(
+        config.model_name_or_path,
+        labels,
+        method=config.method,
+        pooling=config.pooling,
+        normalize=config.normalize,
+        head_init=config.head_init,
+        label_descriptions=config.label_descriptions,
+        head_init_scale=config.head_init_scale,
+        freeze_embeddings=config.freeze_embeddings,
+        freeze_layers=config.freeze_layers,
+        peft_kwargs=config.peft_kwargs,
+        max_length=config.max_length,
+    )
+    base = model.get_base_model() if config.is_peft else model
+    use_features = config.method == "head" and config.cache_features
+    if use_features:
+        train = embed_dataset(train, base, tokenizer, max_length=config.max_length, cache_dir=config.feature_cache_dir)
+        eval_ds = embed_dataset(
+            eval_ds, base, tokenizer, max_length=config.max_length, cache_dir=config.feature_cache_dir
+        )
+        train, eval_ds = train.remove_columns("text"), eval_ds.remove_columns("text")
+        collator = default_data_collator
+    else:
+        if config.prior_weight > 0 and len(train):
+            prior = base.classifier(embed_texts(base, tokenizer, train["text"], max_length=config.max_length))
+            train = train.add_column(PRIOR_COLUMN, prior.detach().numpy().tolist())
+        train = tokenize(train, tokenizer, config.max_length)
+        eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
+        collator = DataCollatorWithPadding(tokenizer)
+    callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
+    trainer = PriorRegularizedTrainer(
+        model=model,
+        args=config,
+        train_dataset=train if len(train) else None,
+        eval_dataset=eval_ds,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=classification(len(labels)),
+        callbacks=callbacks,
+        prior_weight=config.prior_weight,
+    )
+    train_seconds = 0.0
+    if len(train):
+        train_start = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - train_start
+    metrics = trainer.evaluate()
+    results = {
+        "strategy": "finetune",
+        "method": config.method,
+        "model": config.model_name_or_path,
+        "dataset": data_args.dataset,
+        "eval_split": data_args.eval_split,
+        "n_per_class": data_args.n_per_class,
+        "n_train": len(train),
+        "n_eval": len(eval_ds),
+        "labels": labels,
+        "seed": config.seed,
+        "sample_seed": data_args.sample_seed,
+        "head_init": config.head_init,
+        "accuracy": metrics["eval_accuracy"],
+        "f1_macro": metrics["eval_f1_macro"],
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - start,
+        "num_processes": PartialState().num_processes,
+        "hf_transfer_version": __version__,
+    }
+    if PartialState().is_main_process and config.output_dir:
+        save_run(trainer, config, tokenizer, results)
+    return results
+
+
+def save_run(trainer, config: FinetuneConfig, tokenizer, results: dict) -> Path:
+    """Write the exported model, tokenizer and ``results.json`` to ``config.output_dir``."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = export_model(trainer.model, merge_adapter=config.merge_adapter)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return out

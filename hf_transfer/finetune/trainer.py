@@ -1,0 +1,73 @@
+"""Trainer pieces that keep few-shot fine-tuning anchored to the zero-shot prior.
+
+A head initialised from label descriptions already classifies; a few dozen labels then pull the model
+away from that prior faster than they teach it. Two standard remedies, both opt-in:
+
+* ``PriorRegularizedTrainer`` (``prior_weight``): mixes the cross-entropy with a KL term toward the
+  zero-shot prior's predictions on the same texts, computed once before training (a teacher that costs
+  nothing per step);
+* ``WeightInterpolationCallback`` (``wise_alpha``): after training, moves the trainable weights back
+  towards their starting point, θ = θ₀ + α (θ − θ₀) (WiSE-FT, Wortsman et al. 2022).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from transformers import Trainer, TrainerCallback
+
+PRIOR_COLUMN = "prior_logits"
+
+
+class PriorRegularizedTrainer(Trainer):
+    """``Trainer`` whose loss is ``(1 - w) * CE + w * KL(prior || model)`` when a prior column is present."""
+
+    def __init__(self, *args, prior_weight: float = 0.0, **kwargs):
+        if not 0.0 <= prior_weight <= 1.0:
+            raise ValueError(f"prior_weight={prior_weight} must be in [0, 1].")
+        self.prior_weight = prior_weight
+        super().__init__(*args, **kwargs)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if PRIOR_COLUMN not in self._signature_columns:
+            self._signature_columns.append(PRIOR_COLUMN)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        prior_logits = inputs.pop(PRIOR_COLUMN, None)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if prior_logits is not None and self.prior_weight > 0 and model.training:
+            kl = prior_kl(outputs.logits, prior_logits)
+            loss = (1 - self.prior_weight) * loss + self.prior_weight * kl
+        return (loss, outputs) if return_outputs else loss
+
+
+def prior_kl(logits: torch.Tensor, prior_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(prior) || softmax(logits)), averaged over the batch."""
+    return F.kl_div(
+        F.log_softmax(logits.float(), dim=-1),
+        F.log_softmax(prior_logits.float(), dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+
+
+class WeightInterpolationCallback(TrainerCallback):
+    """At the end of training set each trainable weight to ``θ₀ + alpha · (θ − θ₀)``."""
+
+    def __init__(self, alpha: float):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"wise_alpha={alpha} must be in [0, 1].")
+        self.alpha = alpha
+        self._start: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in self._start:
+                    start = self._start[name].to(param.device, param.dtype)
+                    param.copy_(start + self.alpha * (param - start))
+        self._start = {}

@@ -7,6 +7,7 @@ trust their input.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,10 +61,12 @@ def _read_files(files: Mapping[str, str | Sequence[str]]) -> DatasetDict:
             f"Cannot read files ending in {sorted(suffixes)}: use one format of "
             f"{', '.join(sorted(FILE_BUILDERS))} for all splits."
         )
-    for paths in files.values():
+    for split, paths in files.items():
         for p in paths:
             if not Path(p).is_file():
                 raise DataError(f"Data file {p!r} does not exist.")
+            if not Path(p).read_bytes()[:4096].strip():
+                raise DataError(f"Split {split!r} is empty: {p!r} has no rows. Remove it or fill it.")
     builder = FILE_BUILDERS[suffixes.pop()]
     kwargs = {"delimiter": "\t"} if any(str(p).endswith(".tsv") for ps in files.values() for p in ps) else {}
     return load_dataset(builder, data_files={k: [str(p) for p in v] for k, v in files.items()}, **kwargs)
@@ -110,11 +113,15 @@ def _check_columns(data: DatasetDict, text_column: str, label_column: str) -> No
     for split, ds in data.items():
         missing = [c for c in (text_column, label_column) if c not in ds.column_names]
         if missing:
-            guess = [c for c in ds.column_names if c.lower() in ("text", "sentence", "content", "label", "labels")]
-            hint = f" Did you mean {', '.join(repr(c) for c in guess)}?" if guess else ""
+            hints = []
+            for column in missing:
+                close = difflib.get_close_matches(column, ds.column_names, n=1, cutoff=0.5)
+                if close:
+                    hints.append(f"Did you mean {close[0]!r} for {column!r}?")
             raise DataError(
                 f"Split {split!r} has no column {', '.join(repr(c) for c in missing)}; its columns are "
-                f"{ds.column_names}. Pass text_column=/label_column= to name the right ones.{hint}"
+                f"{ds.column_names}. Pass text_column=/label_column= to name the right ones."
+                + (" " + " ".join(hints) if hints else "")
             )
 
 

@@ -70,7 +70,7 @@ class FinetuneConfig(TrainingArguments):
         },
     )
     head_init_scale: float = field(
-        default=20.0,
+        default=10.0,
         metadata={
             "help": "Logit scale (inverse temperature) of a description-initialised head on normalised features."
         },
@@ -97,7 +97,7 @@ class FinetuneConfig(TrainingArguments):
     )
     # Defaults that suit few-shot runs on small data better than TrainingArguments' own.
     num_train_epochs: float = field(default=10.0, metadata={"help": "Total number of training epochs."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps (a float < 1 is a share of all steps)."})

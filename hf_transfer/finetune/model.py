@@ -113,7 +113,7 @@ def description_head(
     model: TransferForSequenceClassification,
     tokenizer: PreTrainedTokenizerBase,
     descriptions: Sequence[Sequence[str]],
-    scale: float = 20.0,
+    scale: float = 10.0,
     max_length: int = 128,
 ) -> torch.Tensor:
     """Head weights whose rows are the (averaged, normalised) embeddings of each label's descriptions."""
@@ -167,7 +167,7 @@ def prepare(
     normalize: bool | None = None,
     head_init: str = "label_descriptions",
     label_descriptions: Mapping[str, str | Sequence[str]] | None = None,
-    head_init_scale: float = 20.0,
+    head_init_scale: float = 10.0,
     freeze_embeddings: bool = False,
     freeze_layers: int = 0,
     peft_kwargs: Mapping | None = None,
@@ -210,6 +210,7 @@ def prepare(
     elif head_init != "random":
         raise ValueError(f"head_init={head_init!r}: use 'label_descriptions' or 'random'.")
     freeze(model, backbone=method == "head", embeddings=freeze_embeddings, layers=freeze_layers)
+    model.eval()  # like from_pretrained; the Trainer switches to train mode itself
     if method not in BUILTIN_METHODS:
         from peft import get_peft_model
 

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import DataCollatorWithPadding, default_data_collator
@@ -93,8 +94,10 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         collator = default_data_collator
     else:
         if config.prior_weight > 0 and len(train):
-            prior = base.classifier(embed_texts(base, tokenizer, train["text"], max_length=config.max_length))
-            train = train.add_column(PRIOR_COLUMN, prior.detach().numpy().tolist())
+            with torch.no_grad():
+                features = embed_texts(base, tokenizer, train["text"], max_length=config.max_length)
+                prior = base.classifier(features.to(base.classifier.weight.dtype))
+            train = train.add_column(PRIOR_COLUMN, prior.float().numpy().tolist())
         train = tokenize(train, tokenizer, config.max_length)
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
         collator = DataCollatorWithPadding(tokenizer)

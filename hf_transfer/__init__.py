@@ -18,7 +18,9 @@ _LAZY = {
     "bundled_datasets": "data",
     "label_names": "data",
     "sample_per_class": "data",
-    "DataError": "data",
+    "DataError": "errors",
+    "ConfigError": "errors",
+    "HfTransferError": "errors",
     "DataArguments": "config",
     "resolve_model": "defaults",
     "DEFAULT_ENCODER": "defaults",
@@ -30,15 +32,16 @@ _LAZY = {
     "STRATEGIES": "registry",
     "get_strategy": "registry",
 }
-_SUBMODULES = {"data", "config", "defaults", "modeling", "metrics", "finetune", "registry", "cli"}
+_SUBMODULES = {"errors", "data", "config", "defaults", "modeling", "metrics", "finetune", "registry", "cli"}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
     from . import cli, finetune, metrics  # noqa: F401
     from .config import DataArguments  # noqa: F401
-    from .data import DataError, bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
+    from .data import bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
     from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
+    from .errors import ConfigError, DataError, HfTransferError  # noqa: F401
     from .finetune import FinetuneConfig, run_finetune  # noqa: F401
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401

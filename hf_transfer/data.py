@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 
+from .errors import DataError
+
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 SPLIT_ALIASES = {
@@ -24,10 +26,6 @@ SPLIT_ALIASES = {
     "dev": "validation",
     "test": "test",
 }
-
-
-class DataError(ValueError):
-    """Bad target data: the message names the problem and the fix."""
 
 
 def bundled_datasets() -> list[str]:

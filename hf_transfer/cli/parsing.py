@@ -13,9 +13,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-
-class ConfigError(ValueError):
-    """A recipe file that cannot be used as it is; the message says why and how to fix it."""
+from ..errors import ConfigError
 
 
 def known_fields(parser: HfArgumentParser) -> set[str]:

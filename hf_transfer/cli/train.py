@@ -8,8 +8,9 @@ import sys
 from transformers import HfArgumentParser
 
 from ..config import DataArguments
+from ..errors import HfTransferError
 from ..registry import get_strategy
-from .parsing import ConfigError, parse_with_config
+from .parsing import parse_with_config
 
 
 def make_parser(strategy: str) -> HfArgumentParser:
@@ -26,9 +27,12 @@ def main(strategy: str, argv: list[str] | None = None) -> dict:
     _, run = get_strategy(strategy).load()
     try:
         data_args, config = parse_with_config(parser, argv)
-    except (ConfigError, ValueError) as err:
+    except ValueError as err:  # ConfigError, or a config class's __post_init__ check
         parser.exit(2, f"hf-transfer {strategy}: error: {err}\n")
-    results = run(config, data_args)
+    try:
+        results = run(config, data_args)
+    except HfTransferError as err:  # bad data or options found before training: no traceback needed
+        parser.exit(2, f"hf-transfer {strategy}: error: {err}\n")
     from accelerate import PartialState
 
     if PartialState().is_main_process:

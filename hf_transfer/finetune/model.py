@@ -15,6 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..defaults import resolve_model, sentence_transformers_pooling
+from ..errors import ConfigError
 from ..modeling import TransferConfig, TransferForSequenceClassification, register_auto_classes
 from .config import BUILTIN_METHODS, peft_method_names
 
@@ -34,26 +35,34 @@ def check_prepare_args(
     """Validate everything that can be checked from the config alone, before weights are loaded."""
     labels = list(labels)
     if len(labels) < 2:
-        raise ValueError(f"Need at least 2 labels to classify, got {labels}.")
+        raise ConfigError(f"Need at least 2 labels to classify, got {labels}.")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"Labels must be unique, got {labels}.")
+        raise ConfigError(f"Labels must be unique, got {labels}.")
     if method not in BUILTIN_METHODS and method not in peft_method_names():
-        raise ValueError(
+        raise ConfigError(
             f"method={method!r} is not known. Use 'full', 'head', or a PEFT method: {', '.join(peft_method_names())}."
         )
     if label_descriptions:
         unknown = sorted(set(label_descriptions) - set(labels))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"label_descriptions names label(s) {unknown} that the task does not have (labels: {labels})."
             )
-    config = AutoConfig.from_pretrained(resolve_model(model_name_or_path))
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(model_name_or_path))
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"Cannot load the config of model {model_name_or_path!r} ({str(err).splitlines()[0]}). Pass a local "
+            f"folder, a Hub id reachable from here, or 'minilm' for the embedded encoder."
+        ) from None
     if freeze_layers:
         total = num_layers(config)
         if total is None:
-            raise ValueError(f"Cannot tell how many layers {model_name_or_path!r} has, so freeze_layers cannot apply.")
+            raise ConfigError(
+                f"Cannot tell how many layers {model_name_or_path!r} has, so freeze_layers cannot apply."
+            )
         if freeze_layers > total:
-            raise ValueError(
+            raise ConfigError(
                 f"freeze_layers={freeze_layers} but {model_name_or_path!r} has only {total} layers; "
                 f"use at most {total} (or method='head' to freeze the whole backbone)."
             )

@@ -93,3 +93,19 @@ def test_cli_runs_a_recipe_end_to_end(tiny_encoder, sentiment_dir, tmp_path, cap
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["n_train"] == 4 and results["method"] == "head"
     assert '"accuracy"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "no/such/file.jsonl"], "is neither an existing file or folder"),
+        (["--model_name_or_path", "/no/such/model"], "Cannot load the config of model '/no/such/model'"),
+    ],
+)
+def test_bad_data_or_model_exit_cleanly(tiny_encoder, sentiment_dir, tmp_path, capsys, args, message):
+    base = ["--dataset", str(sentiment_dir), "--model_name_or_path", tiny_encoder, "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", *base, *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

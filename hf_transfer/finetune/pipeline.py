@@ -116,7 +116,7 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
     train_seconds = 0.0
     if len(train):
         train_start = time.perf_counter()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=_resume_target(config))
         train_seconds = time.perf_counter() - train_start
     metrics = trainer.evaluate()
     results = {
@@ -142,6 +142,19 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
     if PartialState().is_main_process and config.output_dir:
         save_run(trainer, config, tokenizer, results)
     return results
+
+
+def _resume_target(config: FinetuneConfig) -> str | bool | None:
+    """``resume_from_checkpoint``: a checkpoint folder, or ``last``/``true`` for the newest one in output_dir."""
+    value = config.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "no"):
+        return None
+    if str(value).lower() in ("last", "true", "yes"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        found = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
+        return found  # nothing saved yet: start from scratch, so one command both starts and resumes
+    return value
 
 
 def save_run(trainer, config: FinetuneConfig, tokenizer, results: dict) -> Path:

@@ -171,3 +171,20 @@ def test_run_finetune_end_to_end(tiny_encoder, sentiment_dir, tmp_path, method, 
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert isinstance(reloaded, TransferForSequenceClassification)
     assert reloaded.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_encoder, sentiment_dir, tmp_path):
+    """`resume_from_checkpoint=last` starts fresh when nothing is saved, else continues the saved step."""
+    out = tmp_path / "run"
+    common = dict(output_dir=str(out), model_name_or_path=tiny_encoder, method="full", disable_tqdm=True,
+                  save_strategy="epoch", per_device_train_batch_size=4, resume_from_checkpoint="last")  # fmt: skip
+    data = DataArguments(dataset=str(sentiment_dir), n_per_class=4)
+    run_finetune(FinetuneConfig(num_train_epochs=1, **common), data)  # "interrupted" after epoch 1
+    first = out / "checkpoint-2" / "trainer_state.json"
+    stamp = first.stat().st_mtime_ns
+    run_finetune(FinetuneConfig(num_train_epochs=2, **common), data)
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    # epoch 1 was not trained again: its checkpoint was not rewritten, and its log entry was carried over
+    assert first.stat().st_mtime_ns == stamp
+    assert [round(h["epoch"]) for h in state["log_history"] if "loss" in h] == [1, 2]

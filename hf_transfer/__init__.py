@@ -28,21 +28,36 @@ _LAZY = {
     "TransferConfig": "modeling",
     "TransferForSequenceClassification": "modeling",
     "FinetuneConfig": "finetune",
+    "LabelMapConfig": "labelmap",
+    "LabelMap": "labelmap",
+    "run_labelmap": "labelmap",
     "run_finetune": "finetune",
     "STRATEGIES": "registry",
     "get_strategy": "registry",
 }
-_SUBMODULES = {"errors", "data", "config", "defaults", "modeling", "metrics", "finetune", "registry", "cli"}
+_SUBMODULES = {
+    "errors",
+    "data",
+    "config",
+    "defaults",
+    "modeling",
+    "metrics",
+    "finetune",
+    "labelmap",
+    "registry",
+    "cli",
+}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from . import cli, finetune, metrics  # noqa: F401
+    from . import cli, finetune, labelmap, metrics  # noqa: F401
     from .config import DataArguments  # noqa: F401
     from .data import bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
     from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
     from .errors import ConfigError, DataError, HfTransferError  # noqa: F401
     from .finetune import FinetuneConfig, run_finetune  # noqa: F401
+    from .labelmap import LabelMap, LabelMapConfig, run_labelmap  # noqa: F401
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401
 

@@ -47,3 +47,12 @@ register_strategy(
         help="Adapt a pretrained encoder to the target labels (full, head-only on cached features, PEFT).",
     )
 )
+register_strategy(
+    Strategy(
+        name="labelmap",
+        module="hf_transfer.labelmap",
+        config="LabelMapConfig",
+        run="run_labelmap",
+        help="Map a source classifier's labels onto the target: zero-shot, pseudo-labels, distillation.",
+    )
+)

@@ -21,6 +21,9 @@ OUT = ROOT / "hf_transfer" / "bundled"
 SLICES = {
     "sst2": {"train": 2000, "validation": None},
     "ag_news": {"train": 2000, "test": 2000},
+    "sst5": {"train": 2000, "validation": None},
+    "sentiment_sentences_amazon": {"train": None},
+    "sentiment_sentences_imdb": {"train": None},
 }
 
 

@@ -90,7 +90,9 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         eval_ds = embed_dataset(
             eval_ds, base, tokenizer, max_length=config.max_length, cache_dir=config.feature_cache_dir
         )
-        train, eval_ds = train.remove_columns("text"), eval_ds.remove_columns("text")
+        # Torch-formatted columns collate by stacking tensors instead of converting lists of floats per step.
+        train = train.remove_columns("text").with_format("torch")
+        eval_ds = eval_ds.remove_columns("text").with_format("torch")
         collator = default_data_collator
     else:
         if config.prior_weight > 0 and len(train):

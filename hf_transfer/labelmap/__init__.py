@@ -1,0 +1,31 @@
+"""The labelmap strategy: use a source classifier's labels on the target task.
+
+Map its labels (explicitly, learned from a few labelled examples, or by name similarity), predict
+zero-shot through the map, pseudo-label an unlabelled pool, and distil the soft labels into a student
+through the stock ``Trainer``.
+"""
+
+from .config import LabelMapConfig
+from .head import transfer_head
+from .mapping import LabelMap
+from .pipeline import build_label_map, evaluate_through_map, run_labelmap
+from .predict import add_source_probs, load_source, predict_proba, source_label_names
+from .pseudo import pseudo_label, select_rows
+from .trainer import DistillationTrainer, distillation_loss
+
+__all__ = [
+    "DistillationTrainer",
+    "LabelMap",
+    "LabelMapConfig",
+    "add_source_probs",
+    "build_label_map",
+    "distillation_loss",
+    "evaluate_through_map",
+    "load_source",
+    "predict_proba",
+    "pseudo_label",
+    "run_labelmap",
+    "select_rows",
+    "source_label_names",
+    "transfer_head",
+]

@@ -1,0 +1,91 @@
+"""``LabelMapConfig``: the finetune options for the student, plus the source model, map and pseudo-labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from ..finetune.config import FinetuneConfig, _as_mapping
+from .pseudo import check_selection
+from .trainer import check_distillation
+
+MAP_METHODS = ("auto", "explicit", "learned", "names")
+
+
+@dataclass
+class LabelMapConfig(FinetuneConfig):
+    """Map a source classifier's labels onto the target task, pseudo-label a pool and distil a student."""
+
+    output_dir: str | None = field(default="outputs/labelmap", metadata={"help": "Where the student and results go."})
+    source_model: str | None = field(
+        default=None,
+        metadata={"help": "Source classifier (Hub id or folder) with id2label naming its classes. Required."},
+    )
+    label_map: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Explicit source->target label map as a mapping or JSON, many-to-one; unmapped source labels "
+            "are dropped and the rest renormalised."
+        },
+    )
+    map_method: str = field(
+        default="auto",
+        metadata={
+            "help": "'explicit' (label_map), 'learned' (P(target|source) from the labelled sample, Co-Tuning), "
+            "'names' (label-name similarity) or 'auto': explicit if label_map is set, else learned if "
+            "n_per_class > 0, else names."
+        },
+    )
+    allow_unreachable: bool = field(
+        default=False, metadata={"help": "Accept target labels that no source label maps to (never predicted)."}
+    )
+    threshold: float = field(
+        default=0.9, metadata={"help": "Keep pseudo-labels whose target confidence is at least this (0 keeps all)."}
+    )
+    top_k: int | None = field(
+        default=None, metadata={"help": "Keep at most this many pseudo-labels per class, the most confident."}
+    )
+    temperature: float = field(default=2.0, metadata={"help": "Distillation temperature T (> 0)."})
+    distill_weight: float = field(
+        default=0.5, metadata={"help": "Weight in [0, 1] of the soft-label KL term; the rest goes to hard-label CE."}
+    )
+    rounds: int = field(
+        default=1, metadata={"help": "Self-training rounds: after the first, the student re-labels the pool."}
+    )
+    init_from_source: bool = field(
+        default=False,
+        metadata={
+            "help": "Start the student from the source model with its head mapped to the target labels "
+            "(W_t = sum_s P(s|t) W_s) instead of from model_name_or_path."
+        },
+    )
+    max_pool_samples: int | None = field(
+        default=None, metadata={"help": "Pseudo-label at most this many rows of the unlabelled pool."}
+    )
+    inference_bf16: bool = field(
+        default=True, metadata={"help": "bf16 autocast for source-model predictions over the pool (CPU or GPU)."}
+    )
+    inference_batch_size: int = field(default=64, metadata={"help": "Batch size for source-model predictions."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.label_map = _as_mapping("label_map", self.label_map)
+        if not self.source_model:
+            raise ConfigError("source_model is required: the classifier whose labels are mapped onto the target.")
+        if self.map_method not in MAP_METHODS:
+            raise ConfigError(f"map_method={self.map_method!r}: use one of {', '.join(MAP_METHODS)}.")
+        if self.map_method == "explicit" and not self.label_map:
+            raise ConfigError("map_method='explicit' needs label_map (a source->target mapping).")
+        check_selection(self.threshold, self.top_k)
+        check_distillation(self.temperature, self.distill_weight)
+        if self.rounds < 1:
+            raise ConfigError(f"rounds={self.rounds} must be >= 1.")
+        if self.max_pool_samples is not None and self.max_pool_samples <= 0:
+            raise ConfigError(f"max_pool_samples={self.max_pool_samples} must be > 0.")
+
+    def resolved_map_method(self, n_per_class: int | None) -> str:
+        if self.map_method != "auto":
+            return self.map_method
+        if self.label_map:
+            return "explicit"
+        return "learned" if n_per_class else "names"

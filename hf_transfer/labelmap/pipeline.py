@@ -1,0 +1,213 @@
+"""One labelmap run: source model → label map → zero-shot → pseudo-labels → distilled student.
+
+Everything that can be checked without weights (data, map names, thresholds, the source model's
+``id2label``) is checked first; the source model then runs once over the eval split and the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from datasets import Dataset, concatenate_datasets
+from transformers import AutoConfig, DataCollatorWithPadding
+
+from .. import __version__
+from ..config import DataArguments
+from ..defaults import resolve_model
+from ..errors import ConfigError
+from ..finetune.model import check_prepare_args, embed_texts, export_model, prepare
+from ..finetune.pipeline import load_data_args, tokenize
+from ..metrics import classification, classification_scores
+from .config import LabelMapConfig
+from .head import transfer_head
+from .mapping import LabelMap
+from .predict import PROBS_COLUMN, add_source_probs, load_source, source_label_names
+from .pseudo import pseudo_label
+from .trainer import SOFT_COLUMN, DistillationTrainer
+
+
+def build_label_map(
+    method: str,
+    config: LabelMapConfig,
+    source_labels: list[str],
+    target_labels: list[str],
+    gold: Dataset | None = None,
+) -> LabelMap:
+    if method == "explicit":
+        return LabelMap.from_dict(
+            config.label_map, source_labels, target_labels, allow_unreachable=config.allow_unreachable
+        )
+    if method == "learned":
+        if gold is None or len(gold) == 0:
+            raise ConfigError("map_method='learned' needs labelled target examples: set n_per_class > 0.")
+        return LabelMap.learn(np.asarray(gold[PROBS_COLUMN]), gold["label"], source_labels, target_labels)
+    encoder, tokenizer = prepare(config.model_name_or_path, target_labels, head_init="random", method="head")
+    with torch.no_grad():
+        source_emb = embed_texts(encoder, tokenizer, source_labels).numpy()
+        target_emb = embed_texts(encoder, tokenizer, target_labels).numpy()
+    label_map = LabelMap.from_names(source_emb, target_emb, source_labels, target_labels)
+    label_map.check_reachable(config.allow_unreachable)
+    return label_map
+
+
+def evaluate_through_map(eval_ds: Dataset, label_map: LabelMap) -> dict[str, float]:
+    probs = label_map.predict_proba(np.asarray(eval_ds[PROBS_COLUMN]))
+    return classification_scores(probs.argmax(1), np.asarray(eval_ds["label"]), len(label_map.target_labels))
+
+
+def _training_rows(pseudo: Dataset, gold: Dataset, num_labels: int) -> Dataset:
+    """Pseudo-labelled rows (soft labels from the teacher) plus gold rows (one-hot soft labels)."""
+    parts = [pseudo.select_columns(["text", "label", "soft_label"]).rename_column("soft_label", SOFT_COLUMN)]
+    if len(gold):
+        eye = np.eye(num_labels, dtype=np.float32)
+        gold_rows = gold.select_columns(["text", "label"]).map(
+            lambda b: {SOFT_COLUMN: eye[np.asarray(b["label"])]}, batched=True, desc="One-hot gold labels"
+        )
+        parts.append(gold_rows.cast(parts[0].features))
+    return concatenate_datasets(parts)
+
+
+def _student(config: LabelMapConfig, labels, source, label_map):
+    if config.init_from_source:
+        return transfer_head(source, label_map), None
+    return prepare(
+        config.model_name_or_path,
+        labels,
+        method=config.method,
+        pooling=config.pooling,
+        normalize=config.normalize,
+        head_init=config.head_init,
+        label_descriptions=config.label_descriptions,
+        head_init_scale=config.head_init_scale,
+        freeze_embeddings=config.freeze_embeddings,
+        freeze_layers=config.freeze_layers,
+        peft_kwargs=config.peft_kwargs,
+        max_length=config.max_length,
+    )
+
+
+def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
+    """Map → zero-shot → pseudo-label → distil (``rounds`` times); saves the student and ``results.json``."""
+    start = time.perf_counter()
+    train, eval_ds, labels = load_data_args(
+        DataArguments(**{**data_args.__dict__, "n_per_class": None})  # the whole train split is the pool
+    )
+    gold = train.select([]) if not data_args.n_per_class else None
+    if data_args.n_per_class:
+        from ..data import sample_per_class
+
+        gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
+    method = config.resolved_map_method(data_args.n_per_class)
+    # Everything checkable without weights, before any model loads.
+    source_labels = source_label_names(AutoConfig.from_pretrained(resolve_model(config.source_model)))
+    if method == "explicit":
+        LabelMap.from_dict(config.label_map, source_labels, labels, allow_unreachable=config.allow_unreachable)
+    if not config.init_from_source:
+        check_prepare_args(
+            config.model_name_or_path,
+            labels,
+            method=config.method,
+            freeze_layers=config.freeze_layers,
+            label_descriptions=config.label_descriptions,
+        )
+    pool = train.select_columns(["text"])
+    if config.max_pool_samples is not None:
+        pool = pool.select(range(min(config.max_pool_samples, len(pool))))
+
+    source, source_tok, _ = load_source(config.source_model)
+    infer = dict(batch_size=config.inference_batch_size, max_length=config.max_length, bf16=config.inference_bf16)
+    eval_ds = add_source_probs(eval_ds, source, source_tok, desc="Source predictions (eval)", **infer)
+    if len(gold):
+        gold = add_source_probs(gold, source, source_tok, desc="Source predictions (labelled)", **infer)
+    label_map = build_label_map(method, config, source_labels, labels, gold if len(gold) else None)
+    zero_shot = evaluate_through_map(eval_ds, label_map)
+
+    pool_start = time.perf_counter()
+    pool = add_source_probs(pool, source, source_tok, desc="Source predictions (pool)", **infer)
+    pool_seconds = time.perf_counter() - pool_start
+    teacher_map, rounds = label_map, []
+    student, student_tok = None, None
+    for round_index in range(config.rounds):
+        pseudo = pseudo_label(pool, teacher_map, threshold=config.threshold, top_k=config.top_k)
+        student, student_tok = _student(config, labels, source, label_map)
+        student_tok = student_tok or source_tok
+        rows = _training_rows(pseudo, gold, len(labels))
+        trainer = DistillationTrainer(
+            model=student,
+            args=config,
+            train_dataset=tokenize(rows, student_tok, config.max_length),
+            eval_dataset=tokenize(eval_ds.select_columns(["text", "label"]), student_tok, config.max_length),
+            data_collator=DataCollatorWithPadding(student_tok),
+            processing_class=student_tok,
+            compute_metrics=classification(len(labels)),
+            temperature=config.temperature,
+            distill_weight=config.distill_weight,
+        )
+        trainer.train()
+        metrics = trainer.evaluate()
+        rounds.append(
+            {
+                "round": round_index + 1,
+                "pseudo_labelled": len(pseudo),
+                "pseudo_label_accuracy": _pseudo_accuracy(pseudo, train),
+                "accuracy": metrics["eval_accuracy"],
+                "f1_macro": metrics["eval_f1_macro"],
+            }
+        )
+        if round_index + 1 < config.rounds:  # the student becomes the teacher: re-label the pool
+            student = export_model(trainer.model)
+            pool = add_source_probs(
+                pool.remove_columns(PROBS_COLUMN), student, student_tok, desc="Student re-labels the pool", **infer
+            )
+            teacher_map = LabelMap(labels, labels, np.eye(len(labels)), method="identity")
+    results = {
+        "strategy": "labelmap",
+        "source_model": config.source_model,
+        "model": "source (mapped head)" if config.init_from_source else config.model_name_or_path,
+        "method": config.method,
+        "map_method": method,
+        "label_map": label_map.as_dict(),
+        "dataset": data_args.dataset,
+        "eval_split": data_args.eval_split,
+        "n_per_class": data_args.n_per_class or 0,
+        "n_pool": len(pool),
+        "n_eval": len(eval_ds),
+        "labels": labels,
+        "seed": config.seed,
+        "sample_seed": data_args.sample_seed,
+        "threshold": config.threshold,
+        "top_k": config.top_k,
+        "zero_shot_accuracy": zero_shot["accuracy"],
+        "zero_shot_f1_macro": zero_shot["f1_macro"],
+        "rounds": rounds,
+        "accuracy": rounds[-1]["accuracy"],
+        "f1_macro": rounds[-1]["f1_macro"],
+        "pool_seconds": pool_seconds,
+        "pool_rows_per_second": len(pool) / pool_seconds if pool_seconds else None,
+        "wall_seconds": time.perf_counter() - start,
+        "num_processes": PartialState().num_processes,
+        "hf_transfer_version": __version__,
+    }
+    if PartialState().is_main_process and config.output_dir:
+        out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        export_model(trainer.model, merge_adapter=config.merge_adapter).save_pretrained(out)
+        student_tok.save_pretrained(out)
+        (out / "label_map.json").write_text(label_map.to_json())
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _pseudo_accuracy(pseudo: Dataset, train: Dataset) -> float | None:
+    """How often pseudo-labels agree with the pool's own labels, when the pool happens to have them."""
+    if len(train) > 100_000:  # a diagnostic only: not worth holding a huge pool's texts in memory
+        return None
+    gold = dict(zip(train["text"], train["label"]))
+    pairs = [(label, gold.get(text)) for text, label in zip(pseudo["text"], pseudo["label"])]
+    pairs = [(p, g) for p, g in pairs if g is not None]
+    return float(np.mean([p == g for p, g in pairs])) if pairs else None

@@ -1,0 +1,129 @@
+"""Run a source classifier over target text: batched, length-sorted, ``inference_mode``, optional bf16.
+
+Pools are processed with ``datasets.map`` so a pool far larger than memory streams through Arrow
+files; under ``accelerate launch`` each process takes a contiguous shard and the main process merges.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset, Value, concatenate_datasets, load_from_disk
+from datasets import Sequence as SequenceFeature
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from ..defaults import resolve_model
+from ..errors import ConfigError
+
+PROBS_COLUMN = "source_probs"
+
+
+def source_label_names(config) -> list[str]:
+    """The source model's label names; refuses models whose ``id2label`` is missing or only placeholders."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(int(k) for k in id2label)] if id2label else []
+    if not names or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        raise ConfigError(
+            "The source model has no id2label naming its classes (found "
+            f"{names or 'none'}), so its labels cannot be mapped. Set config.id2label/label2id on the model "
+            "(or train it with hf_transfer, which does) and save it again."
+        )
+    return names
+
+
+def load_source(name_or_path: str, dtype: torch.dtype | None = None):
+    """Load a source classifier + tokenizer; fails fast if it has no usable ``id2label``."""
+    from transformers import AutoConfig
+
+    path = resolve_model(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"Cannot load source model {name_or_path!r}: {str(err).splitlines()[0]}") from None
+    labels = source_label_names(config)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs).eval()
+    return model, AutoTokenizer.from_pretrained(path), labels
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: PreTrainedModel,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    bf16: bool = False,
+) -> np.ndarray:
+    """Softmax probabilities for ``texts`` in input order; batches are length-sorted to cut padding."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    device = next(model.parameters()).device
+    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(device)
+        with autocast:
+            logits = model(**batch).logits
+        out[idx] = logits.float().softmax(-1).cpu().numpy()
+    return out
+
+
+def add_source_probs(
+    dataset: Dataset,
+    model: PreTrainedModel,
+    tokenizer,
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    bf16: bool = False,
+    chunk_size: int = 2048,
+    desc: str = "Source model predictions",
+) -> Dataset:
+    """``dataset`` plus a ``source_probs`` column, computed chunk by chunk with ``datasets.map``.
+
+    Under several processes (``accelerate launch``) each process maps a contiguous shard; shards are
+    written to a shared temporary folder and concatenated in order on every process.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    features = dataset.features.copy()
+    features[PROBS_COLUMN] = SequenceFeature(Value("float32"), length=model.config.num_labels)
+
+    def add(batch):
+        probs = predict_proba(model, tokenizer, batch["text"], batch_size=batch_size, max_length=max_length, bf16=bf16)
+        return {PROBS_COLUMN: probs}
+
+    start = time.perf_counter()
+    if state.num_processes == 1:
+        result = dataset.map(add, batched=True, batch_size=chunk_size, features=features, desc=desc)
+    else:
+        shard = dataset.shard(num_shards=state.num_processes, index=state.process_index, contiguous=True)
+        mapped = shard.map(add, batched=True, batch_size=chunk_size, features=features, desc=desc)
+        folder = _shared_tmpdir(state)
+        mapped.save_to_disk(os.path.join(folder, f"shard-{state.process_index:05d}"))
+        state.wait_for_everyone()
+        result = concatenate_datasets(
+            [load_from_disk(os.path.join(folder, f"shard-{i:05d}")) for i in range(state.num_processes)]
+        )
+    result.info.description = f"{desc}: {len(dataset)} rows in {time.perf_counter() - start:.1f}s"
+    return result
+
+
+def _shared_tmpdir(state) -> str:
+    """One temporary folder that every process agrees on (the main process creates it and broadcasts)."""
+    from accelerate.utils import broadcast_object_list
+
+    holder = [tempfile.mkdtemp(prefix="hf_transfer_shards_") if state.is_main_process else None]
+    broadcast_object_list(holder)
+    return holder[0]

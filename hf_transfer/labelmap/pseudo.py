@@ -1,0 +1,76 @@
+"""Pseudo-labelling: keep the target predictions a source model (through its label map) is sure of.
+
+Rows are kept when their confidence reaches ``threshold``, then at most ``top_k`` per class (the most
+confident), which keeps a skewed teacher from flooding the student with its favourite class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import ClassLabel, Dataset, Sequence, Value
+
+from ..errors import ConfigError
+from .mapping import LabelMap
+from .predict import PROBS_COLUMN
+
+
+def check_selection(threshold: float | None, top_k: int | None) -> None:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold={threshold} must be in [0, 1] (a probability).")
+    if top_k is not None and top_k <= 0:
+        raise ConfigError(f"top_k={top_k} must be a positive number of rows per class (or unset for no cap).")
+
+
+def select_rows(confidence: np.ndarray, labels: np.ndarray, num_labels: int, threshold: float | None, top_k):
+    """Indices (ascending) of rows with confidence ≥ threshold, capped at the top_k most confident per class."""
+    keep = np.ones(len(confidence), dtype=bool) if threshold is None else confidence >= threshold
+    if top_k is not None:
+        capped = np.zeros_like(keep)
+        for c in range(num_labels):
+            idx = np.flatnonzero(keep & (labels == c))
+            best = idx[np.argsort(-confidence[idx], kind="stable")[:top_k]]
+            capped[best] = True
+        keep = capped
+    return np.flatnonzero(keep)
+
+
+def pseudo_label(
+    pool: Dataset,
+    label_map: LabelMap,
+    *,
+    threshold: float | None = 0.9,
+    top_k: int | None = None,
+) -> Dataset:
+    """Turn a pool carrying ``source_probs`` into a labelled dataset.
+
+    Output columns: ``text``, ``label`` (``ClassLabel`` of the target labels), ``soft_label`` (the full
+    target distribution) and ``confidence`` (its maximum).
+    """
+    check_selection(threshold, top_k)
+    if PROBS_COLUMN not in pool.column_names:
+        raise ConfigError(f"The pool has no {PROBS_COLUMN!r} column; run add_source_probs on it first.")
+    num_labels = len(label_map.target_labels)
+
+    def to_target(batch):
+        soft = label_map.predict_proba(np.asarray(batch[PROBS_COLUMN], dtype=np.float64)).astype(np.float32)
+        return {"soft_label": soft, "label": soft.argmax(1), "confidence": soft.max(1)}
+
+    features = pool.features.copy()
+    features["soft_label"] = Sequence(Value("float32"), length=num_labels)
+    features["label"] = ClassLabel(names=label_map.target_labels)
+    features["confidence"] = Value("float32")
+    keep_columns = ["text", "label", "soft_label", "confidence", PROBS_COLUMN]
+    drop = [c for c in pool.column_names if c not in ("text", PROBS_COLUMN)]
+    for c in drop:
+        features.pop(c)
+    mapped = pool.map(to_target, batched=True, batch_size=4096, remove_columns=drop, features=features,
+                      desc="Mapping to target labels")  # fmt: skip
+    confidence = np.asarray(mapped["confidence"])
+    labels = np.asarray(mapped["label"])
+    rows = select_rows(confidence, labels, num_labels, threshold, top_k)
+    if len(rows) == 0:
+        raise ConfigError(
+            f"Pseudo-labelling kept 0 of {len(pool)} rows: no prediction reached threshold={threshold} "
+            f"(the most confident was {confidence.max():.3f}). Lower threshold, or use top_k instead."
+        )
+    return mapped.select(rows).select_columns([c for c in keep_columns if c != PROBS_COLUMN])

@@ -1,0 +1,205 @@
+"""labelmap on tiny models: map algebra, learned map, selection, distillation loss, head reuse, run end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from torch.nn import functional as F
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+from hf_transfer.config import DataArguments
+from hf_transfer.errors import ConfigError
+from hf_transfer.finetune import prepare
+from hf_transfer.labelmap import (
+    LabelMap,
+    LabelMapConfig,
+    distillation_loss,
+    pseudo_label,
+    run_labelmap,
+    select_rows,
+    source_label_names,
+    transfer_head,
+)
+
+SST5 = ["very negative", "negative", "neutral", "positive", "very positive"]
+BINARY = ["negative", "positive"]
+EXPLICIT = {"very negative": "negative", "negative": "negative", "positive": "positive", "very positive": "positive"}
+
+
+def test_explicit_map_drops_unmapped_and_renormalises():
+    label_map = LabelMap.from_dict(EXPLICIT, SST5, BINARY)
+    probs = np.array([[0.1, 0.2, 0.4, 0.2, 0.1]])  # 0.4 on the dropped 'neutral'
+    assert np.allclose(label_map.predict_proba(probs), [[0.5, 0.5]])
+    probs = np.array([[0.3, 0.3, 0.2, 0.1, 0.1]])
+    assert np.allclose(label_map.predict_proba(probs), [[0.75, 0.25]])
+    assert label_map.as_dict() == EXPLICIT
+    assert "very negative" in str(label_map) and json.loads(label_map.to_json())["hard_map"] == EXPLICIT
+
+
+@pytest.mark.parametrize(
+    ("mapping", "kwargs", "message"),
+    [
+        ({"terrible": "negative"}, {}, "source label(s) ['terrible'] that the source model does not have"),
+        ({"negative": "bad"}, {}, "target label(s) ['bad'] that the target task does not have"),
+        ({"negative": "negative"}, {}, "No source label maps to target label(s) ['positive']"),
+        ({}, {}, "empty"),
+    ],
+)
+def test_bad_maps_are_refused(mapping, kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        LabelMap.from_dict(mapping, SST5, BINARY, **kwargs)
+    assert message in str(err.value)
+
+
+def test_unreachable_target_can_be_allowed():
+    label_map = LabelMap.from_dict({"negative": "negative"}, SST5, BINARY, allow_unreachable=True)
+    assert np.allclose(label_map.predict_proba(np.array([[0, 1.0, 0, 0, 0]])), [[1.0, 0.0]])
+
+
+def test_learned_map_recovers_a_known_mapping():
+    """Source labels A,B → target x and C → target y; the source model is right 90% of the time."""
+    rng = np.random.default_rng(0)
+    true_source = rng.integers(0, 3, size=600)
+    targets = np.where(true_source < 2, 0, 1)
+    probs = np.full((600, 3), 0.05)
+    probs[np.arange(600), true_source] = 0.9
+    label_map = LabelMap.learn(probs, targets, ["A", "B", "C"], ["x", "y"])
+    assert label_map.as_dict() == {"A": "x", "B": "x", "C": "y"}
+    assert label_map.matrix[0, 0] > 0.9 and label_map.matrix[2, 1] > 0.9
+    predicted = label_map.predict_proba(probs).argmax(1)
+    assert (predicted == targets).mean() == 1.0
+
+
+def test_learned_map_needs_every_target_label():
+    with pytest.raises(ConfigError, match=r"no labelled example for target label\(s\) \['y'\]"):
+        LabelMap.learn(np.ones((2, 3)) / 3, [0, 0], ["A", "B", "C"], ["x", "y"])
+
+
+def test_name_map_picks_the_most_similar_target():
+    source = np.array([[1.0, 0.1], [0.9, 0.2], [0.0, 1.0]])
+    target = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert LabelMap.from_names(source, target, ["a", "b", "c"], ["x", "y"]).as_dict() == {"a": "x", "b": "x", "c": "y"}
+
+
+def test_select_rows_threshold_and_top_k():
+    confidence = np.array([0.95, 0.6, 0.99, 0.92, 0.97, 0.91])
+    labels = np.array([0, 0, 0, 1, 1, 0])
+    assert select_rows(confidence, labels, 2, 0.9, None).tolist() == [0, 2, 3, 4, 5]
+    assert select_rows(confidence, labels, 2, 0.9, 1).tolist() == [2, 4]
+    assert select_rows(confidence, labels, 2, None, 2).tolist() == [0, 2, 3, 4]
+
+
+def test_pseudo_label_outputs_and_zero_rows_error():
+    pool = Dataset.from_dict({"text": ["a", "b", "c"], "source_probs": [[0.9, 0.05, 0.05, 0, 0], [0, 0, 1.0, 0, 0],
+                                                                         [0, 0.1, 0, 0.1, 0.8]]})  # fmt: skip
+    label_map = LabelMap.from_dict(EXPLICIT, SST5, BINARY)
+    out = pseudo_label(pool, label_map, threshold=0.9)
+    assert out.column_names == ["text", "label", "soft_label", "confidence"]
+    assert out["text"] == ["a"] and out["label"] == [0]
+    assert out.features["label"].names == BINARY
+    assert np.allclose(out["soft_label"][0], [1.0, 0.0])
+    with pytest.raises(ConfigError, match=r"kept 0 of 2 rows: .*threshold=1.0.*most confident was 0.9"):
+        pseudo_label(pool.select([1, 2]), label_map, threshold=1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": 1.2}, "threshold=1.2 must be in [0, 1]"),
+        ({"top_k": 0}, "top_k=0 must be a positive"),
+        ({"temperature": 0}, "temperature=0 must be > 0"),
+        ({"distill_weight": -0.5}, "distill_weight=-0.5 must be in [0, 1]"),
+        ({"source_model": None}, "source_model is required"),
+        ({"map_method": "explicit"}, "needs label_map"),
+        ({"rounds": 0}, "rounds=0"),
+    ],
+)
+def test_config_validation(tmp_path, kwargs, message):
+    kwargs = {"source_model": "some/model", **kwargs}
+    with pytest.raises(ConfigError) as err:
+        LabelMapConfig(output_dir=str(tmp_path), **kwargs)
+    assert message in str(err.value)
+
+
+def test_distillation_loss_by_hand():
+    student = torch.tensor([[1.0, 0.0]])
+    teacher = torch.tensor([[0.8, 0.2]])
+    labels = torch.tensor([1])
+    t, alpha = 2.0, 0.25
+    p = torch.softmax(teacher.log() / t, -1)
+    q = torch.softmax(student / t, -1)
+    kl = (p * (p / q).log()).sum() * t * t
+    ce = F.cross_entropy(student, labels)
+    expected = (1 - alpha) * ce + alpha * kl
+    assert distillation_loss(student, teacher, labels, t, alpha).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert distillation_loss(student, teacher, None, t, alpha).item() == pytest.approx(kl.item(), rel=1e-5)
+
+
+def test_source_without_id2label_is_refused():
+    with pytest.raises(ConfigError, match="no id2label naming its classes"):
+        source_label_names(BertConfig(num_labels=3))
+
+
+@pytest.mark.parametrize("kind", ["hf_transfer", "bert"])
+def test_head_reuse_averages_mapped_source_rows(tiny_encoder, kind):
+    if kind == "hf_transfer":
+        source, _ = prepare(tiny_encoder, SST5, head_init="random")
+        head = source.classifier
+    else:
+        config = BertConfig.from_pretrained(tiny_encoder, num_labels=5)
+        config.id2label, config.label2id = dict(enumerate(SST5)), {k: i for i, k in enumerate(SST5)}
+        source = BertForSequenceClassification(config)
+        head = source.classifier
+    target = transfer_head(source, LabelMap.from_dict(EXPLICIT, SST5, BINARY))
+    new_head = target.classifier
+    assert torch.allclose(new_head.weight[0], (head.weight[0] + head.weight[1]) / 2)
+    assert torch.allclose(new_head.weight[1], (head.weight[3] + head.weight[4]) / 2)
+    assert torch.allclose(new_head.bias[1], (head.bias[3] + head.bias[4]) / 2)
+    assert target.config.id2label == {0: "negative", 1: "positive"} and source.config.num_labels == 5
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tiny_encoder, tmp_path_factory):
+    """A tiny 5-label 'sentiment' source classifier saved to disk."""
+    model, tok = prepare(tiny_encoder, SST5, head_init="random")
+    folder = tmp_path_factory.mktemp("source")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"label_map": EXPLICIT, "threshold": 0.0},
+        {"map_method": "learned", "top_k": 3, "threshold": 0.0, "n_per_class": 2},
+        {"label_map": EXPLICIT, "threshold": 0.0, "init_from_source": True, "rounds": 2},
+        {"map_method": "names", "threshold": 0.0, "allow_unreachable": True},
+    ],
+)
+def test_run_labelmap_end_to_end(tiny_encoder, tiny_source, sentiment_dir, tmp_path, options):
+    options = dict(options)
+    n_per_class = options.pop("n_per_class", None)
+    config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=tiny_source,
+                            model_name_or_path=tiny_encoder, num_train_epochs=1, disable_tqdm=True,
+                            inference_bf16=False, **options)  # fmt: skip
+    results = run_labelmap(config, DataArguments(dataset=str(sentiment_dir), n_per_class=n_per_class))
+    assert 0 <= results["zero_shot_accuracy"] <= 1 and 0 <= results["accuracy"] <= 1
+    assert len(results["rounds"]) == config.rounds
+    saved = json.loads((tmp_path / "out" / "label_map.json").read_text())
+    assert saved["target_labels"] == BINARY
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert student.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_bad_map_fails_before_the_source_model_loads(tiny_source, sentiment_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("model loaded")
+    )
+    config = LabelMapConfig(output_dir=str(tmp_path), source_model=tiny_source, label_map={"meh": "negative"})
+    with pytest.raises(ConfigError, match="source label"):
+        run_labelmap(config, DataArguments(dataset=str(sentiment_dir)))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets.exceptions import DatasetGenerationError
 
 from .errors import DataError
 
@@ -54,7 +55,8 @@ def _read_files(files: Mapping[str, str | Sequence[str]]) -> DatasetDict:
     files = {split: [paths] if isinstance(paths, str | os.PathLike) else list(paths) for split, paths in files.items()}
     suffixes = {Path(p).suffix for paths in files.values() for p in paths}
     unknown = suffixes - set(FILE_BUILDERS)
-    if unknown or len({FILE_BUILDERS[s] for s in suffixes - unknown}) > 1:
+    formats = {"tsv" if s == ".tsv" else FILE_BUILDERS[s] for s in suffixes - unknown}  # tsv: csv + tab
+    if unknown or len(formats) > 1:
         raise DataError(
             f"Cannot read files ending in {sorted(suffixes)}: use one format of "
             f"{', '.join(sorted(FILE_BUILDERS))} for all splits."
@@ -67,7 +69,18 @@ def _read_files(files: Mapping[str, str | Sequence[str]]) -> DatasetDict:
                 raise DataError(f"Split {split!r} is empty: {p!r} has no rows. Remove it or fill it.")
     builder = FILE_BUILDERS[suffixes.pop()]
     kwargs = {"delimiter": "\t"} if any(str(p).endswith(".tsv") for ps in files.values() for p in ps) else {}
-    return load_dataset(builder, data_files={k: [str(p) for p in v] for k, v in files.items()}, **kwargs)
+    try:
+        loaded = load_dataset(builder, data_files={k: [str(p) for p in v] for k, v in files.items()}, **kwargs)
+    except (DatasetGenerationError, ValueError) as err:
+        for split, paths in files.items():  # find the split at fault: usually one with a header but no rows
+            try:
+                rows = len(load_dataset(builder, data_files={split: paths}, **kwargs)[split])
+            except (DatasetGenerationError, ValueError):
+                rows = 0
+            if rows == 0:
+                raise DataError(f"Split {split!r} is empty: {paths} has no rows. Remove it or fill it.") from None
+        raise DataError(f"Could not read {files}: {type(err).__name__}: {err}") from None
+    return loaded
 
 
 def read_source(source) -> DatasetDict:
@@ -161,6 +174,11 @@ def _label_names(data: DatasetDict, labels: Sequence[str] | None, train_split: s
 def _encode_labels(ds: Dataset, split: str, names: list[str], train_split: str) -> Dataset:
     feature = ds.features["label"]
     if isinstance(feature, ClassLabel):
+        if len(ds) and min(ds.unique("label")) < 0:
+            raise DataError(
+                f"Split {split!r} has unlabelled rows (label -1, as in hidden test sets). Drop them "
+                f"(dataset.filter(lambda r: r['label'] >= 0)) or leave that split out."
+            )
         if list(feature.names) == names:
             return ds
         values = [feature.names[i] for i in ds.unique("label")]
@@ -225,6 +243,13 @@ def load_target(
     names = _label_names(data, labels, "train")
     data = DatasetDict({split: _encode_labels(ds, split, names, "train") for split, ds in data.items()})
     if "validation" not in data and validation_size:
+        counts = np.bincount(np.asarray(data["train"]["label"]), minlength=len(names))
+        tiny = [names[i] for i, c in enumerate(counts) if c < 2]
+        if tiny:
+            raise DataError(
+                f"Cannot carve a stratified validation split: label(s) {tiny} have fewer than 2 train rows. "
+                f"Add rows, provide a validation file, or pass validation_size=0."
+            )
         parts = data["train"].train_test_split(test_size=validation_size, stratify_by_column="label", seed=seed)
         data["train"], data["validation"] = parts["train"], parts["test"]
     return data

@@ -129,8 +129,8 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         logits = self.classifier(self.dropout(sentence_embedding.to(self.classifier.weight.dtype)))
         loss = None
         if labels is not None:
-            if labels.dtype in (torch.long, torch.int):
-                loss = nn.functional.cross_entropy(logits, labels)
+            if not labels.is_floating_point():
+                loss = nn.functional.cross_entropy(logits, labels.long())
             else:  # soft targets (distributions over labels)
                 loss = nn.functional.cross_entropy(logits, labels.to(logits.dtype))
         return SequenceClassifierOutput(loss=loss, logits=logits)

@@ -24,8 +24,11 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
-    if not argv or argv[0] not in STRATEGIES:
-        parser.parse_args(argv or ["--help"])  # prints help / version / the unknown-command error
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0] not in STRATEGIES:
+        parser.parse_args(argv)  # prints help / version / the unknown-command error, and exits
         return 2
     from .train import main as train_main
 

@@ -1,0 +1,189 @@
+"""Shared fixtures: a tiny random BERT + tokenizer on disk, and small target-data files in every format.
+
+Nothing here downloads: the Hub is switched off before any Hugging Face library is imported, the encoder
+is built from a config with a fixed seed, and the data is written by the fixtures themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+import pytest  # noqa: E402
+
+# Words the tiny tokenizer knows; every text in the fixtures is made of them (no [UNK] in the data).
+ADJECTIVES = {
+    "positive": ["good", "great", "fine", "lovely"],
+    "negative": ["bad", "awful", "terrible", "boring"],
+    "neutral": ["okay", "average", "plain", "ordinary"],
+}
+NOUNS = ["movie", "film", "plot", "story", "cast"]
+EXTRA_WORDS = "the a was it this very and not really so negative neutral positive".split()  # + label names
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for ws in ADJECTIVES.values() for w in ws}), *NOUNS]
+VOCAB += EXTRA_WORDS
+LABELS = sorted(ADJECTIVES)  # ['negative', 'neutral', 'positive']
+
+HIDDEN = 32
+LAYERS = 2
+
+
+def make_rows() -> list[dict]:
+    """20 rows per label (4 adjectives x 5 nouns), interleaved so every slice is balanced."""
+    rows = []
+    for i, noun in enumerate(NOUNS):
+        for j in range(4):
+            for label in LABELS:
+                adj = ADJECTIVES[label][j]
+                prefix = "the" if (i + j) % 2 else "a very"
+                rows.append({"text": f"{prefix} {adj} {noun}", "label": label})
+    return rows
+
+
+def split_rows(rows: list[dict]) -> dict[str, list[dict]]:
+    """12 / 4 / 4 rows per label for train / validation / test."""
+    per_label: dict[str, list[dict]] = {}
+    for row in rows:
+        per_label.setdefault(row["label"], []).append(row)
+    splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
+    for label_rows in per_label.values():
+        splits["train"] += label_rows[:12]
+        splits["validation"] += label_rows[12:16]
+        splits["test"] += label_rows[16:20]
+    return splits
+
+
+def write_rows(path, rows: list[dict], fmt: str | None = None) -> str:
+    """Write ``rows`` as jsonl, csv, tsv or parquet (from the suffix unless ``fmt`` is given)."""
+    fmt = fmt or path.suffix.lstrip(".")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt in ("csv", "tsv"):
+        import csv
+
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="," if fmt == "csv" else "\t")
+            writer.writeheader()
+            writer.writerows(rows)
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), str(path))
+    else:
+        raise ValueError(fmt)
+    return str(path)
+
+
+def _build_encoder(folder) -> str:
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    # transformers 5 takes the vocabulary as ``vocab=`` (a ``vocab_file=`` keyword is silently ignored and
+    # leaves a 5-token tokenizer that maps every word to [UNK]).
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    assert len(tokenizer) == len(VOCAB) and tokenizer.unk_token_id not in tokenizer("good movie")["input_ids"]
+    tokenizer.model_max_length = 64
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1234)
+    try:
+        BertModel(config).eval().save_pretrained(folder)
+    finally:
+        torch.random.set_rng_state(state)
+    return str(folder)
+
+
+def write_sentence_transformers_files(folder, *, mode: str = "cls", normalize: bool = True) -> None:
+    """The ``modules.json`` + ``1_Pooling/config.json`` a sentence-transformers checkpoint carries."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps(
+            {
+                "word_embedding_dimension": HIDDEN,
+                "pooling_mode_cls_token": mode == "cls",
+                "pooling_mode_mean_tokens": mode == "mean",
+                "pooling_mode_max_tokens": mode == "max",
+            }
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module's tests: tiny models gain nothing from more, and on a shared 2-core machine
+    a second busy process makes multi-threaded kernels spin (3-4x slower). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A random 2-layer, 32-wide BERT and its WordPiece tokenizer, saved with ``save_pretrained``."""
+    return _build_encoder(tmp_path_factory.mktemp("tiny_bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_st_model_dir(tmp_path_factory, tiny_model_dir) -> str:
+    """The same weights as a sentence-transformers checkpoint declaring CLS pooling + Normalize."""
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path_factory.mktemp("tiny_st") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    write_sentence_transformers_files(Path(folder), mode="cls", normalize=True)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def target_rows() -> dict[str, list[dict]]:
+    return split_rows(make_rows())
+
+
+@pytest.fixture(scope="session")
+def target_dir(tmp_path_factory, target_rows):
+    """A folder with train.jsonl (36 rows), validation.jsonl (12) and test.jsonl (12), 3 balanced labels."""
+    folder = tmp_path_factory.mktemp("target")
+    for split, rows in target_rows.items():
+        write_rows(folder / f"{split}.jsonl", rows)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def target_files(tmp_path_factory, target_rows):
+    """The same splits in every readable format: ``{fmt: {split: path}}``."""
+    folder = tmp_path_factory.mktemp("formats")
+    return {
+        fmt: {split: write_rows(folder / fmt / f"{split}.{fmt}", rows) for split, rows in target_rows.items()}
+        for fmt in ("jsonl", "csv", "tsv", "parquet")
+    }

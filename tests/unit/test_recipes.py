@@ -1,0 +1,30 @@
+"""Every shipped recipe parses into its strategy's config: no unknown keys, no invalid values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_transfer.cli.parsing import parse_with_config
+from hf_transfer.cli.train import make_parser
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+FILES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate")
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.name}" for p in FILES])
+def test_recipe_parses(path, tmp_path):
+    strategy = "labelmap" if path.parent.name == "labelmap" else "finetune"
+    data_args, config = parse_with_config(
+        make_parser(strategy), ["--config", str(path), "--output_dir", str(tmp_path)]
+    )
+    assert data_args.dataset.startswith("bundled:")
+    assert str(path.relative_to(RECIPES.parent)) in (RECIPES / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("accelerate/*.yaml")), ids=lambda p: p.name)
+def test_accelerate_configs_are_mappings(path):
+    config = yaml.safe_load(path.read_text())
+    assert config["distributed_type"] in ("NO", "MULTI_GPU") and config["num_processes"] >= 1

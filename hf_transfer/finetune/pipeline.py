@@ -49,19 +49,8 @@ def load_data_args(data_args: DataArguments):
     return train, eval_ds, label_names(data)
 
 
-def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
-    return dataset.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-        batched=True,
-        remove_columns=["text"],
-        desc="Tokenizing",
-    )
-
-
-def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
-    """Train (unless ``n_per_class == 0``), evaluate, save to ``config.output_dir``; returns the results."""
-    start = time.perf_counter()
-    train, eval_ds, labels = load_data_args(data_args)
+def check_config(config: FinetuneConfig, labels: list[str]) -> None:
+    """The model-side checks of ``prepare`` (method, layers, descriptions), without loading weights."""
     check_prepare_args(
         config.model_name_or_path,
         labels,
@@ -69,7 +58,11 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         freeze_layers=config.freeze_layers,
         label_descriptions=config.label_descriptions,
     )
-    model, tokenizer = prepare(
+
+
+def prepare_from_config(config: FinetuneConfig, labels: list[str]):
+    """``prepare`` with every model option taken from a ``FinetuneConfig`` (or a subclass)."""
+    return prepare(
         config.model_name_or_path,
         labels,
         method=config.method,
@@ -83,6 +76,23 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         peft_kwargs=config.peft_kwargs,
         max_length=config.max_length,
     )
+
+
+def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
+    return dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=["text"],
+        desc="Tokenizing",
+    )
+
+
+def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
+    """Train (unless ``n_per_class == 0``), evaluate, save to ``config.output_dir``; returns the results."""
+    start = time.perf_counter()
+    train, eval_ds, labels = load_data_args(data_args)
+    check_config(config, labels)
+    model, tokenizer = prepare_from_config(config, labels)
     base = model.get_base_model() if config.is_peft else model
     use_features = config.method == "head" and config.cache_features
     if use_features:

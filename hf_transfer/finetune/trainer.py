@@ -19,19 +19,30 @@ from transformers import Trainer, TrainerCallback
 PRIOR_COLUMN = "prior_logits"
 
 
-class PriorRegularizedTrainer(Trainer):
+class ExtraColumnsMixin:
+    """Keep dataset columns that ``compute_loss`` reads but the model's ``forward`` does not accept.
+
+    The Trainer drops every column not in the forward signature (``remove_unused_columns``); a loss
+    that needs, say, teacher probabilities names them in ``extra_columns``.
+    """
+
+    extra_columns: tuple[str, ...] = ()
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns += [c for c in self.extra_columns if c not in self._signature_columns]
+
+
+class PriorRegularizedTrainer(ExtraColumnsMixin, Trainer):
     """``Trainer`` whose loss is ``(1 - w) * CE + w * KL(prior || model)`` when a prior column is present."""
+
+    extra_columns = (PRIOR_COLUMN,)
 
     def __init__(self, *args, prior_weight: float = 0.0, **kwargs):
         if not 0.0 <= prior_weight <= 1.0:
             raise ValueError(f"prior_weight={prior_weight} must be in [0, 1].")
         self.prior_weight = prior_weight
         super().__init__(*args, **kwargs)
-
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        if PRIOR_COLUMN not in self._signature_columns:
-            self._signature_columns.append(PRIOR_COLUMN)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         prior_logits = inputs.pop(PRIOR_COLUMN, None)

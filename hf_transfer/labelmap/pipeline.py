@@ -20,8 +20,8 @@ from .. import __version__
 from ..config import DataArguments
 from ..defaults import resolve_model
 from ..errors import ConfigError
-from ..finetune.model import check_prepare_args, embed_texts, export_model, prepare
-from ..finetune.pipeline import load_data_args, tokenize
+from ..finetune.model import embed_texts, export_model, prepare
+from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, tokenize
 from ..metrics import classification, classification_scores
 from .config import LabelMapConfig
 from .head import transfer_head
@@ -75,20 +75,7 @@ def _training_rows(pseudo: Dataset, gold: Dataset, num_labels: int) -> Dataset:
 def _student(config: LabelMapConfig, labels, source, label_map):
     if config.init_from_source:
         return transfer_head(source, label_map), None
-    return prepare(
-        config.model_name_or_path,
-        labels,
-        method=config.method,
-        pooling=config.pooling,
-        normalize=config.normalize,
-        head_init=config.head_init,
-        label_descriptions=config.label_descriptions,
-        head_init_scale=config.head_init_scale,
-        freeze_embeddings=config.freeze_embeddings,
-        freeze_layers=config.freeze_layers,
-        peft_kwargs=config.peft_kwargs,
-        max_length=config.max_length,
-    )
+    return prepare_from_config(config, labels)
 
 
 def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
@@ -108,13 +95,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     if method == "explicit":
         LabelMap.from_dict(config.label_map, source_labels, labels, allow_unreachable=config.allow_unreachable)
     if not config.init_from_source:
-        check_prepare_args(
-            config.model_name_or_path,
-            labels,
-            method=config.method,
-            freeze_layers=config.freeze_layers,
-            label_descriptions=config.label_descriptions,
-        )
+        check_config(config, labels)
     pool = train.select_columns(["text"])
     if config.max_pool_samples is not None:
         pool = pool.select(range(min(config.max_pool_samples, len(pool))))

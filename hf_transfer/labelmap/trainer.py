@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from transformers import Trainer
 
 from ..errors import ConfigError
+from ..finetune.trainer import ExtraColumnsMixin
 
 SOFT_COLUMN = "soft_labels"
 
@@ -41,19 +42,16 @@ def distillation_loss(
     return (1 - alpha) * ce + alpha * kl
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(ExtraColumnsMixin, Trainer):
     """``Trainer`` that distils the ``soft_labels`` column into the student alongside the gold labels."""
+
+    extra_columns = (SOFT_COLUMN,)
 
     def __init__(self, *args, temperature: float = 2.0, distill_weight: float = 0.5, **kwargs):
         check_distillation(temperature, distill_weight)
         self.temperature = temperature
         self.distill_weight = distill_weight
         super().__init__(*args, **kwargs)
-
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        if SOFT_COLUMN not in self._signature_columns:
-            self._signature_columns.append(SOFT_COLUMN)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         soft = inputs.pop(SOFT_COLUMN, None)

@@ -32,6 +32,10 @@ _LAZY = {
     "LabelMap": "labelmap",
     "run_labelmap": "labelmap",
     "run_finetune": "finetune",
+    "GenerateConfig": "generate",
+    "generate_dataset": "generate",
+    "generation_stats": "generate",
+    "run_generate": "generate",
     "STRATEGIES": "registry",
     "get_strategy": "registry",
 }
@@ -44,6 +48,7 @@ _SUBMODULES = {
     "metrics",
     "finetune",
     "labelmap",
+    "generate",
     "registry",
     "cli",
 }
@@ -51,12 +56,13 @@ _SUBMODULES = {
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from . import cli, finetune, labelmap, metrics  # noqa: F401
+    from . import cli, finetune, generate, labelmap, metrics  # noqa: F401
     from .config import DataArguments  # noqa: F401
     from .data import bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
     from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
     from .errors import ConfigError, DataError, HfTransferError  # noqa: F401
     from .finetune import FinetuneConfig, run_finetune  # noqa: F401
+    from .generate import GenerateConfig, generate_dataset, generation_stats, run_generate  # noqa: F401
     from .labelmap import LabelMap, LabelMapConfig, run_labelmap  # noqa: F401
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401

@@ -56,3 +56,12 @@ register_strategy(
         help="Map a source classifier's labels onto the target: zero-shot, pseudo-labels, distillation.",
     )
 )
+register_strategy(
+    Strategy(
+        name="generate",
+        module="hf_transfer.generate",
+        config="GenerateConfig",
+        run="run_generate",
+        help="Write a labelled training set with a generative model (prompted per label), filtered and resumable.",
+    )
+)

@@ -94,9 +94,9 @@ def add_source_probs(
     Under several processes (``accelerate launch``) each process maps a contiguous shard; shards are
     written to a shared temporary folder and concatenated in order on every process.
     """
-    from accelerate import PartialState
+    from ..distributed import partial_state
 
-    state = PartialState()
+    state = partial_state()
     features = dataset.features.copy()
     features[PROBS_COLUMN] = SequenceFeature(Value("float32"), length=model.config.num_labels)
 

@@ -1,0 +1,30 @@
+"""The generate strategy: write a labelled training set with a generative model, from label names alone
+(optionally one-line descriptions and a few real examples), then filter it. Train on the result with the
+finetune strategy (``--dataset <output_dir>/dataset``)."""
+
+from .config import GenerateConfig
+from .filters import apply_filters, clean_text, contamination_mask, default_scorer, near_duplicate_mask
+from .generation import check_generator, generate_batch, load_generator, measure_throughput
+from .pipeline import generate_dataset, generation_stats, run_generate
+from .prompts import build_prompts, load_templates
+from .shards import ShardStore, batch_seed
+
+__all__ = [
+    "GenerateConfig",
+    "ShardStore",
+    "apply_filters",
+    "batch_seed",
+    "build_prompts",
+    "check_generator",
+    "clean_text",
+    "contamination_mask",
+    "default_scorer",
+    "generate_batch",
+    "generate_dataset",
+    "generation_stats",
+    "load_generator",
+    "load_templates",
+    "measure_throughput",
+    "near_duplicate_mask",
+    "run_generate",
+]

@@ -1,0 +1,251 @@
+"""Filters over generated rows. Each takes the surviving rows and returns a keep-mask; ``apply_filters`` runs
+them in order (cheap first, the scorer last) and counts what each removed.
+
+Order: cleaning → length → contamination → exact duplicates → near duplicates → label consistency.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .generation import PREAMBLE
+
+Scorer = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, num_labels) probabilities
+
+ARTEFACT = re.compile(r"<\|[^|>]*\|>|</?s>|\[/?INST\]|<end_of_turn>|<start_of_turn>")
+ROLE = re.compile(r"^\s*(assistant|user|system|model)\s*(:\s*|$)", re.I)
+FIELD = re.compile(
+    r"^\s*([\w-]+\s+){0,2}(text|example|review|answer|output|response|sentence|tweet|headline|sample)\s*\d*\s*:\s*",
+    re.I,
+)
+NUMBERING = re.compile(r"^\s*(\(?\d{1,3}[.)\]:]|[-*•–]|#+)\s+")
+QUOTES = [('"', '"'), ("“", "”"), ("'", "'"), ("‘", "’"), ("«", "»"), ("`", "`")]
+
+
+# ----------------------------------------------------------------------------------------------- cleaning
+def clean_text(text: str, prompt: str | None = None) -> str:
+    """The example inside a raw generation: chat artefacts, role and field labels, numbering, quotes,
+    preamble lines and echoed prompt lines removed; the first remaining line. ``""`` if nothing is left."""
+    text = ARTEFACT.sub(" ", unicodedata.normalize("NFC", text))
+    echoed = {_norm(line) for line in (prompt or "").splitlines() if len(line.split()) >= 3}
+    for line in text.splitlines():
+        line = _strip_line(line)
+        if line and PREAMBLE.search(line) and ":" in line[:-1]:  # 'Here is one: "The text."' keeps the text
+            line = _strip_line(line.split(":", 1)[1])
+        if not line or PREAMBLE.search(line) or _norm(line) in echoed:
+            continue
+        if prompt and len(line) > 20 and _norm(line) in _norm(prompt):
+            continue
+        return line
+    return ""
+
+
+def _strip_line(line: str) -> str:
+    previous = None
+    while previous != line:
+        previous = line
+        line = ROLE.sub("", line)
+        line = FIELD.sub("", line)
+        line = NUMBERING.sub("", line)
+        line = line.strip()
+        for left, right in QUOTES:
+            if len(line) >= 2 and line.startswith(left) and line.endswith(right):
+                line = line[len(left) : -len(right)].strip()
+        if line.count('"') == 1 and (line.startswith('"') or line.endswith('"')):
+            line = line.strip('"').strip()  # a quote cut off by the stop
+    return re.sub(r"\s+", " ", line)
+
+
+def _norm(text: str) -> str:
+    """Lower-case, punctuation dropped, whitespace collapsed: the key for exact duplicates."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def words(text: str) -> list[str]:
+    return _norm(text).split()
+
+
+# ----------------------------------------------------------------------------------------------- length
+def length_mask(texts: Sequence[str], min_words: int, max_words: int) -> np.ndarray:
+    counts = np.array([len(t.split()) for t in texts], dtype=int)
+    return (counts >= min_words) & (counts <= max_words)
+
+
+# ----------------------------------------------------------------------------------------------- contamination
+def contamination_mask(texts: Sequence[str], eval_texts: Sequence[str] | None, n: int) -> np.ndarray:
+    """False for texts sharing an ``n``-word run with any eval text (or equal to a shorter eval text).
+    One pass over the eval texts to build a hash set, one over the candidates: O(total words)."""
+    keep = np.ones(len(texts), dtype=bool)
+    if not eval_texts or n <= 0:
+        return keep
+    grams: set[int] = set()
+    short: set[str] = set()
+    for text in eval_texts:
+        w = words(text)
+        if len(w) < n:
+            short.add(" ".join(w))
+        grams.update(hash(tuple(w[i : i + n])) for i in range(len(w) - n + 1))
+    for j, text in enumerate(texts):
+        w = words(text)
+        if " ".join(w) in short or any(hash(tuple(w[i : i + n])) in grams for i in range(len(w) - n + 1)):
+            keep[j] = False
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------- duplicates
+def exact_duplicate_mask(texts: Sequence[str]) -> np.ndarray:
+    """Keep the first of each group of texts equal after normalisation."""
+    seen: set[str] = set()
+    keep = np.ones(len(texts), dtype=bool)
+    for i, text in enumerate(texts):
+        key = _norm(text)
+        keep[i] = key not in seen
+        seen.add(key)
+    return keep
+
+
+def shingles(text: str, k: int = 5) -> set[str]:
+    t = _norm(text)
+    return {t} if len(t) <= k else {t[i : i + k] for i in range(len(t) - k + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+_PRIME = np.uint64(4294967311)  # > 2**32
+_RNG = np.random.default_rng(20240601)
+_NUM_PERM = 64
+_A = _RNG.integers(1, 2**31, size=_NUM_PERM, dtype=np.uint64)
+_B = _RNG.integers(0, 2**31, size=_NUM_PERM, dtype=np.uint64)
+
+
+def minhash(shingle_set: set[str]) -> np.ndarray:
+    hashes = np.fromiter((zlib.crc32(s.encode()) for s in shingle_set), dtype=np.uint64, count=len(shingle_set))
+    return ((np.outer(hashes, _A) + _B) % _PRIME).min(axis=0)
+
+
+def lsh_bands(threshold: float, num_perm: int = _NUM_PERM) -> int:
+    """Number of bands b (rows r = num_perm / b) whose S-curve threshold (1/b)^(1/r) is just below ``threshold``
+    (favours recall; candidates are verified with the exact Jaccard)."""
+    options = [b for b in range(1, num_perm + 1) if num_perm % b == 0]
+    below = [b for b in options if (1 / b) ** (b / num_perm) <= threshold]
+    return min(below) if below else num_perm
+
+
+def near_duplicate_mask(texts: Sequence[str], threshold: float, k: int = 5) -> np.ndarray:
+    """Keep a text unless its character ``k``-gram Jaccard similarity to an earlier kept text is
+    ``>= threshold``. MinHash + LSH buckets find candidates, so the cost is O(n) for typical data (only texts
+    that share a bucket are compared) instead of O(n²) pairs."""
+    keep = np.ones(len(texts), dtype=bool)
+    if threshold >= 1.0 or len(texts) < 2:
+        return keep
+    if threshold <= 0.0:  # everything is "similar enough": keep the first row only
+        keep[1:] = False
+        return keep
+    bands = lsh_bands(threshold)
+    rows = _NUM_PERM // bands
+    buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+    kept_shingles: dict[int, set[str]] = {}
+    for i, text in enumerate(texts):
+        sh = shingles(text, k)
+        signature = minhash(sh)
+        keys = [signature[b * rows : (b + 1) * rows].tobytes() for b in range(bands)]
+        candidates = {j for b, key in enumerate(keys) for j in buckets[b].get(key, ())}
+        if any(jaccard(sh, kept_shingles[j]) >= threshold for j in sorted(candidates)):
+            keep[i] = False
+            continue
+        kept_shingles[i] = sh
+        for b, key in enumerate(keys):
+            buckets[b].setdefault(key, []).append(i)
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------- consistency
+def consistency_scores(texts: Sequence[str], label_ids: Sequence[int], scorer: Scorer) -> np.ndarray:
+    """The scorer's probability of each text's intended label."""
+    if not len(texts):
+        return np.zeros(0, dtype=np.float32)
+    probs = np.asarray(scorer(list(texts)), dtype=np.float32)
+    if probs.shape != (len(texts), probs.shape[1]) or probs.shape[1] <= max(label_ids):
+        raise ValueError(f"The consistency scorer returned shape {probs.shape} for {len(texts)} texts.")
+    return probs[np.arange(len(texts)), np.asarray(label_ids)]
+
+
+def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None, model: str = "minilm") -> Scorer:
+    """The label-description zero-shot classifier of ``hf_transfer.finetune.prepare`` as ``texts -> probs``."""
+    import torch
+
+    from ..finetune.model import prepare
+
+    descriptions = {k: v for k, v in (descriptions or {}).items() if v}
+    classifier, tokenizer = prepare(model, list(labels), method="head", label_descriptions=descriptions or None)
+
+    @torch.inference_mode()
+    def score(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=128,
+                return_tensors="pt",
+            )
+            out.append(classifier(**batch).logits.float().softmax(-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(labels)), dtype=np.float32)
+
+    return score
+
+
+# ----------------------------------------------------------------------------------------------- all of them
+FILTER_ORDER = ("cleaning", "length", "contamination", "exact_duplicate", "near_duplicate", "consistency")
+
+
+def apply_filters(
+    rows: list[dict],
+    *,
+    min_words: int,
+    max_words: int,
+    near_dup_threshold: float,
+    consistency_threshold: float,
+    contamination_ngram: int,
+    eval_texts: Sequence[str] | None = None,
+    scorer: Scorer | None = None,
+    load_scorer: Callable[[], Scorer] | None = None,
+) -> tuple[list[dict], dict]:
+    """Run every filter over ``rows`` (dicts with ``raw_text``, ``prompt``, ``label_id``); returns the kept rows
+    (with ``text`` and ``consistency`` set) and ``{"removed": {filter: count}, ...}``.
+
+    ``scorer`` is a ``texts -> probs`` callable; else ``load_scorer()`` makes one, called only if rows reach the
+    consistency filter with a threshold above 0 (so the scorer model loads only when needed)."""
+    removed = dict.fromkeys(FILTER_ORDER, 0)
+
+    def keep_where(current: list[dict], mask: np.ndarray, name: str) -> list[dict]:
+        removed[name] += int((~mask).sum())
+        return [row for row, k in zip(current, mask) if k]
+
+    current = [{**row, "text": clean_text(row["raw_text"], row.get("prompt"))} for row in rows]
+    current = keep_where(current, np.array([bool(r["text"]) for r in current], dtype=bool), "cleaning")
+    current = keep_where(current, length_mask([r["text"] for r in current], min_words, max_words), "length")
+    mask = contamination_mask([r["text"] for r in current], eval_texts, contamination_ngram)
+    current = keep_where(current, mask, "contamination")
+    current = keep_where(current, exact_duplicate_mask([r["text"] for r in current]), "exact_duplicate")
+    mask = near_duplicate_mask([r["text"] for r in current], near_dup_threshold)
+    current = keep_where(current, mask, "near_duplicate")
+    if consistency_threshold > 0 and current and (scorer is not None or load_scorer is not None):
+        scorer = scorer if scorer is not None else load_scorer()
+        scores = consistency_scores([r["text"] for r in current], [r["label_id"] for r in current], scorer)
+        for row, score in zip(current, scores):
+            row["consistency"] = float(score)
+        current = keep_where(current, scores >= consistency_threshold, "consistency")
+    else:
+        for row in current:
+            row["consistency"] = None
+    return current, {"generated": len(rows), "removed": removed, "kept": len(current)}

@@ -1,0 +1,289 @@
+"""One generate run: check everything → prompts → batched generation into resumable shards → filters →
+a labelled ``Dataset`` (saved to ``<output_dir>/dataset`` by :func:`run_generate`, ready for finetune).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets import ClassLabel, Dataset, Features, Value, load_from_disk
+
+from .. import __version__
+from ..distributed import partial_state
+from ..errors import ConfigError
+from .config import GenerateConfig
+from .filters import Scorer, apply_filters, default_scorer
+from .generation import check_generator, generate_batch, load_generator
+from .prompts import Prompt, build_prompts, group_seed_examples, load_templates, seed_examples_digest
+from .shards import ShardStore, batch_seed
+
+DATASET_DIR = "dataset"
+
+
+def dataset_features(labels: Sequence[str]) -> Features:
+    return Features(
+        {
+            "text": Value("string"),
+            "label": ClassLabel(names=list(labels)),
+            "generator": Value("string"),
+            "template_id": Value("string"),
+            "attributes": Value("string"),  # JSON: the style/length/... drawn for the row
+            "seed": Value("int64"),  # the batch's sampling seed
+            "row_index": Value("int64"),
+            "new_tokens": Value("int64"),
+            "consistency": Value("float32"),  # scorer's probability of the intended label (None if off)
+        }
+    )
+
+
+def read_seed_examples_file(path: str) -> list[dict]:
+    from ..data import read_source
+
+    try:
+        data = read_source(path)
+    except ValueError as err:
+        raise ConfigError(f"Cannot read seed_examples_file {path!r}: {err}") from None
+    ds = data["train"] if "train" in data else next(iter(data.values()))
+    if "text" not in ds.column_names or "label" not in ds.column_names:
+        raise ConfigError(f"seed_examples_file {path!r} needs 'text' and 'label' columns, has {ds.column_names}.")
+    return [{"text": t, "label": y} for t, y in zip(ds["text"], ds["label"])]
+
+
+def plan(config: GenerateConfig, seed_examples=None) -> tuple[list[Prompt], dict]:
+    """Everything decided before the generator loads: the prompts and the run's fingerprint. Raises
+    ``ConfigError`` for bad labels, templates or seed examples."""
+    labels = config.labels
+    templates = load_templates(config.templates)
+    if seed_examples is None and config.seed_examples_file:
+        seed_examples = read_seed_examples_file(config.seed_examples_file)
+    grouped = group_seed_examples(seed_examples, labels)
+    prompts = build_prompts(
+        labels,
+        config.n_per_label,
+        templates,
+        seed=config.seed,
+        descriptions=config.label_descriptions,
+        seed_examples=grouped,
+        n_shots=config.n_shots,
+    )
+    fingerprint = {
+        **config.generation_fingerprint(),
+        "templates_digest": templates.digest(),
+        "seed_examples_digest": seed_examples_digest(grouped),
+    }
+    return prompts, fingerprint
+
+
+def generate_dataset(
+    config: GenerateConfig,
+    *,
+    eval_texts: Sequence[str] | None = None,
+    seed_examples=None,
+    scorer: Scorer | None = None,
+    generator=None,
+) -> Dataset:
+    """Generate ``n_per_label`` rows per label, filter them, save the kept rows to ``<output_dir>/dataset``
+    (``save_to_disk``) and return them as a ``Dataset``.
+
+    Columns: ``text``, ``label`` (``ClassLabel`` over the labels) and provenance (``generator``,
+    ``template_id``, ``attributes``, ``seed``, ``row_index``, ``new_tokens``, ``consistency``). The run's
+    statistics (rows each filter removed, throughput) are JSON in ``dataset.info.description``; read them
+    with :func:`generation_stats`.
+
+    ``eval_texts`` are protected from contamination; ``seed_examples`` (rows with ``text``/``label``, or a
+    ``Dataset``) are shown as few-shot examples; ``scorer`` (``texts -> probs``) replaces the default
+    label-consistency classifier; ``generator`` is an already loaded ``(model, tokenizer)``.
+    Under several processes, batches are split between them (``split_between_processes``); the main process
+    merges the shards in order, filters and saves; every process returns the saved result.
+    """
+    state = partial_state()
+    prompts, fingerprint = plan(config, seed_examples)
+    if generator is None:
+        check_generator(config.generator)
+    if scorer is None and config.resolved_consistency_threshold() > 0:
+        from ..finetune.model import check_prepare_args
+
+        check_prepare_args(config.consistency_model, config.labels, label_descriptions=config.label_descriptions)
+    store = ShardStore(config.output_dir)
+    store.check(fingerprint, config.overwrite)  # every process: all raise together, nobody hangs
+    if state.is_main_process:
+        store.start(fingerprint, config.overwrite)
+    state.wait_for_everyone()
+
+    batches = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+    done = store.done(len(batches))
+    todo = [i for i in range(len(batches)) if i not in done]
+    session = {"resumed_batches": len(done), "generated_batches": len(todo)}
+    if todo:
+        model, tokenizer = generator if generator is not None else load_generator(config.generator)
+        _generate(config, store, batches, todo, model, tokenizer, state)
+    state.wait_for_everyone()
+
+    dataset_dir = Path(config.output_dir) / DATASET_DIR
+    if state.is_main_process:  # merge the shards in batch order and filter once, on the main process
+        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session)
+        dataset.save_to_disk(str(dataset_dir))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        dataset = load_from_disk(str(dataset_dir))
+    return dataset
+
+
+def _filter_and_build(config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict) -> Dataset:
+    labels = config.labels
+    kept, stats = apply_filters(
+        rows,
+        min_words=config.min_words,
+        max_words=config.max_words,
+        near_dup_threshold=config.near_dup_threshold,
+        consistency_threshold=config.resolved_consistency_threshold(),
+        contamination_ngram=config.contamination_ngram,
+        eval_texts=eval_texts,
+        scorer=scorer,
+        load_scorer=lambda: default_scorer(labels, config.label_descriptions, config.consistency_model),
+    )
+    stats.update(session)
+    stats.update(_throughput(rows, config))
+    stats["kept_per_label"] = {label: sum(r["label_id"] == i for r in kept) for i, label in enumerate(labels)}
+    stats["consistency_threshold"] = config.resolved_consistency_threshold()
+    columns = {
+        "text": [r["text"] for r in kept],
+        "label": [r["label_id"] for r in kept],
+        "generator": [r["generator"] for r in kept],
+        "template_id": [r["template_id"] for r in kept],
+        "attributes": [json.dumps(r["attributes"], sort_keys=True) for r in kept],
+        "seed": [r["seed"] for r in kept],
+        "row_index": [r["index"] for r in kept],
+        "new_tokens": [r["new_tokens"] for r in kept],
+        "consistency": [r["consistency"] for r in kept],
+    }
+    dataset = Dataset.from_dict(columns, features=dataset_features(labels))  # columnar: works with 0 rows too
+    dataset.info.description = json.dumps(stats)
+    return dataset
+
+
+def generation_stats(dataset: Dataset) -> dict:
+    """The stats ``generate_dataset`` attached to a dataset (also after ``save_to_disk``/``load_from_disk``)."""
+    return json.loads(dataset.info.description or "{}")
+
+
+def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state) -> None:
+    from tqdm.auto import tqdm
+
+    total = sum(len(b) for b in batches)
+    remaining = sum(len(batches[i]) for i in todo)
+    with state.split_between_processes(todo) as mine:
+        bar = tqdm(
+            total=total,
+            initial=total - remaining,
+            unit="row",
+            desc=f"Generating ({config.generator})",
+            disable=not state.is_main_process,
+        )
+        for batch_index in mine:
+            batch = batches[batch_index]
+            seed = batch_seed(config.seed, batch_index)
+            out = generate_batch(
+                model,
+                tokenizer,
+                [p.text for p in batch],
+                seed=seed,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                stop_at_newline=config.stop_at_newline,
+                bf16=config.bf16,
+            )
+            store.write(
+                batch_index,
+                [
+                    {
+                        "index": p.index,
+                        "batch": batch_index,
+                        "label": p.label,
+                        "label_id": p.label_id,
+                        "template_id": p.template_id,
+                        "attributes": p.attributes,
+                        "prompt": p.text,
+                        "raw_text": text,
+                        "seed": seed,
+                        "new_tokens": n,
+                        "batch_seconds": out.seconds,
+                        "generator": config.generator,
+                    }
+                    for p, text, n in zip(batch, out.texts, out.new_tokens)
+                ],
+            )
+            # every process advances by its own rows; the main process's bar shows its share x processes
+            bar.update(len(batch) * state.num_processes)
+            bar.set_postfix(tok_s=f"{sum(out.new_tokens) / max(out.seconds, 1e-9):.0f}")
+        bar.close()
+
+
+def _throughput(rows: list[dict], config: GenerateConfig) -> dict:
+    tokens = sum(r["new_tokens"] for r in rows)
+    seconds = sum({r["batch"]: r["batch_seconds"] for r in rows}.values())
+    return {
+        "new_tokens": tokens,
+        "generation_seconds": seconds,
+        "tokens_per_second": tokens / seconds if seconds else None,
+        "batch_size": config.batch_size,
+        "dtype": "bf16-autocast" if config.bf16 else "float32",
+    }
+
+
+def run_generate(config: GenerateConfig, data_args=None) -> dict:
+    """Generate a labelled dataset for the target task (saved to ``<output_dir>/dataset``) + ``results.json``.
+
+    With ``data_args`` (the shared :class:`~hf_transfer.config.DataArguments`), the target data supplies
+    the labels when ``target_labels`` is unset, its eval split is protected from contamination, and with
+    ``n_per_class`` a stratified sample of its train split becomes the few-shot seed examples.
+    ``data_args=None`` or ``dataset='none'`` generates from the labels alone. Train on the result with
+    the finetune strategy: ``--dataset <output_dir>/dataset`` (``load_target`` reads it).
+    """
+    start = time.perf_counter()
+    eval_texts, seed_examples = None, None
+    if data_args is not None and str(data_args.dataset).lower() not in ("", "none"):
+        from ..config import DataArguments
+        from ..finetune.pipeline import load_data_args
+
+        labels = config.target_labels or data_args.labels
+        train, eval_ds, data_labels = load_data_args(DataArguments(**{**data_args.__dict__, "labels": labels}))
+        if config.target_labels is None:
+            config.target_labels = data_labels
+        eval_texts = list(eval_ds["text"])
+        if data_args.n_per_class:
+            seed_examples = train
+    elif config.target_labels is None and data_args is not None and data_args.labels:
+        config.target_labels = list(data_args.labels)
+    if config.target_labels is not None:
+        from .config import check_labels
+
+        check_labels(config.target_labels, config.label_descriptions)
+    dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples)
+    stats = generation_stats(dataset)
+    out = Path(config.output_dir)
+    results = {
+        "strategy": "generate",
+        "generator": config.generator,
+        "labels": config.labels,
+        "n_per_label": config.n_per_label,
+        "n_rows": len(dataset),
+        "dataset_path": str(out / DATASET_DIR),
+        "dataset": getattr(data_args, "dataset", None),
+        "n_eval_texts_checked": len(eval_texts or []),
+        "n_seed_examples": len(seed_examples) if seed_examples is not None else 0,
+        "seed": config.seed,
+        "tokens_per_second": stats.get("tokens_per_second"),
+        "stats": stats,
+        "wall_seconds": time.perf_counter() - start,
+        "num_processes": partial_state().num_processes,
+        "hf_transfer_version": __version__,
+    }
+    if partial_state().is_main_process:
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    partial_state().wait_for_everyone()
+    return results

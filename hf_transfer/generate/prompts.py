@@ -1,0 +1,170 @@
+"""Prompt templates as data: load, check, and turn (labels, seed) into one prompt per row, reproducibly.
+
+Row ``i`` draws its label, template, attributes and few-shot examples from ``Random(f"{seed}:{i}")``, so
+the prompt list depends on nothing but the config: every process and every restart builds the same list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import jinja2.meta
+import yaml
+
+from ..errors import ConfigError
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+BUILTIN_VARIABLES = {"label", "description", "examples"}
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    text: str
+
+
+@dataclass
+class TemplateSet:
+    templates: list[Template]
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        payload = json.dumps([[t.id, t.text] for t in self.templates] + [self.attributes], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    index: int  # row index in the run; batches are consecutive slices of these
+    label: str
+    label_id: int
+    template_id: str
+    attributes: dict
+    text: str
+
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+def load_templates(spec: str) -> TemplateSet:
+    """``'default'`` / a bundled name, a YAML file (``templates:`` list + ``attributes:``) or a .jinja file."""
+    path = Path(spec)
+    if not path.is_file():
+        bundled = TEMPLATES_DIR / f"{spec}.yaml"
+        if not bundled.is_file():
+            known = sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
+            raise ConfigError(f"templates={spec!r} is neither a file nor a bundled template set ({known}).")
+        path = bundled
+    if path.suffix in (".jinja", ".j2", ".txt"):
+        data = {"templates": [{"id": path.stem, "text": path.read_text()}]}
+    else:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"Template file {str(path)!r} is not valid YAML: {err}") from None
+        if isinstance(data, list):
+            data = {"templates": data}
+    return check_templates(data, source=str(path))
+
+
+def check_templates(data: Mapping, source: str = "templates") -> TemplateSet:
+    """Validate templates: each parses, uses ``{{ label }}`` and only known variables; ids are unique."""
+    if not isinstance(data, Mapping) or not data.get("templates"):
+        raise ConfigError(f"{source}: expected a non-empty 'templates:' list.")
+    attributes = data.get("attributes") or {}
+    if not isinstance(attributes, Mapping) or any(
+        not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v) for v in attributes.values()
+    ):
+        raise ConfigError(f"{source}: 'attributes' must map names to non-empty lists of strings.")
+    clash = sorted(set(attributes) & BUILTIN_VARIABLES)
+    if clash:
+        raise ConfigError(f"{source}: attribute name(s) {clash} are reserved placeholders.")
+    templates = []
+    for i, entry in enumerate(data["templates"]):
+        if isinstance(entry, str):
+            entry = {"id": f"t{i}", "text": entry}
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("text"), str):
+            raise ConfigError(f"{source}: template #{i} needs a 'text' string.")
+        template_id = str(entry.get("id", f"t{i}"))
+        try:
+            used = jinja2.meta.find_undeclared_variables(_ENV.parse(entry["text"]))
+        except jinja2.TemplateSyntaxError as err:
+            raise ConfigError(f"{source}: template {template_id!r} is not valid Jinja: {err}") from None
+        if "label" not in used:
+            raise ConfigError(
+                f"{source}: template {template_id!r} has no {{{{ label }}}} placeholder, so its examples could "
+                f"not depend on the label. Add {{{{ label }}}} where the label name belongs."
+            )
+        unknown = sorted(used - BUILTIN_VARIABLES - set(attributes))
+        if unknown:
+            raise ConfigError(
+                f"{source}: template {template_id!r} uses unknown placeholder(s) {unknown}; known: "
+                f"{sorted(BUILTIN_VARIABLES | set(attributes))} (attributes come from the 'attributes:' section)."
+            )
+        templates.append(Template(template_id, entry["text"]))
+    ids = [t.id for t in templates]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: template ids must be unique, got {ids}.")
+    return TemplateSet(templates, {k: list(v) for k, v in attributes.items()})
+
+
+def build_prompts(
+    labels: Sequence[str],
+    n_per_label: int,
+    templates: TemplateSet,
+    *,
+    seed: int,
+    descriptions: Mapping[str, str] | None = None,
+    seed_examples: Mapping[str, Sequence[str]] | None = None,
+    n_shots: int = 2,
+) -> list[Prompt]:
+    """``len(labels) * n_per_label`` prompts, labels interleaved (row i has label ``i % len(labels)``)."""
+    descriptions = descriptions or {}
+    seed_examples = seed_examples or {}
+    prompts = []
+    for index in range(len(labels) * n_per_label):
+        label_id = index % len(labels)
+        label = labels[label_id]
+        rng = random.Random(f"{seed}:{index}")
+        template = rng.choice(templates.templates)
+        attributes = {name: rng.choice(values) for name, values in sorted(templates.attributes.items())}
+        pool = list(seed_examples.get(label, ()))
+        examples = rng.sample(pool, min(n_shots, len(pool))) if pool else []
+        text = _ENV.from_string(template.text).render(
+            label=label, description=descriptions.get(label, ""), examples=examples, **attributes
+        )
+        prompts.append(Prompt(index, label, label_id, template.id, attributes, text.strip()))
+    return prompts
+
+
+def group_seed_examples(rows, labels: Sequence[str]) -> dict[str, list[str]]:
+    """``[{'text':..., 'label':...}]`` (label as name or id) or a ``Dataset`` → ``{label: [texts]}``, checked."""
+    if rows is None:
+        return {}
+    if hasattr(rows, "features"):  # a datasets.Dataset with a ClassLabel (or string) label column
+        feature = rows.features["label"]
+        names = getattr(feature, "names", None)
+        rows = [{"text": t, "label": names[y] if names else y} for t, y in zip(rows["text"], rows["label"])]
+    grouped: dict[str, list[str]] = {}
+    for row in rows:
+        if not isinstance(row, Mapping) or "text" not in row or "label" not in row:
+            raise ConfigError(f"Seed examples need 'text' and 'label'; got {row!r}.")
+        label = row["label"]
+        if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(labels):
+            label = labels[label]
+        if label not in labels:
+            raise ConfigError(f"Seed example label {label!r} is not among the labels {list(labels)}.")
+        text = str(row["text"]).strip()
+        if text:
+            grouped.setdefault(label, []).append(text)
+    return grouped
+
+
+def seed_examples_digest(grouped: Mapping[str, Sequence[str]]) -> str:
+    return hashlib.sha256(json.dumps(grouped, sort_keys=True).encode()).hexdigest()[:16]

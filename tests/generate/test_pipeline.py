@@ -1,0 +1,283 @@
+"""End to end on the tiny LM: dataset columns, stats, shards, resume after an interruption or kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, load_from_disk
+
+from hf_transfer.generate import GenerateConfig, generate_dataset, generation_stats, run_generate
+from hf_transfer.generate import pipeline as pipeline_module
+
+from .conftest import fake_scorer
+
+LABELS = ["good", "bad", "fine"]
+
+
+def make_config(out, generator, **kwargs) -> GenerateConfig:
+    base = dict(
+        generator=generator,
+        target_labels=LABELS,
+        n_per_label=6,
+        batch_size=4,
+        max_new_tokens=10,
+        min_words=1,
+        consistency_threshold=0.3,
+        output_dir=str(out),
+    )
+    return GenerateConfig(**{**base, **kwargs})
+
+
+def rows_of(ds):
+    return ds.to_list()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_lm, tiny_lm_dir):
+    """An uninterrupted run: the dataset every resumed run must reproduce."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    ds = generate_dataset(make_config(out, tiny_lm_dir), scorer=fake_scorer(LABELS), generator=tiny_lm)
+    return out, ds
+
+
+def test_dataset_columns_labels_and_stats(reference, tiny_lm_dir):
+    out, ds = reference
+    assert ds.column_names == [
+        "text",
+        "label",
+        "generator",
+        "template_id",
+        "attributes",
+        "seed",
+        "row_index",
+        "new_tokens",
+        "consistency",
+    ]
+    assert isinstance(ds.features["label"], ClassLabel) and ds.features["label"].names == LABELS
+    assert len(ds) > 0 and all(t.strip() and "\n" not in t for t in ds["text"])
+    assert set(ds["generator"]) == {tiny_lm_dir}
+    assert all(c >= 0.3 for c in ds["consistency"])
+    stats = generation_stats(ds)
+    assert stats["generated"] == 18 and stats["kept"] == len(ds)
+    assert stats["generated"] - sum(stats["removed"].values()) == len(ds)
+    assert sum(stats["kept_per_label"].values()) == len(ds)
+    assert stats["tokens_per_second"] > 0 and stats["new_tokens"] > 0 and stats["dtype"] == "bf16-autocast"
+    assert stats["resumed_batches"] == 0 and stats["generated_batches"] == 5  # ceil(18 / 4)
+
+
+def test_shards_and_run_config_on_disk(reference):
+    out, _ = reference
+    shards = sorted(p.name for p in (out / "shards").iterdir())
+    assert shards == [f"shard-{i:05d}.jsonl" for i in range(5)]
+    first = [json.loads(line) for line in (out / "shards" / "shard-00000.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in first] == [0, 1, 2, 3] and [r["label"] for r in first] == LABELS + ["good"]
+    assert json.loads((out / "run_config.json").read_text())["n_per_label"] == 6
+
+
+def test_rerun_is_a_no_op_and_filters_can_change(reference, tiny_lm_dir, monkeypatch):
+    out, ds = reference
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("everything is generated already")
+
+    monkeypatch.setattr(pipeline_module, "generate_batch", forbidden)
+    monkeypatch.setattr(pipeline_module, "load_generator", forbidden)
+    again = generate_dataset(make_config(out, tiny_lm_dir), scorer=fake_scorer(LABELS))
+    assert rows_of(again) == rows_of(ds) and generation_stats(again)["resumed_batches"] == 5
+    # filter settings are not part of the run's identity: re-filter the same shards
+    looser = generate_dataset(make_config(out, tiny_lm_dir, consistency_threshold=0.0))
+    assert len(looser) >= len(ds) and generation_stats(looser)["removed"]["consistency"] == 0
+
+
+def test_resume_after_an_exception_matches_uninterrupted_run(tmp_path, reference, tiny_lm, tiny_lm_dir, monkeypatch):
+    _, expected = reference
+    real = pipeline_module.generate_batch
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "generate_batch", flaky)
+    config = make_config(tmp_path / "out", tiny_lm_dir)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
+    assert len(list((tmp_path / "out" / "shards").glob("shard-*.jsonl"))) == 2
+    monkeypatch.setattr(pipeline_module, "generate_batch", real)
+    resumed = generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
+    assert generation_stats(resumed)["resumed_batches"] == 2
+    assert generation_stats(resumed)["generated_batches"] == 3
+    assert rows_of(resumed) == rows_of(expected)
+
+
+KILL_SCRIPT = """
+import sys, time, torch
+torch.set_num_threads(1)
+from hf_transfer.generate import GenerateConfig, generate_dataset
+from hf_transfer.generate import pipeline
+real = pipeline.generate_batch
+def slow(*args, **kwargs):
+    time.sleep(0.4)
+    return real(*args, **kwargs)
+pipeline.generate_batch = slow
+config = GenerateConfig(**{config!r})
+generate_dataset(config)
+print("finished")
+"""
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, reference, tiny_lm, tiny_lm_dir):
+    _, expected = reference
+    config = make_config(tmp_path / "out", tiny_lm_dir)
+    script = KILL_SCRIPT.format(config={**config.__dict__, "consistency_threshold": 0.0})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    shards = tmp_path / "out" / "shards"
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(shards.glob("shard-*.jsonl"))) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the subprocess wrote no shards in time"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    written = len(list(shards.glob("shard-*.jsonl")))
+    assert 2 <= written < 5, "the kill came too late to test a resume"
+    resumed = generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
+    assert generation_stats(resumed)["resumed_batches"] == written
+    assert rows_of(resumed) == rows_of(expected)
+    assert not list(shards.glob("*.tmp*"))
+
+
+def test_seed_examples_change_the_run(tmp_path, tiny_lm, tiny_lm_dir, reference):
+    out, _ = reference
+    seeds = [{"text": "a good movie", "label": "good"}, {"text": "bad plot", "label": 1}]
+    from hf_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seed_examples_digest"):  # same output_dir, different prompts
+        generate_dataset(make_config(out, tiny_lm_dir), seed_examples=seeds, generator=tiny_lm)
+    ds = generate_dataset(
+        make_config(tmp_path / "seeded", tiny_lm_dir, consistency_threshold=0),
+        seed_examples=seeds,
+        generator=tiny_lm,
+    )
+    prompts = [json.loads(line)["prompt"] for line in (tmp_path / "seeded/shards/shard-00000.jsonl").open()]
+    assert "a good movie" in prompts[0] and "bad plot" in prompts[1]
+    assert len(ds) > 0
+
+
+def test_run_generate_saves_a_dataset_finetune_can_load(tmp_path, tiny_lm_dir, target_dir, monkeypatch):
+    from hf_transfer.config import DataArguments
+    from hf_transfer.data import load_target
+
+    monkeypatch.setattr(pipeline_module, "default_scorer", lambda labels, *a: fake_scorer(labels))
+    out = tmp_path / "out"
+    config = GenerateConfig(
+        generator=tiny_lm_dir, n_per_label=4, batch_size=6, max_new_tokens=8, min_words=1, output_dir=str(out)
+    )
+    results = run_generate(config, DataArguments(dataset=str(target_dir), n_per_class=2))
+    assert results["labels"] == ["negative", "neutral", "positive"]  # from the target data
+    assert results["n_eval_texts_checked"] == 12 and results["n_seed_examples"] == 6
+    assert results["stats"]["generated"] == 12 and results["tokens_per_second"] > 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["n_rows"] == results["n_rows"]
+    ds = load_from_disk(str(out / "dataset"))
+    assert ds.features["label"].names == results["labels"] and len(ds) == results["n_rows"]
+    assert generation_stats(ds)["kept"] == len(ds)
+    if len(ds) >= 2 * len(results["labels"]):
+        data = load_target(str(out / "dataset"), validation_size=0)
+        assert data["train"].column_names == ["text", "label"]
+
+
+def test_run_generate_from_labels_alone(tmp_path, tiny_lm_dir):
+    from hf_transfer.config import DataArguments
+
+    config = GenerateConfig(
+        generator=tiny_lm_dir,
+        n_per_label=2,
+        max_new_tokens=6,
+        min_words=1,
+        consistency_threshold=0,
+        output_dir=str(tmp_path / "out"),
+    )
+    results = run_generate(config, DataArguments(dataset="none", labels=["yes", "no"]))
+    assert results["labels"] == ["yes", "no"] and results["stats"]["generated"] == 4
+    assert Path(results["dataset_path"]).is_dir()
+
+
+def test_run_generate_twice_resumes_and_resaves(tmp_path, tiny_lm_dir):
+    config = dict(
+        generator=tiny_lm_dir,
+        target_labels=["yes", "no"],
+        n_per_label=3,
+        max_new_tokens=6,
+        min_words=1,
+        consistency_threshold=0,
+        output_dir=str(tmp_path / "out"),
+    )
+    first = run_generate(GenerateConfig(**config))
+    second = run_generate(GenerateConfig(**config))
+    assert second["stats"]["resumed_batches"] == 1 and second["n_rows"] == first["n_rows"]
+    assert len(load_from_disk(first["dataset_path"])) == first["n_rows"]
+
+
+def test_fp32_is_recorded(tmp_path, tiny_lm, tiny_lm_dir):
+    ds = generate_dataset(
+        make_config(tmp_path / "out", tiny_lm_dir, bf16=False, n_per_label=1, consistency_threshold=0),
+        generator=tiny_lm,
+    )
+    assert generation_stats(ds)["dtype"] == "float32"
+    assert json.loads((tmp_path / "out" / "run_config.json").read_text())["bf16"] is False
+
+
+def test_everything_filtered_out_gives_an_empty_dataset(tmp_path, tiny_lm, tiny_lm_dir):
+    ds = generate_dataset(
+        make_config(tmp_path / "out", tiny_lm_dir, n_per_label=1, min_words=79, max_words=80), generator=tiny_lm
+    )
+    assert len(ds) == 0 and ds.features["label"].names == LABELS
+    stats = generation_stats(ds)
+    assert stats["removed"]["length"] + stats["removed"]["cleaning"] == 3 and stats["kept_per_label"]["good"] == 0
+
+
+class FakeRank:
+    """One of two ``PartialState`` ranks, run one after the other in this process (same contiguous split)."""
+
+    num_processes = 2
+
+    def __init__(self, index):
+        self.process_index = index
+        self.is_main_process = index == 0
+
+    def split_between_processes(self, items):
+        from contextlib import nullcontext
+
+        per, extra = divmod(len(items), 2)
+        start = self.process_index * per + min(self.process_index, extra)
+        return nullcontext(items[start : start + per + (self.process_index < extra)])
+
+
+def test_two_ranks_split_batches_then_main_merges_in_order(tmp_path, reference, tiny_lm, tiny_lm_dir):
+    _, expected = reference
+    config = make_config(tmp_path / "out", tiny_lm_dir)
+    prompts, fingerprint = pipeline_module.plan(config)
+    store = pipeline_module.ShardStore(config.output_dir)
+    store.start(fingerprint)
+    batches = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+    todo = list(range(len(batches)))
+    for rank in (1, 0):  # the order ranks finish in does not matter
+        pipeline_module._generate(config, store, batches, todo, *tiny_lm, FakeRank(rank))
+        assert len(store.done(len(batches))) == (2 if rank == 1 else 5)  # rank 1 did batches 3-4
+    merged = generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
+    assert generation_stats(merged)["resumed_batches"] == 5
+    assert rows_of(merged) == rows_of(expected)

@@ -17,42 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import ROOT, mean_std, quiet, run
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "labelmap.json"
 RUNS = ROOT / "outputs" / "bench-labelmap"
-
-
-def run(strategy: str, recipe: str, out: Path, **overrides) -> dict:
-    """Run a recipe; a finished run (its results.json, same overrides) is reused, so a killed benchmark resumes."""
-    done = out / "results.json"
-    stamp = out / "bench-overrides.json"
-    if done.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == [recipe, _jsonable(overrides)]:
-        return json.loads(done.read_text())
-    from hf_transfer.cli.parsing import parse_with_config
-    from hf_transfer.cli.train import make_parser
-    from hf_transfer.registry import get_strategy
-
-    argv = ["--config", str(ROOT / "recipes" / f"{recipe}.yaml"), "--output_dir", str(out)]
-    argv += ["--disable_tqdm", "true", "--logging_strategy", "no"]
-    for key, value in overrides.items():
-        argv += [f"--{key}", json.dumps(value) if isinstance(value, dict) else str(value)]
-    data_args, config = parse_with_config(make_parser(strategy), argv)
-    result = get_strategy(strategy).load()[1](config, data_args)
-    stamp.write_text(json.dumps([recipe, _jsonable(overrides)]))
-    return result
-
-
-def _jsonable(overrides: dict) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}
 
 
 def throughput(source: str, rows: int = 2048) -> dict:
@@ -82,21 +54,13 @@ def throughput(source: str, rows: int = 2048) -> dict:
     return result
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--domains", nargs="+", default=["amazon", "imdb"])
     args = parser.parse_args(argv)
 
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
+    quiet()
     rows: list[dict] = []
     runs: list[dict] = []
 

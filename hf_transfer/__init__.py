@@ -36,6 +36,11 @@ _LAZY = {
     "generate_dataset": "generate",
     "generation_stats": "generate",
     "run_generate": "generate",
+    "build_model_card": "model_card",
+    "write_model_card": "model_card",
+    "build_dataset_card": "model_card",
+    "push_folder": "hub",
+    "write_report": "report",
     "STRATEGIES": "registry",
     "get_strategy": "registry",
 }
@@ -51,21 +56,27 @@ _SUBMODULES = {
     "generate",
     "registry",
     "cli",
+    "model_card",
+    "hub",
+    "report",
 }
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from . import cli, finetune, generate, labelmap, metrics  # noqa: F401
+    from . import cli, finetune, generate, hub, labelmap, metrics, model_card, report  # noqa: F401
     from .config import DataArguments  # noqa: F401
     from .data import bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
     from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
     from .errors import ConfigError, DataError, HfTransferError  # noqa: F401
     from .finetune import FinetuneConfig, run_finetune  # noqa: F401
     from .generate import GenerateConfig, generate_dataset, generation_stats, run_generate  # noqa: F401
+    from .hub import push_folder  # noqa: F401
     from .labelmap import LabelMap, LabelMapConfig, run_labelmap  # noqa: F401
+    from .model_card import build_dataset_card, build_model_card, write_model_card  # noqa: F401
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401
+    from .report import write_report  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -27,6 +27,14 @@ class DataArguments:
         metadata={"help": "Train on a stratified sample of this many rows per class (0 = no training); default: all."},
     )
     sample_seed: int = field(default=0, metadata={"help": "Seed for the n-per-class sample."})
+    extra_train: str | None = field(
+        default=None,
+        metadata={
+            "help": "More training rows appended to the (sampled) train split, labels matched by name: e.g. a "
+            "generated dataset folder (hf-transfer generate's <output_dir>/dataset). With n_per_class=0 the "
+            "model trains on these rows alone."
+        },
+    )
     eval_split: str = field(default="validation", metadata={"help": "Split to evaluate on."})
     validation_size: float = field(
         default=0.1, metadata={"help": "Share of train carved out (stratified) when the data has no validation split."}

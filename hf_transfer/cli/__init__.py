@@ -1,4 +1,5 @@
-"""The ``hf-transfer`` command: one subcommand per registered strategy, all thin over the Python API."""
+"""The ``hf-transfer`` command: one subcommand per registered strategy, plus ``report`` (compare runs), all
+thin over the Python API."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import sys
 
 from .. import __version__
 from ..registry import STRATEGIES
+
+# Subcommands that are not strategies: name -> (module with main(argv), help).
+COMMANDS = {
+    "report": ("hf_transfer.cli.report", "Compare the runs under a folder: Markdown table and accuracy plot."),
+}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -18,6 +24,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, strategy in sorted(STRATEGIES.items()):
         sub.add_parser(name, help=strategy.help, add_help=False)
+    for name, (_, help_text) in sorted(COMMANDS.items()):
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -27,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         parser.print_help(sys.stderr)
         return 2
+    if argv[0] in COMMANDS:
+        import importlib
+
+        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     if argv[0] not in STRATEGIES:
         parser.parse_args(argv)  # prints help / version / the unknown-command error, and exits
         return 2

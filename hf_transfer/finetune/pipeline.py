@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from .. import __version__
 from ..config import DataArguments
 from ..data import DataError, label_names, load_bundled, load_target, sample_per_class
+from ..hub import check_publish, push_run, resolve_repo_id, save_model_folder, trainer_args
 from ..metrics import classification
+from ..model_card import peft_summary, write_model_card
 from .config import FinetuneConfig
 from .features import embed_dataset
 from .model import check_prepare_args, embed_texts, export_model, prepare
@@ -43,14 +45,27 @@ def load_data_args(data_args: DataArguments):
     train = data["train"]
     if data_args.n_per_class is not None:
         train = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
+    if data_args.extra_train:
+        train = concatenate_datasets([train, load_extra_train(data_args.extra_train, label_names(data))])
     eval_ds = data[data_args.eval_split]
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
     return train, eval_ds, label_names(data)
 
 
+def load_extra_train(source, labels: list[str]) -> Dataset:
+    """Rows from ``source`` (file, folder, saved ``Dataset``) with labels re-encoded by name to ``labels``."""
+    try:
+        extra = load_target(source, labels=labels, validation_size=0)
+    except DataError as err:
+        raise DataError(f"extra_train={str(source)!r}: {err}") from None
+    return concatenate_datasets(list(extra.values()))
+
+
 def check_config(config: FinetuneConfig, labels: list[str]) -> None:
-    """The model-side checks of ``prepare`` (method, layers, descriptions), without loading weights."""
+    """The model-side checks of ``prepare`` (method, layers, descriptions) and the publishing checks (push
+    settings, card template), without loading weights."""
+    check_publish(config)
     check_prepare_args(
         config.model_name_or_path,
         labels,
@@ -116,7 +131,7 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
     callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
     trainer = PriorRegularizedTrainer(
         model=model,
-        args=config,
+        args=trainer_args(config),  # push settings and token withheld: we push once, with our card
         train_dataset=train if len(train) else None,
         eval_dataset=eval_ds,
         data_collator=collator,
@@ -139,6 +154,7 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         "eval_split": data_args.eval_split,
         "n_per_class": data_args.n_per_class,
         "n_train": len(train),
+        "extra_train": data_args.extra_train,
         "n_eval": len(eval_ds),
         "labels": labels,
         "seed": config.seed,
@@ -152,7 +168,7 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         "hf_transfer_version": __version__,
     }
     if PartialState().is_main_process and config.output_dir:
-        save_run(trainer, config, tokenizer, results)
+        push_run(save_run(trainer, config, tokenizer, results, data_args), config)
     return results
 
 
@@ -169,12 +185,27 @@ def _resume_target(config: FinetuneConfig) -> str | bool | None:
     return value
 
 
-def save_run(trainer, config: FinetuneConfig, tokenizer, results: dict) -> Path:
-    """Write the exported model, tokenizer and ``results.json`` to ``config.output_dir``."""
+def save_run(
+    trainer, config: FinetuneConfig, tokenizer, results: dict, data_args: DataArguments | None = None
+) -> Path:
+    """Write a Hub-ready folder to ``config.output_dir``: the exported model (or PEFT adapter with its base,
+    ``merge_adapter=False``), tokenizer, ``results.json`` and the model card ``README.md``."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    peft_config = peft_summary(trainer.model)  # before export: merging drops the adapter
     model = export_model(trainer.model, merge_adapter=config.merge_adapter)
-    model.save_pretrained(out)
+    repo_id = resolve_repo_id(config.hub_model_id, config.output_dir) if config.push_to_hub else None
+    adapter = save_model_folder(model, out, adapter_base=repo_id)
     tokenizer.save_pretrained(out)
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_model_card(
+        out,
+        results,
+        config,
+        data_args,
+        model_name=repo_id,
+        usage_ref=repo_id or str(out),
+        peft_config=peft_config,
+        saved_as_adapter=adapter,
+    )
     return out

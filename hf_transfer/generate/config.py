@@ -103,6 +103,25 @@ class GenerateConfig:
         default=False,
         metadata={"help": "Delete another run's shards in output_dir instead of refusing to mix them."},
     )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "Push the dataset (Parquet) with its dataset card to the Hub after generating."},
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={"help": "Dataset repo to push to, 'name' or 'namespace/name'; default: the output_dir's name."},
+    )
+    hub_private_repo: bool | None = field(
+        default=None, metadata={"help": "Create the dataset repo private (ignored if it exists)."}
+    )
+    hub_token: str | None = field(
+        default=None,
+        metadata={"help": "Hub token for pushing; default: HF_TOKEN or `hf auth login`. Never written anywhere."},
+    )
+
+    def __repr__(self) -> str:  # the token never shows up in logs or tracebacks
+        shown = {k: ("<HUB_TOKEN>" if k == "hub_token" and v else v) for k, v in asdict(self).items()}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def __post_init__(self):
         self.label_descriptions = _as_mapping("label_descriptions", self.label_descriptions)
@@ -128,6 +147,10 @@ class GenerateConfig:
             raise ConfigError(f"contamination_ngram={self.contamination_ngram} must be >= 0 (0 = off).")
         if not self.output_dir:
             raise ConfigError("output_dir is required: generation writes resumable shards there.")
+        if self.hub_model_id:
+            from ..hub import check_repo_id
+
+            check_repo_id(self.hub_model_id)
 
     @property
     def labels(self) -> list[str]:

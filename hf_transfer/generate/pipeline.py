@@ -263,6 +263,9 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
         from .config import check_labels
 
         check_labels(config.target_labels, config.label_descriptions)
+    from ..hub import check_publish, push_dataset, push_target
+
+    check_publish(config, "dataset_card.md")  # push settings (repo id, offline), card template: before generating
     dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples)
     stats = generation_stats(dataset)
     out = Path(config.output_dir)
@@ -285,5 +288,14 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
     }
     if partial_state().is_main_process:
         (out / "results.json").write_text(json.dumps(results, indent=2))
+        from ..model_card import write_dataset_card
+
+        target = push_target(config, repo_type="dataset")
+        card = write_dataset_card(
+            out / DATASET_DIR, dataset, config, stats, data_args=data_args,
+            n_seed_examples=results["n_seed_examples"], repo_id=target.repo_id if target else None,
+        )  # fmt: skip
+        if target is not None:
+            results["hub_dataset_id"] = push_dataset(dataset, card, target, staging_dir=out / "hub_upload")
     partial_state().wait_for_everyone()
     return results

@@ -6,9 +6,7 @@ Everything that can be checked without weights (data, map names, thresholds, the
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +19,8 @@ from ..config import DataArguments
 from ..defaults import resolve_model
 from ..errors import ConfigError
 from ..finetune.model import embed_texts, export_model, prepare
-from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, tokenize
+from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
+from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores
 from .config import LabelMapConfig
 from .head import transfer_head
@@ -81,6 +80,11 @@ def _student(config: LabelMapConfig, labels, source, label_map):
 def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     """Map → zero-shot → pseudo-label → distil (``rounds`` times); saves the student and ``results.json``."""
     start = time.perf_counter()
+    if data_args.extra_train:
+        raise ConfigError(
+            "extra_train is a finetune option; labelmap trains on pseudo-labels of the target train split. "
+            "Add the rows to the target data, or train on them with `hf-transfer finetune --extra_train ...`."
+        )
     train, eval_ds, labels = load_data_args(
         DataArguments(**{**data_args.__dict__, "n_per_class": None})  # the whole train split is the pool
     )
@@ -94,6 +98,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     source_labels = source_label_names(AutoConfig.from_pretrained(resolve_model(config.source_model)))
     if method == "explicit":
         LabelMap.from_dict(config.label_map, source_labels, labels, allow_unreachable=config.allow_unreachable)
+    check_publish(config)  # push settings and card template (check_config repeats it; cheap)
     if not config.init_from_source:
         check_config(config, labels)
     pool = train.select_columns(["text"])
@@ -120,7 +125,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         rows = _training_rows(pseudo, gold, len(labels))
         trainer = DistillationTrainer(
             model=student,
-            args=config,
+            args=trainer_args(config),
             train_dataset=tokenize(rows, student_tok, config.max_length),
             eval_dataset=tokenize(eval_ds.select_columns(["text", "label"]), student_tok, config.max_length),
             data_collator=DataCollatorWithPadding(student_tok),
@@ -175,12 +180,9 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         "hf_transfer_version": __version__,
     }
     if PartialState().is_main_process and config.output_dir:
-        out = Path(config.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        export_model(trainer.model, merge_adapter=config.merge_adapter).save_pretrained(out)
-        student_tok.save_pretrained(out)
+        out = save_run(trainer, config, student_tok, results, data_args)  # model, results.json, card
         (out / "label_map.json").write_text(label_map.to_json())
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        push_run(out, config)
     return results
 
 

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from hf_transfer.config import DataArguments
+from hf_transfer.errors import DataError
 from hf_transfer.finetune import (
     FinetuneConfig,
     WeightInterpolationCallback,
@@ -22,6 +23,8 @@ from hf_transfer.finetune import (
     run_finetune,
 )
 from hf_transfer.modeling import TransferForSequenceClassification
+
+from .conftest import write_jsonl
 
 LABELS = ["negative", "positive"]
 
@@ -188,3 +191,39 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_encoder, sentimen
     # epoch 1 was not trained again: its checkpoint was not rewritten, and its log entry was carried over
     assert first.stat().st_mtime_ns == stamp
     assert [round(h["epoch"]) for h in state["log_history"] if "loss" in h] == [1, 2]
+
+
+def test_extra_train_rows_are_appended_by_label_name(tiny_encoder, sentiment_dir, tmp_path):
+    """Synthetic rows (labels as names, any order) join the real sample; with n_per_class=0 they train alone."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from hf_transfer.finetune.pipeline import load_data_args
+
+    extra = Dataset.from_dict(
+        {"text": ["loved it", "awful film", "great fun"], "label": [0, 1, 0], "generator": ["g"] * 3},
+        features=Features({"text": Value("string"), "label": ClassLabel(names=["positive", "negative"]),
+                           "generator": Value("string")}),
+    )  # fmt: skip
+    extra.save_to_disk(str(tmp_path / "synthetic"))
+    for n, expected in ((2, 7), (0, 3)):
+        data = DataArguments(dataset=str(sentiment_dir), n_per_class=n, extra_train=str(tmp_path / "synthetic"))
+        train, _, labels = load_data_args(data)
+        assert labels == ["negative", "positive"] and len(train) == expected
+        tail = train.select(range(len(train) - 3, len(train)))
+        assert [labels[y] for y in tail["label"]] == ["positive", "negative", "positive"]  # re-encoded by name
+    config = FinetuneConfig(output_dir=str(tmp_path / "run"), model_name_or_path=tiny_encoder, method="full",
+                            num_train_epochs=1, disable_tqdm=True)  # fmt: skip
+    results = run_finetune(
+        config, DataArguments(dataset=str(sentiment_dir), n_per_class=0, extra_train=str(tmp_path / "synthetic"))
+    )
+    assert results["n_train"] == 3 and results["extra_train"] == str(tmp_path / "synthetic")
+
+
+def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_path):
+    from hf_transfer.finetune.pipeline import load_data_args
+
+    write_jsonl(tmp_path / "extra.jsonl", [{"text": "so so", "label": "neutral"}])
+    with pytest.raises(DataError, match=r"extra_train=.*neutral"):
+        load_data_args(
+            DataArguments(dataset=str(sentiment_dir), n_per_class=2, extra_train=str(tmp_path / "extra.jsonl"))
+        )

@@ -16,7 +16,7 @@ FILES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelera
 
 @pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.name}" for p in FILES])
 def test_recipe_parses(path, tmp_path):
-    strategy = "labelmap" if path.parent.name == "labelmap" else "finetune"
+    strategy = "labelmap" if path.parent.name == "labelmap" else "generate" if path.stem == "generate" else "finetune"
     data_args, config = parse_with_config(
         make_parser(strategy), ["--config", str(path), "--output_dir", str(tmp_path)]
     )
@@ -27,4 +27,4 @@ def test_recipe_parses(path, tmp_path):
 @pytest.mark.parametrize("path", sorted(RECIPES.glob("accelerate/*.yaml")), ids=lambda p: p.name)
 def test_accelerate_configs_are_mappings(path):
     config = yaml.safe_load(path.read_text())
-    assert config["distributed_type"] in ("NO", "MULTI_GPU") and config["num_processes"] >= 1
+    assert config["distributed_type"] in ("NO", "MULTI_GPU", "FSDP") and config["num_processes"] >= 1

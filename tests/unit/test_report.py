@@ -1,0 +1,91 @@
+"""The strategy-comparison report, rendered from recorded run results (no training)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_transfer import ConfigError
+from hf_transfer.report import collect_runs, report_rows, report_table, write_report
+
+
+def _run(strategy="finetune", method="lora", n=8, acc=0.75, f1=0.74, wall=10.0, seed=0, **extra):
+    common = {"dataset": "bundled:sst2", "eval_split": "validation"}
+    return {"strategy": strategy, "method": method, "n_per_class": n, "accuracy": acc, "f1_macro": f1,
+            "wall_seconds": wall, "seed": seed, **common, **extra}  # fmt: skip
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    """Recorded results.json files laid out like outputs/: nested folders, plus things the report must skip."""
+    recorded = {
+        "sst2/zeroshot": _run(method="full", n=0, acc=0.741, f1=0.739, wall=4.0),
+        "sst2/head-8shot": _run(method="head", n=8, acc=0.742, f1=0.740, wall=4.2),
+        "sst2/lora-8shot/seed0": _run(n=8, acc=0.750, f1=0.749, wall=13.0),
+        "sst2/lora-8shot/seed1": _run(n=8, acc=0.760, f1=0.757, wall=15.0, seed=1),
+        "sst2/lora-64shot": _run(n=64, acc=0.771, f1=0.770, wall=33.0),
+        "sst2/full-all": _run(method="full", n=None, acc=0.85, f1=0.849, wall=120.0),
+        "labelmap/sst2-to-amazon": _run(strategy="labelmap", method="full", n=0, acc=0.846, f1=0.845, wall=40.0,
+                                        dataset="bundled:sentiment_sentences_amazon", zero_shot_accuracy=0.812,
+                                        zero_shot_f1_macro=0.80, pool_seconds=3.0),
+    }  # fmt: skip
+    for name, results in recorded.items():
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+    (tmp_path / "generate").mkdir()
+    (tmp_path / "generate" / "results.json").write_text(json.dumps({"strategy": "generate", "n_rows": 90}))
+    (tmp_path / "results.json").write_text(json.dumps(list(recorded.values())))  # an aggregate, like the demo's
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{not json")
+    return tmp_path
+
+
+def test_collect_runs_scans_recursively_and_skips_non_runs(runs_dir):
+    runs = collect_runs(runs_dir)
+    assert len(runs) == 7
+    assert {r["_path"] for r in runs} >= {"sst2/lora-8shot/seed1", "labelmap/sst2-to-amazon"}
+
+
+def test_table_rows_average_seeds_and_keep_zero_shot_floors(runs_dir):
+    rows = {(r.target, r.strategy, r.labels_per_class): r for r in report_rows(collect_runs(runs_dir))}
+    lora8 = rows[("sst2 validation", "finetune/lora", 8)]
+    assert lora8.runs == 2 and lora8.accuracy == pytest.approx(0.755) and lora8.wall_seconds == pytest.approx(14.0)
+    assert lora8.accuracy_std == pytest.approx(0.00707, abs=1e-4)
+    assert rows[("sst2 validation", "finetune zero-shot", 0)].zero_shot
+    assert rows[("sst2 validation", "finetune/full", "all")].accuracy == 0.85
+    floor = rows[("amazon validation", "labelmap zero-shot (through the map)", 0)]
+    assert floor.zero_shot and floor.accuracy == 0.812 and floor.wall_seconds == 3.0
+    assert rows[("amazon validation", "labelmap (pseudo-label + distil)", 0)].accuracy == 0.846
+
+
+def test_markdown_table_content(runs_dir):
+    table = report_table(report_rows(collect_runs(runs_dir)))
+    lines = table.splitlines()
+    assert lines[0] == "| evaluated on | strategy | labels/class | accuracy | macro-F1 | wall s | runs |"
+    assert "| sst2 validation | finetune/lora | 8 | 0.755 ± 0.007 | 0.753 | 14.0 | 2 |" in lines
+    assert "| sst2 validation | finetune/lora | 64 | 0.771 | 0.770 | 33.0 | 1 |" in lines
+    assert "| sst2 validation | finetune zero-shot | 0 | 0.741 | 0.739 | 4.0 | 1 |" in lines
+    sst2 = [line for line in lines if line.startswith("| sst2")]
+    assert [line.split(" | ")[2] for line in sst2] == ["0", "8", "8", "64", "all"]  # ordered by labels/class
+
+
+def test_write_report_writes_markdown_and_a_png(runs_dir, tmp_path):
+    out = tmp_path / "report"
+    report = write_report(runs_dir, out, title="SST-2")
+    assert report.markdown_path == out / "report.md" and report.png_path == out / "report.png"
+    png = report.png_path.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
+    markdown = report.markdown_path.read_text()
+    assert markdown.startswith("# SST-2") and report.table in markdown and "![accuracy" in markdown
+    assert "`sst2/lora-8shot/seed1`: finetune, method lora, seed 1" in markdown
+
+
+def test_a_folder_with_no_runs_is_a_clear_error(tmp_path):
+    (tmp_path / "generate").mkdir()
+    (tmp_path / "generate" / "results.json").write_text(json.dumps({"strategy": "generate"}))
+    with pytest.raises(ConfigError, match="No runs found"):
+        write_report(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        write_report(tmp_path / "missing")
+    assert not (tmp_path / "report.md").exists()

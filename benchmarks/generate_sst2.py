@@ -47,6 +47,7 @@ def refilter(source: Path, out: Path) -> None:
 
 def throughput(n_prompts: int, batch_size: int, bf16: bool) -> dict:
     """New tokens/s of the batch-1 fp32 loop vs ``batch_size`` (+bf16) on the same recipe prompts."""
+    import torch
     import yaml
 
     from hf_transfer.generate import GenerateConfig, load_generator, load_templates, measure_throughput
@@ -61,17 +62,25 @@ def throughput(n_prompts: int, batch_size: int, bf16: bool) -> dict:
     texts = [p.text for p in prompts]
     kwargs = dict(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
                   stop_at_newline=config.stop_at_newline)  # fmt: skip
+    result = {"prompts": len(texts), "max_new_tokens": config.max_new_tokens}
+    # the batch-1 loop in fp32 (weights as loaded), then the recipe's batch size with bf16 weights
+    measure_throughput(model, tokenizer, texts[:2], batch_size=1, bf16=False, **kwargs)  # warm-up
+    result["batch_1_fp32"] = measure_throughput(model, tokenizer, texts, batch_size=1, bf16=False, **kwargs)
+    if bf16:
+        model.to(torch.bfloat16)
+        result["batch_1_bf16"] = measure_throughput(model, tokenizer, texts, batch_size=1, bf16=True, **kwargs)
     measure_throughput(model, tokenizer, texts[:batch_size], batch_size=batch_size, bf16=bf16, **kwargs)  # warm-up
-    one = measure_throughput(model, tokenizer, texts, batch_size=1, bf16=False, **kwargs)
-    batched = measure_throughput(model, tokenizer, texts, batch_size=batch_size, bf16=bf16, **kwargs)
-    return {"prompts": len(texts), "batch_1_fp32": one, "batched": batched,
-            "speedup": batched["tokens_per_second"] / one["tokens_per_second"]}  # fmt: skip
+    result["batched"] = measure_throughput(model, tokenizer, texts, batch_size=batch_size, bf16=bf16, **kwargs)
+    result["speedup_vs_batch_1_fp32"] = (
+        result["batched"]["tokens_per_second"] / result["batch_1_fp32"]["tokens_per_second"]
+    )
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--throughput_prompts", type=int, default=64)
+    parser.add_argument("--throughput_prompts", type=int, default=128)
     args = parser.parse_args(argv)
     quiet()
     runs: list[dict] = []

@@ -34,7 +34,13 @@ class GenerateConfig:
     n_per_label: int = field(
         default=50, metadata={"help": "Examples to generate per label, before filtering (filters remove some)."}
     )
-    batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call (left-padded, KV cache)."})
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "Prompts per generate() call (left-padded, KV cache); one resumable shard per batch. Measured "
+            "with SmolLM2-135M on 2 CPU cores, bf16: 188 new tokens/s at 32, 200 at 64, ~28 one prompt at a time."
+        },
+    )
     max_new_tokens: int = field(default=48, metadata={"help": "Most new tokens per example."})
     temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (> 0)."})
     top_p: float = field(
@@ -47,8 +53,9 @@ class GenerateConfig:
     bf16: bool = field(
         default=True,
         metadata={
-            "help": "bf16 autocast for generation. Measured on 2 CPU cores with SmolLM2-135M: ~1.55x more new "
-            "tokens/s than fp32 at batch 8-16 (slightly slower at batch 1); turn off for bit-exact fp32 runs."
+            "help": "Generate in bfloat16 (weights cast on load; autocast for a model passed in fp32). Measured on "
+            "2 CPU cores with SmolLM2-135M at batch 64: 200 new tokens/s vs 155 (fp32 weights, bf16 autocast); "
+            "turn off for fp32 runs."
         },
     )
     templates: str = field(

@@ -62,11 +62,15 @@ def check_generator(name: str):
     return config
 
 
-def load_generator(name: str, dtype: torch.dtype | None = None):
-    """``(model, tokenizer)`` ready for batched generation: eval mode, left padding, a pad token."""
+def load_generator(name: str, dtype: torch.dtype | None = None, *, bf16: bool = False):
+    """``(model, tokenizer)`` ready for batched generation: eval mode, left padding, a pad token.
+
+    ``bf16=True`` casts the weights to bfloat16 (unless ``dtype`` says otherwise): measured on 2 CPU cores
+    with SmolLM2-135M at batch 64, 200 new tokens/s vs 155 with fp32 weights under bf16 autocast."""
     path, gguf = generator_source(name)
     kwargs = {"gguf_file": gguf} if gguf else {}
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    dtype = dtype or (torch.bfloat16 if bf16 else None)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **({"dtype": dtype} if dtype else {})).eval()
     prepare_tokenizer(tokenizer)
     return model, tokenizer
@@ -180,7 +184,8 @@ def generate_batch(
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     torch.manual_seed(seed)
     start = time.perf_counter()
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+    autocast = bf16 and next(model.parameters()).dtype == torch.float32  # bf16 weights need no autocast
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         output = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,

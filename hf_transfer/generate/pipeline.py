@@ -118,7 +118,7 @@ def generate_dataset(
     todo = [i for i in range(len(batches)) if i not in done]
     session = {"resumed_batches": len(done), "generated_batches": len(todo)}
     if todo:
-        model, tokenizer = generator if generator is not None else load_generator(config.generator)
+        model, tokenizer = generator if generator is not None else load_generator(config.generator, bf16=config.bf16)
         _generate(config, store, batches, todo, model, tokenizer, state)
     state.wait_for_everyone()
 
@@ -231,7 +231,7 @@ def _throughput(rows: list[dict], config: GenerateConfig) -> dict:
         "generation_seconds": seconds,
         "tokens_per_second": tokens / seconds if seconds else None,
         "batch_size": config.batch_size,
-        "dtype": "bf16-autocast" if config.bf16 else "float32",
+        "dtype": "bfloat16" if config.bf16 else "float32",
     }
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import ClassLabel, load_from_disk
 
 from hf_transfer.generate import GenerateConfig, generate_dataset, generation_stats, run_generate
@@ -30,6 +31,7 @@ def make_config(out, generator, **kwargs) -> GenerateConfig:
         max_new_tokens=10,
         min_words=1,
         consistency_threshold=0.3,
+        bf16=False,  # fp32 like the tiny_lm fixture, so runs that load the generator themselves match it
         output_dir=str(out),
     )
     return GenerateConfig(**{**base, **kwargs})
@@ -68,7 +70,7 @@ def test_dataset_columns_labels_and_stats(reference, tiny_lm_dir):
     assert stats["generated"] == 18 and stats["kept"] == len(ds)
     assert stats["generated"] - sum(stats["removed"].values()) == len(ds)
     assert sum(stats["kept_per_label"].values()) == len(ds)
-    assert stats["tokens_per_second"] > 0 and stats["new_tokens"] > 0 and stats["dtype"] == "bf16-autocast"
+    assert stats["tokens_per_second"] > 0 and stats["new_tokens"] > 0 and stats["dtype"] == "float32"
     assert stats["resumed_batches"] == 0 and stats["generated_batches"] == 5  # ceil(18 / 4)
 
 
@@ -232,13 +234,22 @@ def test_run_generate_twice_resumes_and_resaves(tmp_path, tiny_lm_dir):
     assert len(load_from_disk(first["dataset_path"])) == first["n_rows"]
 
 
-def test_fp32_is_recorded(tmp_path, tiny_lm, tiny_lm_dir):
+def test_bf16_loads_bfloat16_weights_and_is_recorded(tmp_path, tiny_lm_dir, monkeypatch):
+    loaded = []
+    real_load = pipeline_module.load_generator
+
+    def spy(*args, **kwargs):
+        model, tokenizer = real_load(*args, **kwargs)
+        loaded.append(next(model.parameters()).dtype)
+        return model, tokenizer
+
+    monkeypatch.setattr(pipeline_module, "load_generator", spy)
     ds = generate_dataset(
-        make_config(tmp_path / "out", tiny_lm_dir, bf16=False, n_per_label=1, consistency_threshold=0),
-        generator=tiny_lm,
+        make_config(tmp_path / "out", tiny_lm_dir, bf16=True, n_per_label=1, consistency_threshold=0)
     )
-    assert generation_stats(ds)["dtype"] == "float32"
-    assert json.loads((tmp_path / "out" / "run_config.json").read_text())["bf16"] is False
+    assert loaded == [torch.bfloat16]
+    assert generation_stats(ds)["dtype"] == "bfloat16"
+    assert json.loads((tmp_path / "out" / "run_config.json").read_text())["bf16"] is True
 
 
 def test_everything_filtered_out_gives_an_empty_dataset(tmp_path, tiny_lm, tiny_lm_dir):

@@ -9,7 +9,7 @@ Per seed (0, 1, 2):
 1. ``recipes/sst2/generate.yaml``: 400 prompts per label, all filters on → the synthetic set;
 2. ``recipes/sst2/full-synthetic.yaml``: MiniLM trained on the synthetic set alone (0 real labels);
 3. ``recipes/sst2/full-8shot-synthetic.yaml`` vs ``recipes/sst2/full-8shot.yaml``: 8 real labels/class
-   with and without the synthetic set;
+   with and without the synthetic set (and with the real rows repeated 10x, ``repeat_train=10``);
 4. ablation: the same raw generations re-filtered with one filter off (no new generation), then step 2.
 Plus the zero-shot floor (``recipes/sst2/zeroshot.yaml``) and generation throughput: the batch-1 fp32
 loop vs the recipe's batch size and dtype, on the same prompts.
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         mixed = run("finetune", "sst2/full-8shot-synthetic", RUNS / f"mixed-{seed}", seed=seed, sample_seed=seed,
                     extra_train=data)  # fmt: skip
         record("8 real/class + synthetic", seed, mixed)
+        # the real rows repeated 10x: as often seen as in the 10-epoch real-only recipe (not the recipe default)
+        mixed10 = run("finetune", "sst2/full-8shot-synthetic", RUNS / f"mixed-x10-{seed}", seed=seed,
+                      sample_seed=seed, extra_train=data, repeat_train=10)  # fmt: skip
+        record("8 real/class (repeated 10x) + synthetic", seed, mixed10)
         real = run("finetune", "sst2/full-8shot", RUNS / f"real8-{seed}", seed=seed, sample_seed=seed)
         record("8 real/class alone", seed, real)
         for name, off in ABLATIONS.items():

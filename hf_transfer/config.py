@@ -43,7 +43,18 @@ class DataArguments:
         default=None, metadata={"help": "Evaluate on at most this many rows of the eval split (first rows)."}
     )
 
+    repeat_train: int = field(
+        default=1,
+        metadata={
+            "help": "Repeat the (sampled) real train rows this many times before extra_train is appended, so a "
+            "few real labels are not drowned by many synthetic ones (e.g. 10 with 1 epoch = each real row seen "
+            "as often as in a 10-epoch run on real rows alone)."
+        },
+    )
+
     def __post_init__(self):
+        if self.repeat_train < 1:
+            raise ValueError(f"repeat_train={self.repeat_train} must be >= 1 (1 = each real row once per epoch).")
         if self.n_per_class is not None and self.n_per_class < 0:
             raise ValueError(f"n_per_class={self.n_per_class} must be >= 0 (0 means: do not train).")
         if not 0 <= self.validation_size < 1:

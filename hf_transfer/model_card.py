@@ -303,9 +303,12 @@ def _labels_used(results: Mapping, n_per_class) -> str:
         gold = f"{n_per_class} gold labels per class" if n_per_class else "no gold labels"
         pool = results.get("n_pool")
         return f"{gold}; an unlabelled pool of {pool} rows pseudo-labelled through the map"
+    n_train = results.get("n_train")
+    if results.get("extra_train"):  # synthetic (or other extra) rows joined the real sample
+        real = "all real rows" if n_per_class is None else f"{n_per_class} real per class" if n_per_class else "0 real"
+        return f"{real}, plus the rows of `{results['extra_train']}` ({n_train} training rows in all)"
     if n_per_class == 0:
         return "none (zero-shot: the head comes from label descriptions)"
-    n_train = results.get("n_train")
     if n_per_class is None:
         return f"all {n_train} training rows" if n_train is not None else "all training rows"
     return f"{n_per_class} per class ({n_train} rows)" if n_train is not None else f"{n_per_class} per class"

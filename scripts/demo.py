@@ -5,6 +5,9 @@ it (same parser, same code path), on the embedded all-MiniLM-L6-v2:
 
 * finetune on SST-2 (zero-shot floor, head / LoRA / full at 8 and 64 labels per class), evaluated on all
   872 SST-2 validation sentences;
+* generate: SmolLM2-135M-Instruct writes ~800 SST-2-style sentences from the two label descriptions
+  (filtered: cleaning, length, contamination with SST-2 validation, duplicates, label consistency);
+  MiniLM trains on them with 0 real labels, and on them plus 8 real labels per class;
 * labelmap: an SST-2 classifier (trained here on the bundled 2,000-row slice) carried over to Amazon
   review sentences (a domain shift) through its label map -- zero-shot, then pseudo-labels + distillation
   -- against fine-tuning on 8 Amazon labels per class alone, all evaluated on the same 500 held-out rows.
@@ -26,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "demo"
 SST2 = ["zeroshot", "head-8shot", "lora-8shot", "full-8shot", "head-64shot", "lora-64shot", "full-64shot"]
 STEPS = [("finetune", f"sst2/{name}", True) for name in SST2] + [
+    ("generate", "sst2/generate", False),  # the synthetic set (no accuracy of its own)
+    ("finetune", "sst2/full-synthetic", True),
+    ("finetune", "sst2/full-8shot-synthetic", True),
     ("finetune", "sst2/full-all", False),  # the labelmap source model (not a table row of its own)
     ("finetune", "amazon/full-8shot", True),
     ("labelmap", "labelmap/sst2-to-amazon", True),
@@ -38,7 +44,10 @@ def run_recipe(strategy: str, name: str) -> dict:
     from hf_transfer.registry import get_strategy
 
     argv = ["--config", str(ROOT / "recipes" / f"{name}.yaml"), "--output_dir", str(OUT / name)]
-    argv += ["--disable_tqdm", "true", "--logging_strategy", "no"]
+    if strategy != "generate":  # TrainingArguments flags
+        argv += ["--disable_tqdm", "true", "--logging_strategy", "no", "--save_strategy", "no"]
+    if "synthetic" in name:
+        argv += ["--extra_train", str(OUT / "sst2" / "generate" / "dataset")]
     if strategy == "labelmap":
         argv += ["--source_model", str(OUT / "sst2" / "full-all")]
     data_args, config = parse_with_config(make_parser(strategy), argv)
@@ -57,7 +66,12 @@ def table_rows(r: dict) -> list[tuple]:
              r["accuracy"], r["f1_macro"], r["wall_seconds"]),
         ]  # fmt: skip
     method = "zero-shot (label descriptions)" if r["n_per_class"] == 0 else r["method"]
-    return [("finetune", method, r["n_per_class"], target, r["accuracy"], r["f1_macro"], r["wall_seconds"])]
+    strategy = "finetune"
+    if r.get("extra_train"):  # trained on the generate step's synthetic rows (+ the real sample, if any)
+        strategy = "generate"
+        real = " + the real ones" if r["n_real_train"] else ""
+        method = f"{r['method']} on {r['n_extra_train']} SmolLM2 rows{real}"
+    return [(strategy, method, r["n_per_class"], target, r["accuracy"], r["f1_macro"], r["wall_seconds"])]
 
 
 def table(results: list[dict]) -> str:
@@ -85,6 +99,11 @@ def main() -> int:
     for strategy, name, shown in STEPS:
         print(f"[demo] hf-transfer {strategy} --config recipes/{name}.yaml ...", flush=True)
         r = run_recipe(strategy, name)
+        if strategy == "generate":
+            removed = ", ".join(f"{k} {v}" for k, v in r["stats"]["removed"].items())
+            print(f"[demo]   kept {r['n_rows']} of {r['stats']['generated']} rows (removed: {removed}); "
+                  f"{r['tokens_per_second'] or 0:.0f} new tokens/s; {r['wall_seconds']:.1f}s", flush=True)  # fmt: skip
+            continue
         print(f"[demo]   accuracy {r['accuracy']:.3f} in {r['wall_seconds']:.1f}s", flush=True)
         if shown:
             results.append(r)
@@ -92,7 +111,11 @@ def main() -> int:
     print()
     print("Encoder: embedded all-MiniLM-L6-v2; 2-core CPU; one seed (benchmarks/ has 3-seed means)")
     print(table(results))
-    print(f"\nTotal {time.perf_counter() - start:.0f}s; per-run folders and results.json in {OUT}")
+    print(f"\nTotal {time.perf_counter() - start:.0f}s; per-run folders (model, model card, results.json) in {OUT}")
+    from hf_transfer.report import write_report
+
+    report = write_report(OUT, title="make demo: strategies on the embedded MiniLM")
+    print(f"\nReport: {report.markdown_path} (plot: {report.png_path})")
     return 0
 
 

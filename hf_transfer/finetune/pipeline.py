@@ -27,8 +27,9 @@ from .model import check_prepare_args, embed_texts, export_model, prepare
 from .trainer import PRIOR_COLUMN, PriorRegularizedTrainer, WeightInterpolationCallback
 
 
-def load_data_args(data_args: DataArguments):
-    """Load and sample the target data described by ``data_args``: ``(train, eval, labels)``."""
+def load_data_args(data_args: DataArguments, counts: dict | None = None):
+    """Load and sample the target data described by ``data_args``: ``(train, eval, labels)``. ``counts``, if
+    given, receives ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``."""
     kwargs = dict(
         text_column=data_args.text_column,
         label_column=data_args.label_column,
@@ -45,8 +46,14 @@ def load_data_args(data_args: DataArguments):
     train = data["train"]
     if data_args.n_per_class is not None:
         train = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
-    if data_args.extra_train:
-        train = concatenate_datasets([train, load_extra_train(data_args.extra_train, label_names(data))])
+    n_real = len(train)
+    if data_args.repeat_train > 1 and n_real:
+        train = concatenate_datasets([train] * data_args.repeat_train)
+    extra = load_extra_train(data_args.extra_train, label_names(data)) if data_args.extra_train else None
+    if extra is not None:
+        train = concatenate_datasets([train, extra])
+    if counts is not None:
+        counts.update(n_real_train=n_real, n_extra_train=len(extra) if extra is not None else 0)
     eval_ds = data[data_args.eval_split]
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
@@ -105,7 +112,8 @@ def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
 def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
     """Train (unless ``n_per_class == 0``), evaluate, save to ``config.output_dir``; returns the results."""
     start = time.perf_counter()
-    train, eval_ds, labels = load_data_args(data_args)
+    counts: dict = {}
+    train, eval_ds, labels = load_data_args(data_args, counts)
     check_config(config, labels)
     model, tokenizer = prepare_from_config(config, labels)
     base = model.get_base_model() if config.is_peft else model
@@ -154,6 +162,8 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         "eval_split": data_args.eval_split,
         "n_per_class": data_args.n_per_class,
         "n_train": len(train),
+        **counts,
+        "repeat_train": data_args.repeat_train,
         "extra_train": data_args.extra_train,
         "n_eval": len(eval_ds),
         "labels": labels,

@@ -227,3 +227,18 @@ def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_p
         load_data_args(
             DataArguments(dataset=str(sentiment_dir), n_per_class=2, extra_train=str(tmp_path / "extra.jsonl"))
         )
+
+
+def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp_path):
+    from hf_transfer.finetune.pipeline import load_data_args
+
+    write_jsonl(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 5)
+    counts: dict = {}
+    data = DataArguments(
+        dataset=str(sentiment_dir), n_per_class=2, repeat_train=3, extra_train=str(tmp_path / "extra.jsonl")
+    )
+    train, _, _ = load_data_args(data, counts)
+    assert len(train) == 4 * 3 + 5 and counts == {"n_real_train": 4, "n_extra_train": 5}
+    assert train["text"][:4] == train["text"][4:8]  # the sampled real rows, repeated in order
+    with pytest.raises(ValueError, match="repeat_train=0"):
+        DataArguments(repeat_train=0)

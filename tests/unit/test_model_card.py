@@ -229,3 +229,12 @@ def test_dataset_card_from_a_generated_dataset(tmp_path):
     assert "| `negative` | 2 |" in text and "| `positive` | 1 |" in text
     assert "a bad review" in text and "--seed 7" in text and "--n_per_label 5" in text
     assert "hf_NotARealToken123" not in str(loaded)
+
+
+def test_labels_used_names_synthetic_rows():
+    from hf_transfer.model_card import _labels_used
+
+    results = {"strategy": "finetune", "n_train": 602, "extra_train": "outputs/sst2/generate/dataset"}
+    assert _labels_used(results, 0).startswith("0 real, plus the rows of `outputs/sst2/generate/dataset` (602")
+    assert _labels_used({**results, "n_train": 618}, 8).startswith("8 real per class, plus")
+    assert _labels_used({"strategy": "finetune", "n_train": 16}, 8) == "8 per class (16 rows)"

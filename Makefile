@@ -43,6 +43,8 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/finetune_sst2.py
+	$(PY) benchmarks/generate_sst2.py
+	$(PY) benchmarks/labelmap.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -91,6 +91,9 @@ def run_points(run: Mapping) -> list[tuple[str, str, int | str, float, float, fl
         points.append((target, name, n, run["accuracy"], run.get("f1_macro", math.nan), wall, False))
         return points
     method = run.get("method")
+    if run.get("extra_train"):  # trained on generated (or other extra) rows plus n real labels per class
+        name = f"generate + {strategy}/{method}" if method else f"generate + {strategy}"
+        return [(target, name, n, run["accuracy"], run.get("f1_macro", math.nan), wall, False)]
     if n == 0:
         return [(target, f"{strategy} zero-shot", 0, run["accuracy"], run.get("f1_macro", math.nan), wall, True)]
     name = f"{strategy}/{method}" if method else strategy

@@ -89,3 +89,23 @@ def test_a_folder_with_no_runs_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         write_report(tmp_path / "missing")
     assert not (tmp_path / "report.md").exists()
+
+
+def test_runs_on_synthetic_rows_are_their_own_line_not_the_zero_shot_floor(tmp_path):
+    synthetic = {"extra_train": "outputs/sst2/generate/dataset"}
+    recorded = {
+        "zeroshot": _run(method="full", n=0, acc=0.741),
+        "synthetic": _run(method="full", n=0, acc=0.775, **synthetic),
+        "mixed": _run(method="full", n=8, acc=0.773, **synthetic),
+        "real8": _run(method="full", n=8, acc=0.752),
+    }
+    for name, results in recorded.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+    rows = {(r.strategy, r.labels_per_class): r for r in report_rows(collect_runs(tmp_path))}
+    assert rows[("finetune zero-shot", 0)].accuracy == 0.741 and rows[("finetune zero-shot", 0)].runs == 1
+    assert (
+        rows[("generate + finetune/full", 0)].accuracy == 0.775 and not rows[("generate + finetune/full", 0)].zero_shot
+    )
+    assert rows[("generate + finetune/full", 8)].accuracy == 0.773
+    assert rows[("finetune/full", 8)].accuracy == 0.752 and rows[("finetune/full", 8)].runs == 1

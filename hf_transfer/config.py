@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+
+from .errors import ConfigError
 
 
 @dataclass
@@ -59,3 +62,16 @@ class DataArguments:
             raise ValueError(f"n_per_class={self.n_per_class} must be >= 0 (0 means: do not train).")
         if not 0 <= self.validation_size < 1:
             raise ValueError(f"validation_size={self.validation_size} must be in [0, 1).")
+
+
+def as_mapping(name: str, value):
+    """A mapping option given as a mapping (Python, YAML) or as a JSON object string (command line)."""
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{name} must be a mapping or a JSON object string, got {value!r} ({err}).") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{name} must be a JSON object (a mapping), got {value!r}.")
+    return parsed

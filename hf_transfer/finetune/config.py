@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
 
+from ..config import as_mapping
 from ..defaults import DEFAULT_ENCODER
 
 BUILTIN_METHODS = ("full", "head")
@@ -118,8 +118,8 @@ class FinetuneConfig(TrainingArguments):
                 f"method={self.method!r} is not known. Use 'full', 'head', or a PEFT method: "
                 f"{', '.join(peft_method_names())}."
             )
-        self.peft_kwargs = _as_mapping("peft_kwargs", self.peft_kwargs)
-        self.label_descriptions = _as_mapping("label_descriptions", self.label_descriptions)
+        self.peft_kwargs = as_mapping("peft_kwargs", self.peft_kwargs)
+        self.label_descriptions = as_mapping("label_descriptions", self.label_descriptions)
         if self.peft_kwargs and not self.is_peft:
             raise ValueError(f"peft_kwargs is set but method={self.method!r} is not a PEFT method.")
         if self.freeze_layers < 0:
@@ -140,15 +140,3 @@ class FinetuneConfig(TrainingArguments):
     @property
     def is_peft(self) -> bool:
         return self.method not in BUILTIN_METHODS
-
-
-def _as_mapping(name: str, value):
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name} must be a mapping or a JSON object string, got {value!r} ({err}).") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"{name} must be a JSON object (a mapping), got {value!r}.")
-    return parsed

@@ -6,9 +6,9 @@ the finetune strategy's job (``load_from_disk(<output_dir>/dataset)``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
+from ..config import as_mapping
 from ..defaults import DEFAULT_GENERATOR
 from ..errors import ConfigError
 
@@ -131,7 +131,7 @@ class GenerateConfig:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def __post_init__(self):
-        self.label_descriptions = _as_mapping("label_descriptions", self.label_descriptions)
+        self.label_descriptions = as_mapping("label_descriptions", self.label_descriptions)
         if self.target_labels is not None:
             check_labels(self.target_labels, self.label_descriptions)
         for name in ("n_per_label", "batch_size", "max_new_tokens", "n_shots"):
@@ -196,15 +196,3 @@ def check_labels(labels, label_descriptions=None) -> None:
     unknown = sorted(set(label_descriptions or {}) - set(labels))
     if unknown:
         raise ConfigError(f"label_descriptions names label(s) {unknown} that are not among the labels {labels}.")
-
-
-def _as_mapping(name: str, value):
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{name} must be a mapping or a JSON object string, got {value!r} ({err}).") from None
-    if not isinstance(parsed, dict):
-        raise ConfigError(f"{name} must be a JSON object (a mapping), got {value!r}.")
-    return parsed

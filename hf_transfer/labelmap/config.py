@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..config import as_mapping
 from ..errors import ConfigError
-from ..finetune.config import FinetuneConfig, _as_mapping
+from ..finetune.config import FinetuneConfig
 from .pseudo import check_selection
 from .trainer import check_distillation
 
@@ -69,7 +70,7 @@ class LabelMapConfig(FinetuneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.label_map = _as_mapping("label_map", self.label_map)
+        self.label_map = as_mapping("label_map", self.label_map)
         if not self.source_model:
             raise ConfigError("source_model is required: the classifier whose labels are mapped onto the target.")
         if self.map_method not in MAP_METHODS:

@@ -55,14 +55,14 @@ def pseudo_label(
         soft = label_map.predict_proba(np.asarray(batch[PROBS_COLUMN], dtype=np.float64)).astype(np.float32)
         return {"soft_label": soft, "label": soft.argmax(1), "confidence": soft.max(1)}
 
+    keep_columns = ["text", "label", "soft_label", "confidence", PROBS_COLUMN]
+    drop = [c for c in pool.column_names if c not in ("text", PROBS_COLUMN)]  # incl. any gold 'label'
     features = pool.features.copy()
+    for c in drop:
+        features.pop(c)
     features["soft_label"] = Sequence(Value("float32"), length=num_labels)
     features["label"] = ClassLabel(names=label_map.target_labels)
     features["confidence"] = Value("float32")
-    keep_columns = ["text", "label", "soft_label", "confidence", PROBS_COLUMN]
-    drop = [c for c in pool.column_names if c not in ("text", PROBS_COLUMN)]
-    for c in drop:
-        features.pop(c)
     mapped = pool.map(to_target, batched=True, batch_size=4096, remove_columns=drop, features=features,
                       desc="Mapping to target labels")  # fmt: skip
     confidence = np.asarray(mapped["confidence"])

@@ -106,6 +106,15 @@ def test_pseudo_label_outputs_and_zero_rows_error():
         pseudo_label(pool.select([1, 2]), label_map, threshold=1.0)
 
 
+def test_pseudo_label_replaces_a_gold_label_column_in_the_pool():
+    """A pool that still carries its gold labels (to measure pseudo-label accuracy) gets them replaced."""
+    probs = [[0.9, 0.05, 0.05, 0, 0], [0, 0, 0, 0.05, 0.95]]
+    pool = Dataset.from_dict({"text": ["a", "b"], "label": [1, 1], "source_probs": probs})
+    out = pseudo_label(pool, LabelMap.from_dict(EXPLICIT, SST5, BINARY), threshold=0.5)
+    assert out.column_names == ["text", "label", "soft_label", "confidence"]
+    assert out["label"] == [0, 1] and out.features["label"].names == BINARY
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -140,6 +140,9 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
             {
                 "round": round_index + 1,
                 "pseudo_labelled": len(pseudo),
+                "pseudo_labelled_per_class": dict(
+                    zip(labels, np.bincount(pseudo["label"], minlength=len(labels)).tolist())
+                ),
                 "pseudo_label_accuracy": _pseudo_accuracy(pseudo, train),
                 "accuracy": metrics["eval_accuracy"],
                 "f1_macro": metrics["eval_f1_macro"],

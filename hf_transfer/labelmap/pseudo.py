@@ -6,12 +6,16 @@ confident), which keeps a skewed teacher from flooding the student with its favo
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from datasets import ClassLabel, Dataset, Sequence, Value
 
 from ..errors import ConfigError
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN
+
+logger = logging.getLogger(__name__)
 
 
 def check_selection(threshold: float | None, top_k: int | None) -> None:
@@ -73,4 +77,19 @@ def pseudo_label(
             f"Pseudo-labelling kept 0 of {len(pool)} rows: no prediction reached threshold={threshold} "
             f"(the most confident was {confidence.max():.3f}). Lower threshold, or use top_k instead."
         )
+    _warn_missing_classes(label_map.target_labels, labels, confidence, rows, threshold)
     return mapped.select(rows).select_columns([c for c in keep_columns if c != PROBS_COLUMN])
+
+
+def _warn_missing_classes(names, labels: np.ndarray, confidence: np.ndarray, rows: np.ndarray, threshold) -> None:
+    """A class with no pseudo-labels teaches the student to never predict it (seen: an asymmetric learned map
+    kept every 'negative' below threshold=0.8 and the student fell to 70%); say which class and what to set."""
+    kept = np.bincount(labels[rows], minlength=len(names))
+    for c in np.flatnonzero(kept == 0):
+        predicted = confidence[labels == c]
+        best = f"its most confident prediction is {predicted.max():.3f}" if len(predicted) else "no row predicts it"
+        logger.warning(
+            "Pseudo-labelling kept no rows of class %r at threshold=%s (%s): the student will learn to never "
+            "predict it. Lower threshold below that, or select per class with top_k.",
+            names[c], threshold, best,
+        )  # fmt: skip

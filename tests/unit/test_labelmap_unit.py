@@ -106,6 +106,17 @@ def test_pseudo_label_outputs_and_zero_rows_error():
         pseudo_label(pool.select([1, 2]), label_map, threshold=1.0)
 
 
+def test_a_class_left_without_pseudo_labels_is_named_with_the_fix(caplog):
+    pool = Dataset.from_dict({"text": ["a", "b"], "source_probs": [[0.9, 0.05, 0.05, 0, 0], [0.1, 0, 0.7, 0.2, 0]]})
+    with caplog.at_level("WARNING", logger="hf_transfer.labelmap.pseudo"):
+        pseudo_label(pool, LabelMap.from_dict(EXPLICIT, SST5, BINARY), threshold=0.9)
+    assert "no rows of class 'positive' at threshold=0.9 (its most confident prediction is 0.667" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_transfer.labelmap.pseudo"):
+        pseudo_label(pool, LabelMap.from_dict(EXPLICIT, SST5, BINARY), threshold=0.5)
+    assert caplog.text == ""
+
+
 def test_pseudo_label_replaces_a_gold_label_column_in_the_pool():
     """A pool that still carries its gold labels (to measure pseudo-label accuracy) gets them replaced."""
     probs = [[0.9, 0.05, 0.05, 0, 0], [0, 0, 0, 0.05, 0.95]]

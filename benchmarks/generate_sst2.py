@@ -12,7 +12,8 @@ Per seed (0, 1, 2):
    with and without the synthetic set (and with the real rows repeated 10x, ``repeat_train=10``);
 4. ablation: the same raw generations re-filtered with one filter off (no new generation), then step 2.
 Plus the zero-shot floor (``recipes/sst2/zeroshot.yaml``) and generation throughput: the batch-1 fp32
-loop vs the recipe's batch size and dtype, on the same prompts.
+``model.generate`` loop vs the recipe's engine (continuous batching, batch size, dtype for this machine) and vs
+``model.generate`` at batch 64, on the same prompts (``--only_throughput`` re-measures just that).
 """
 
 from __future__ import annotations
@@ -45,44 +46,65 @@ def refilter(source: Path, out: Path) -> None:
         shutil.copy(source / "run_config.json", out / "run_config.json")
 
 
-def throughput(n_prompts: int, batch_size: int, bf16: bool) -> dict:
-    """New tokens/s of the batch-1 fp32 loop vs ``batch_size`` (+bf16) on the same recipe prompts."""
+def throughput(n_prompts: int, batch_1_prompts: int) -> dict:
+    """New tokens/s: the batch-1 ``model.generate`` loop in fp32 vs the recipe's settings (batch size, continuous
+    batching, dtype resolved for this machine) and vs ``model.generate`` in batches, on the same recipe prompts."""
+    import platform
+
     import torch
     import yaml
 
-    from hf_transfer.generate import GenerateConfig, load_generator, load_templates, measure_throughput
+    from hf_transfer.generate import GenerateConfig, generate_rows, load_generator, load_templates, measure_throughput
     from hf_transfer.generate.prompts import build_prompts
+    from hf_transfer.precision import bf16_is_fast
 
     recipe = yaml.safe_load((ROOT / "recipes" / "sst2" / "generate.yaml").read_text())
     config = GenerateConfig(**{k: v for k, v in recipe.items() if k in GenerateConfig.__dataclass_fields__})
-    model, tokenizer = load_generator(config.generator)
     labels = config.target_labels or sorted(config.label_descriptions)
     prompts = build_prompts(labels, n_prompts // len(labels), load_templates(config.templates), seed=0,
                             descriptions=config.label_descriptions)  # fmt: skip
     texts = [p.text for p in prompts]
     kwargs = dict(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
                   stop_at_newline=config.stop_at_newline)  # fmt: skip
-    result = {"prompts": len(texts), "max_new_tokens": config.max_new_tokens}
-    # the batch-1 loop in fp32 (weights as loaded), then the recipe's batch size with bf16 weights
+    result = {"prompts": len(texts), "batch_1_prompts": batch_1_prompts, "max_new_tokens": config.max_new_tokens,
+              "cpu": platform.processor() or platform.machine(),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "bf16_is_fast": bf16_is_fast("cpu"), "torch_threads": torch.get_num_threads()}  # fmt: skip
+    model, tokenizer = load_generator(config.generator)  # fp32, as loaded
     measure_throughput(model, tokenizer, texts[:2], batch_size=1, bf16=False, **kwargs)  # warm-up
-    result["batch_1_fp32"] = measure_throughput(model, tokenizer, texts, batch_size=1, bf16=False, **kwargs)
+    result["batch_1_fp32"] = measure_throughput(model, tokenizer, texts[:batch_1_prompts], batch_size=1, bf16=False,
+                                                **kwargs)  # fmt: skip
+    bf16 = config.use_bf16
     if bf16:
         model.to(torch.bfloat16)
-        result["batch_1_bf16"] = measure_throughput(model, tokenizer, texts, batch_size=1, bf16=True, **kwargs)
-    measure_throughput(model, tokenizer, texts[:batch_size], batch_size=batch_size, bf16=bf16, **kwargs)  # warm-up
-    result["batched"] = measure_throughput(model, tokenizer, texts, batch_size=batch_size, bf16=bf16, **kwargs)
-    result["speedup_vs_batch_1_fp32"] = (
-        result["batched"]["tokens_per_second"] / result["batch_1_fp32"]["tokens_per_second"]
-    )
+    result["generate_batched"] = measure_throughput(model, tokenizer, texts, batch_size=64, bf16=bf16, **kwargs)
+    generate_rows(model, tokenizer, texts[:8], seed=0, batch_size=8, bf16=bf16, **kwargs)  # warm-up
+    out = generate_rows(model, tokenizer, texts, seed=0, batch_size=config.batch_size, bf16=bf16,
+                        continuous_batching=config.continuous_batching, **kwargs)  # fmt: skip
+    tokens = sum(out.new_tokens)
+    result["recipe"] = {"batch_size": config.batch_size, "continuous_batching": config.continuous_batching,
+                        "bf16": bf16, "new_tokens": tokens, "seconds": out.seconds,
+                        "tokens_per_second": tokens / out.seconds}  # fmt: skip
+    base = result["batch_1_fp32"]["tokens_per_second"]
+    result["speedup_vs_batch_1_fp32"] = result["recipe"]["tokens_per_second"] / base
+    result["generate_batched_speedup_vs_batch_1_fp32"] = result["generate_batched"]["tokens_per_second"] / base
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--throughput_prompts", type=int, default=128)
+    parser.add_argument("--throughput_prompts", type=int, default=512)
+    parser.add_argument("--batch_1_prompts", type=int, default=32, help="the batch-1 loop is slow: a prefix")
+    parser.add_argument("--only_throughput", action="store_true", help="re-measure throughput, keep the runs")
     args = parser.parse_args(argv)
     quiet()
+    if args.only_throughput:
+        previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"benchmark": "generate_sst2"}
+        previous["throughput"] = speed = throughput(args.throughput_prompts, args.batch_1_prompts)
+        RESULTS.write_text(json.dumps(previous, indent=2))
+        print(json.dumps(speed, indent=2))
+        return 0
     runs: list[dict] = []
 
     def record(setting: str, seed: int, result: dict, **extra) -> None:
@@ -126,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                         "f1_macro_mean": statistics.mean(r["f1_macro"] for r in rs),
                         "n_train_mean": statistics.mean(r["n_train"] for r in rs),
                         "wall_seconds_mean": statistics.mean(r["wall_seconds"] for r in rs)})  # fmt: skip
-    speed = throughput(args.throughput_prompts, generations[0]["batch_size"], generations[0]["dtype"] != "float32")
+    speed = throughput(args.throughput_prompts, args.batch_1_prompts)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "generate_sst2", "summary": summary, "generations": generations,
                                    "throughput": speed, "runs": runs}, indent=2))  # fmt: skip

@@ -520,7 +520,7 @@ def build_dataset_card(
         temperature=config.temperature,
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
-        bf16=config.bf16,
+        bf16=config.use_bf16,
         seed=config.seed,
         label_descriptions=config.label_descriptions or {},
         generated=stats.get("generated", "?"),

@@ -3,8 +3,9 @@
 finetune strategy (``--dataset <output_dir>/dataset``)."""
 
 from .config import GenerateConfig
+from .continuous import generate_continuous
 from .filters import apply_filters, clean_text, contamination_mask, default_scorer, near_duplicate_mask
-from .generation import check_generator, generate_batch, load_generator, measure_throughput
+from .generation import check_generator, generate_batch, generate_rows, load_generator, measure_throughput
 from .pipeline import generate_dataset, generation_stats, run_generate
 from .prompts import build_prompts, load_templates
 from .shards import ShardStore, batch_seed
@@ -20,6 +21,8 @@ __all__ = [
     "contamination_mask",
     "default_scorer",
     "generate_batch",
+    "generate_continuous",
+    "generate_rows",
     "generate_dataset",
     "generation_stats",
     "load_generator",

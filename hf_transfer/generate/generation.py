@@ -119,9 +119,14 @@ class EndOfExample(StoppingCriteria):
         hit = torch.isin(input_ids[:, -1].cpu(), self.newline_ids)
         for row in hit.nonzero().flatten().tolist():
             text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
-            lines = [line.strip() for line in text.split("\n")[:-1]]  # complete lines only
-            done[row] = any(line and not PREAMBLE.search(line) for line in lines)
+            done[row] = ends_example(text)
         return done
+
+
+def ends_example(text: str) -> bool:
+    """True once ``text`` (new tokens so far, ending in a newline) holds a complete line of real text."""
+    lines = [line.strip() for line in text.split("\n")[:-1]]  # complete lines only
+    return any(line and not PREAMBLE.search(line) for line in lines)
 
 
 @dataclass
@@ -210,3 +215,34 @@ def measure_throughput(model, tokenizer, prompts: Sequence[str], *, batch_size: 
         seconds += out.seconds
     return {"batch_size": batch_size, "bf16": bf16, "new_tokens": tokens, "seconds": seconds,
             "tokens_per_second": tokens / seconds if seconds else None}  # fmt: skip
+
+
+def generate_rows(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    seed: int,
+    batch_size: int,
+    continuous_batching: bool = True,
+    bf16: bool = False,
+    **kwargs,
+) -> BatchOutput:
+    """One continuation per prompt with ``batch_size`` rows at a time: continuous batching where the model
+    supports it (:mod:`.continuous`), else ``model.generate`` on consecutive batches. The output depends only
+    on ``prompts`` and ``seed``."""
+    from .continuous import generate_continuous, supports_continuous_batching
+
+    if continuous_batching and supports_continuous_batching(model):
+        device = next(model.parameters()).device
+        autocast = bf16 and next(model.parameters()).dtype == torch.float32  # bf16 weights need no autocast
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+            return generate_continuous(model, tokenizer, prompts, seed=seed, batch_size=batch_size, **kwargs)
+    texts, counts, seconds = [], [], 0.0
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        out = generate_batch(model, tokenizer, chunk, seed=seed + start, bf16=bf16, **kwargs)
+        texts += out.texts
+        counts += out.new_tokens
+        seconds += out.seconds
+    return BatchOutput(texts, counts, seconds)

@@ -16,7 +16,7 @@ from ..distributed import partial_state
 from ..errors import ConfigError
 from .config import GenerateConfig
 from .filters import Scorer, apply_filters, default_scorer
-from .generation import check_generator, generate_batch, load_generator
+from .generation import check_generator, generate_rows, load_generator
 from .prompts import Prompt, build_prompts, group_seed_examples, load_templates, seed_examples_digest
 from .shards import ShardStore, batch_seed
 
@@ -96,8 +96,9 @@ def generate_dataset(
     ``eval_texts`` are protected from contamination; ``seed_examples`` (rows with ``text``/``label``, or a
     ``Dataset``) are shown as few-shot examples; ``scorer`` (``texts -> probs``) replaces the default
     label-consistency classifier; ``generator`` is an already loaded ``(model, tokenizer)``.
-    Under several processes, batches are split between them (``split_between_processes``); the main process
-    merges the shards in order, filters and saves; every process returns the saved result.
+    Prompts are generated in shards of ``shard_size`` (one resumable JSONL file each), ``batch_size`` rows
+    decoding at once. Under several processes, shards are split between them (``split_between_processes``);
+    the main process merges the shards in order, filters and saves; every process returns the saved result.
     """
     state = partial_state()
     prompts, fingerprint = plan(config, seed_examples)
@@ -113,12 +114,14 @@ def generate_dataset(
         store.start(fingerprint, config.overwrite)
     state.wait_for_everyone()
 
-    batches = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+    batches = [prompts[i : i + config.shard_size] for i in range(0, len(prompts), config.shard_size)]
     done = store.done(len(batches))
     todo = [i for i in range(len(batches)) if i not in done]
     session = {"resumed_batches": len(done), "generated_batches": len(todo)}
     if todo:
-        model, tokenizer = generator if generator is not None else load_generator(config.generator, bf16=config.bf16)
+        if generator is None:
+            generator = load_generator(config.generator, bf16=config.use_bf16)
+        model, tokenizer = generator
         _generate(config, store, batches, todo, model, tokenizer, state)
     state.wait_for_everyone()
 
@@ -186,16 +189,18 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
         for batch_index in mine:
             batch = batches[batch_index]
             seed = batch_seed(config.seed, batch_index)
-            out = generate_batch(
+            out = generate_rows(
                 model,
                 tokenizer,
                 [p.text for p in batch],
                 seed=seed,
+                batch_size=config.batch_size,
+                continuous_batching=config.continuous_batching,
                 max_new_tokens=config.max_new_tokens,
                 temperature=config.temperature,
                 top_p=config.top_p,
                 stop_at_newline=config.stop_at_newline,
-                bf16=config.bf16,
+                bf16=config.use_bf16,
             )
             store.write(
                 batch_index,
@@ -231,7 +236,8 @@ def _throughput(rows: list[dict], config: GenerateConfig) -> dict:
         "generation_seconds": seconds,
         "tokens_per_second": tokens / seconds if seconds else None,
         "batch_size": config.batch_size,
-        "dtype": "bfloat16" if config.bf16 else "float32",
+        "continuous_batching": config.continuous_batching,
+        "dtype": "bfloat16" if config.use_bf16 else "float32",
     }
 
 

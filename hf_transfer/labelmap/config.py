@@ -63,8 +63,12 @@ class LabelMapConfig(FinetuneConfig):
     max_pool_samples: int | None = field(
         default=None, metadata={"help": "Pseudo-label at most this many rows of the unlabelled pool."}
     )
-    inference_bf16: bool = field(
-        default=True, metadata={"help": "bf16 autocast for source-model predictions over the pool (CPU or GPU)."}
+    inference_bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 autocast for source-model predictions over the pool. Default: where the hardware computes "
+            "bf16 (AVX512-BF16/AMX CPUs, bf16 GPUs; 2.5x faster there), fp32 elsewhere (bf16 is slower on AVX2)."
+        },
     )
     inference_batch_size: int = field(default=64, metadata={"help": "Batch size for source-model predictions."})
 

@@ -22,6 +22,7 @@ from ..finetune.model import embed_texts, export_model, prepare
 from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
 from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores
+from ..precision import resolve_bf16
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
@@ -106,7 +107,8 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         pool = pool.select(range(min(config.max_pool_samples, len(pool))))
 
     source, source_tok, _ = load_source(config.source_model)
-    infer = dict(batch_size=config.inference_batch_size, max_length=config.max_length, bf16=config.inference_bf16)
+    bf16 = resolve_bf16(config.inference_bf16)
+    infer = dict(batch_size=config.inference_batch_size, max_length=config.max_length, bf16=bf16)
     eval_ds = add_source_probs(eval_ds, source, source_tok, desc="Source predictions (eval)", **infer)
     if len(gold):
         gold = add_source_probs(gold, source, source_tok, desc="Source predictions (labelled)", **infer)

@@ -27,7 +27,8 @@ def make_config(out, generator, **kwargs) -> GenerateConfig:
         generator=generator,
         target_labels=LABELS,
         n_per_label=6,
-        batch_size=4,
+        shard_size=4,
+        batch_size=2,  # < shard_size: slots are refilled within a shard
         max_new_tokens=10,
         min_words=1,
         consistency_threshold=0.3,
@@ -89,7 +90,7 @@ def test_rerun_is_a_no_op_and_filters_can_change(reference, tiny_lm_dir, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("everything is generated already")
 
-    monkeypatch.setattr(pipeline_module, "generate_batch", forbidden)
+    monkeypatch.setattr(pipeline_module, "generate_rows", forbidden)
     monkeypatch.setattr(pipeline_module, "load_generator", forbidden)
     again = generate_dataset(make_config(out, tiny_lm_dir), scorer=fake_scorer(LABELS))
     assert rows_of(again) == rows_of(ds) and generation_stats(again)["resumed_batches"] == 5
@@ -100,7 +101,7 @@ def test_rerun_is_a_no_op_and_filters_can_change(reference, tiny_lm_dir, monkeyp
 
 def test_resume_after_an_exception_matches_uninterrupted_run(tmp_path, reference, tiny_lm, tiny_lm_dir, monkeypatch):
     _, expected = reference
-    real = pipeline_module.generate_batch
+    real = pipeline_module.generate_rows
     calls = []
 
     def flaky(*args, **kwargs):
@@ -109,12 +110,12 @@ def test_resume_after_an_exception_matches_uninterrupted_run(tmp_path, reference
             raise KeyboardInterrupt("simulated interruption")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "generate_batch", flaky)
+    monkeypatch.setattr(pipeline_module, "generate_rows", flaky)
     config = make_config(tmp_path / "out", tiny_lm_dir)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
     assert len(list((tmp_path / "out" / "shards").glob("shard-*.jsonl"))) == 2
-    monkeypatch.setattr(pipeline_module, "generate_batch", real)
+    monkeypatch.setattr(pipeline_module, "generate_rows", real)
     resumed = generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
     assert generation_stats(resumed)["resumed_batches"] == 2
     assert generation_stats(resumed)["generated_batches"] == 3
@@ -126,11 +127,11 @@ import sys, time, torch
 torch.set_num_threads(1)
 from hf_transfer.generate import GenerateConfig, generate_dataset
 from hf_transfer.generate import pipeline
-real = pipeline.generate_batch
+real = pipeline.generate_rows
 def slow(*args, **kwargs):
     time.sleep(0.4)
     return real(*args, **kwargs)
-pipeline.generate_batch = slow
+pipeline.generate_rows = slow
 config = GenerateConfig(**{config!r})
 generate_dataset(config)
 print("finished")
@@ -284,7 +285,7 @@ def test_two_ranks_split_batches_then_main_merges_in_order(tmp_path, reference, 
     prompts, fingerprint = pipeline_module.plan(config)
     store = pipeline_module.ShardStore(config.output_dir)
     store.start(fingerprint)
-    batches = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+    batches = [prompts[i : i + config.shard_size] for i in range(0, len(prompts), config.shard_size)]
     todo = list(range(len(batches)))
     for rank in (1, 0):  # the order ranks finish in does not matter
         pipeline_module._generate(config, store, batches, todo, *tiny_lm, FakeRank(rank))

@@ -1,0 +1,399 @@
+"""Continuous batching for short generations: keep ``slots`` rows decoding, retire a row the step it ends,
+refill freed slots from a queue of prompts, and prefill each refill group's shared prompt prefix once.
+
+Why not ``model.generate``: a batch there runs until its longest row stops, so with examples ending anywhere
+between 5 and 48 tokens ~40% of the decode slots were padding; and every row re-encodes the chat template's
+system prompt and the template's instructions. Prompts here are sorted so a refill group shares a long prefix,
+which is encoded once (batch 1) and broadcast into the group's KV cache.
+
+The cache is a ``DynamicCache`` whose rows may sit at different positions: each row keeps its own
+``position_ids`` and a 2-D attention mask over the cache's columns (zeros for padding, which can lie before or
+inside a row's prompt). Finished rows are dropped with ``index_select``, columns no row uses are trimmed, and
+refill groups are merged by left-padding the shorter cache. Models whose cache is not plain full attention
+(sliding windows, recurrent states) are not supported: :func:`supports_continuous_batching` says so and the
+caller falls back to ``model.generate``.
+
+Sampling draws from one ``torch.Generator`` seeded per call, and the schedule depends only on the prompts, so
+a call's output depends only on its prompts and seed (what makes generation resumable shard by shard).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import torch
+from transformers.cache_utils import DynamicLayer
+
+from .generation import BatchOutput, ends_example, format_prompt, newline_token_ids, prepare_tokenizer
+
+NUCLEUS_CANDIDATES = (1024, 8192)  # candidate set sizes tried before the full vocabulary (see sample_next)
+PREFILL_CALL_COST = 16  # one more prefill call costs about as much as encoding this many more tokens
+
+
+def supports_continuous_batching(model) -> bool:
+    """True when the model's default cache is full-attention ``DynamicLayer`` s and its forward takes
+    ``position_ids`` and ``logits_to_keep`` (decoder-only transformers in transformers >= 5)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    params = inspect.signature(model.forward).parameters
+    if not {"position_ids", "logits_to_keep"} <= set(params) or _cache_kwarg(model) is None:
+        return False
+    try:
+        cache = DynamicCache(config=model.config)
+    except Exception:  # noqa: BLE001 - an exotic config: take the safe path
+        return False
+    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _cache_kwarg(model) -> str | None:
+    params = inspect.signature(model.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+class _Window:
+    """What every layer of a :class:`_SlotCache` shares: active rows ``[0, rows)`` and columns ``[start, end)``."""
+
+    def __init__(self):
+        self.rows = self.start = self.end = 0
+
+
+class _SlotLayer(DynamicLayer):
+    """One layer's keys/values in preallocated ``(slots, heads, capacity, head_dim)`` buffers: a decode step writes
+    one column in place instead of re-concatenating the whole cache (as ``DynamicLayer`` does every step)."""
+
+    def __init__(self, window: _Window, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.window, self.key_buffer, self.value_buffer = window, keys, values
+        self.is_initialized, self.device = True, keys.device
+
+    @property
+    def keys(self):
+        w = self.window
+        return None if not hasattr(self, "key_buffer") else self.key_buffer[: w.rows, :, w.start : w.end]
+
+    @keys.setter
+    def keys(self, value):  # DynamicLayer.__init__ assigns None
+        pass
+
+    @property
+    def values(self):
+        w = self.window
+        return None if not hasattr(self, "value_buffer") else self.value_buffer[: w.rows, :, w.start : w.end]
+
+    @values.setter
+    def values(self, value):
+        pass
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        w, q = self.window, key_states.shape[-2]
+        self.key_buffer[: w.rows, :, w.end : w.end + q] = key_states
+        self.value_buffer[: w.rows, :, w.end : w.end + q] = value_states
+        return self.key_buffer[: w.rows, :, w.start : w.end + q], self.value_buffer[: w.rows, :, w.start : w.end + q]
+
+    def get_seq_length(self) -> int:
+        return self.window.end - self.window.start
+
+
+class _Batch:
+    """The decoding rows: prompt index, next position and generated ids per row, and a slot cache whose column
+    mask marks, per row, which cached columns are its tokens (zeros for padding before or inside a prompt)."""
+
+    def __init__(self, model, device, slots: int, max_new_tokens: int):
+        from transformers import DynamicCache
+
+        self.model, self.device, self.slots = model, device, slots
+        self.cache_kwarg = _cache_kwarg(model)
+        self.new_cache = lambda: DynamicCache(config=model.config)
+        self.window = _Window()
+        self.cache = None  # a DynamicCache whose layers are _SlotLayers, built on the first prefill
+        self.max_new_tokens = max_new_tokens
+        self.mask = torch.zeros(slots, 0, dtype=torch.long, device=device)
+        self.positions = torch.zeros(slots, dtype=torch.long, device=device)
+        self.logits: torch.Tensor | None = None  # next-token logits per active row
+        self.rows: list[int] = []
+        self.generated: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _forward(self, input_ids, attention_mask, position_ids, cache):
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_kwarg: cache},
+        )
+        return out.logits[:, -1].float()
+
+    def add(self, rows: Sequence[int], prompt_ids: Sequence[Sequence[int]], pad_id: int) -> None:
+        """Prefill ``rows``: their common prefix once, then the rest of each prompt, and copy them into free slots."""
+        prefix_len = len(os.path.commonprefix([list(ids) for ids in prompt_ids]))
+        prefix_len = min(prefix_len, min(len(ids) for ids in prompt_ids) - 1)  # every row keeps >= 1 own token
+        cache = self.new_cache()
+        n = len(rows)
+        if prefix_len > 0:
+            prefix = torch.tensor([list(prompt_ids[0][:prefix_len])], device=self.device)
+            self._forward(prefix, None, torch.arange(prefix_len, device=self.device)[None], cache)
+            for layer in cache.layers:  # broadcast the prefix to every row of the group
+                layer.keys = layer.keys.expand(n, -1, -1, -1)
+                layer.values = layer.values.expand(n, -1, -1, -1)
+        tails = [list(ids[prefix_len:]) for ids in prompt_ids]
+        width = max(len(t) for t in tails)
+        tail_ids = torch.tensor([[pad_id] * (width - len(t)) + t for t in tails], device=self.device)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
+        mask = torch.cat([torch.ones(n, prefix_len, dtype=torch.long, device=self.device), tail_mask], dim=1)
+        position_ids = prefix_len + (tail_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self._forward(tail_ids, mask, position_ids, cache)
+        self._insert(cache, mask)
+        first = len(self.rows)
+        self.positions[first : first + n] = prefix_len + tail_mask.sum(-1)
+        self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
+        self.rows.extend(rows)
+        self.generated.extend([] for _ in rows)
+
+    def _insert(self, cache, mask: torch.Tensor) -> None:
+        """Copy a prefilled group into slots ``[rows, rows + n)``, its last column aligned with the window's end."""
+        w, (n, width) = self.window, mask.shape
+        if self.cache is None:
+            self._allocate(cache.layers[0].keys, 2 * (width + self.max_new_tokens))  # moved every ~width steps
+        if not w.rows:
+            w.start = w.end = 0
+        self._make_room(width + 1, left=width - (w.end - w.start))
+        first, cols = w.rows, slice(w.end - width, w.end)
+        self.mask[first : first + n] = 0
+        self.mask[first : first + n, cols] = mask
+        for slot, layer in zip(self.cache.layers, cache.layers):
+            slot.key_buffer[first : first + n, :, cols] = layer.keys
+            slot.value_buffer[first : first + n, :, cols] = layer.values
+        w.rows += n
+        w.start = min(w.start, w.end - width)
+
+    def _allocate(self, keys: torch.Tensor, capacity: int) -> None:
+        _, heads, _, dim = keys.shape
+        self.cache = self.new_cache()
+        shape = (self.slots, heads, capacity, dim)
+        self.cache.layers = [
+            _SlotLayer(self.window, keys.new_zeros(shape), keys.new_zeros(shape)) for _ in self.cache.layers
+        ]
+        self.mask = torch.zeros(self.slots, capacity, dtype=torch.long, device=self.device)
+
+    def _make_room(self, right: int, left: int = 0) -> None:
+        """Ensure ``left`` free columns before the window and ``right`` after it: move the window (rarely) or grow
+        the buffers."""
+        w, capacity = self.window, self.mask.shape[1]
+        left = max(left, 0)
+        if w.start >= left and w.end + right <= capacity:
+            return
+        width = w.end - w.start
+        needed = left + width + right
+        if needed > capacity:  # grow: new, larger buffers
+            capacity = max(2 * capacity, needed)
+        new_start = left
+        rows = w.rows
+        for layer in self.cache.layers:
+            for name in ("key_buffer", "value_buffer"):
+                old = getattr(layer, name)
+                new = old.new_zeros(old.shape[:2] + (capacity,) + old.shape[3:]) if capacity != old.shape[2] else old
+                new[:rows, :, new_start : new_start + width] = old[:rows, :, w.start : w.end].clone()
+                setattr(layer, name, new)
+        mask = self.mask.new_zeros(self.slots, capacity) if capacity != self.mask.shape[1] else self.mask
+        mask[:rows, new_start : new_start + width] = self.mask[:rows, w.start : w.end].clone()
+        mask[:rows, :new_start] = 0
+        mask[:rows, new_start + width :] = 0
+        self.mask = mask
+        w.start, w.end = new_start, new_start + width
+
+    def keep(self, keep: list[int]) -> None:
+        """Retire every row not in ``keep`` (indices into the current rows): the last kept rows move into the
+        freed slots, so only they are copied; then columns no row uses leave the window."""
+        if len(keep) == len(self.rows):
+            return
+        w, n = self.window, len(keep)
+        kept = set(keep)
+        holes = [j for j in range(n) if j not in kept]
+        movers = [j for j in keep if j >= n]
+        order = list(range(len(self.rows)))
+        for hole, mover in zip(holes, movers):
+            order[hole] = mover
+        order = order[:n]
+        self.rows = [self.rows[j] for j in order]
+        self.generated = [self.generated[j] for j in order]
+        self.logits = self.logits[torch.tensor(order, dtype=torch.long, device=self.device)]
+        if holes:
+            src = torch.tensor(movers, dtype=torch.long, device=self.device)
+            dst = torch.tensor(holes, dtype=torch.long, device=self.device)
+            self.positions[dst] = self.positions[src]
+            self.mask[dst] = self.mask[src]
+            for layer in self.cache.layers:
+                layer.key_buffer[dst, :, w.start : w.end] = layer.key_buffer[src, :, w.start : w.end]
+                layer.value_buffer[dst, :, w.start : w.end] = layer.value_buffer[src, :, w.start : w.end]
+        w.rows = n
+        self.order = order
+        if n:
+            used = self.mask[:n, w.start : w.end].any(0).nonzero()
+            w.start += int(used[0]) if len(used) else w.end - w.start
+        else:
+            w.start = w.end = 0
+
+    def step(self, tokens: torch.Tensor) -> None:
+        """Feed one sampled token per row; ``self.logits`` becomes the next step's."""
+        self._make_room(1)
+        w, n = self.window, len(self.rows)
+        self.mask[:n, w.end] = 1
+        self.logits = self._forward(
+            tokens[:, None], self.mask[:n, w.start : w.end + 1], self.positions[:n, None], self.cache
+        )
+        w.end += 1
+        self.positions[:n] += 1
+
+
+def sample_next(
+    logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int | None, generator, do_sample: bool
+) -> torch.Tensor:
+    """One token per row: greedy, or temperature + optional top-k + nucleus (top-p) sampling.
+
+    Exact nucleus sampling without sorting the vocabulary (a 49k-entry sort and ``multinomial`` per row cost more
+    than the model's decode step on 2 CPU cores): the nucleus is solved in the top ``k`` candidates of the rows
+    whose candidates hold ``top_p`` of the mass, with ``k`` growing only for rows that need it."""
+    if not do_sample:
+        return logits.argmax(-1)
+    probs = (logits / temperature).softmax(-1)
+    vocab = probs.shape[-1]
+    tiers = [min(top_k, vocab)] if top_k else [min(k, vocab) for k in NUCLEUS_CANDIDATES] + [vocab]
+    tokens = torch.empty(len(probs), dtype=torch.long, device=probs.device)
+    todo = torch.arange(len(probs), device=probs.device)
+    for k in dict.fromkeys(tiers):  # ascending, no repeats
+        values, indices = probs[todo].topk(k, dim=-1)
+        if top_k:  # top-k first, then the nucleus within it (renormalised), as transformers' warpers do
+            values = values / values.sum(-1, keepdim=True)
+        ok = (values.sum(-1) >= top_p) | (k == tiers[-1])
+        values, indices = values[ok], indices[ok]
+        before = values.cumsum(-1) - values  # mass of the better tokens
+        values = values.masked_fill(before >= top_p, 0.0)
+        choice = torch.multinomial(values, 1, generator=generator)
+        tokens[todo[ok]] = indices.gather(-1, choice).squeeze(-1)
+        todo = todo[~ok]
+        if not len(todo):
+            break
+    return tokens
+
+
+def prefix_groups(prompt_ids: Sequence[Sequence[int]], overhead: int = PREFILL_CALL_COST) -> list[range]:
+    """Split sorted prompts into consecutive groups, each prefilled as its shared prefix (once) plus the rows'
+    own tokens, minimising the tokens encoded + ``overhead`` per group (dynamic programming, O(n^2))."""
+    n = len(prompt_ids)
+    lcp = [len(os.path.commonprefix([list(prompt_ids[i]), list(prompt_ids[i + 1])])) for i in range(n - 1)]
+    best = [0.0] + [float("inf")] * n  # best[b]: cost of prompts[:b]
+    cut = [0] * (n + 1)
+    for b in range(1, n + 1):
+        prefix, shortest, total = None, None, 0
+        for a in range(b - 1, -1, -1):  # group = prompts[a:b]
+            length = len(prompt_ids[a])
+            total += length
+            shortest = length if shortest is None else min(shortest, length)
+            prefix = shortest - 1 if a == b - 1 else min(prefix, lcp[a])
+            shared = max(0, min(prefix, shortest - 1))
+            cost = best[a] + shared + total - shared * (b - a) + overhead
+            if cost < best[b]:
+                best[b], cut[b] = cost, a
+    groups, b = [], n
+    while b:
+        groups.append(range(cut[b], b))
+        b = cut[b]
+    return groups[::-1]
+
+
+@torch.inference_mode()
+def generate_continuous(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    seed: int,
+    batch_size: int = 64,
+    max_new_tokens: int = 48,
+    temperature: float = 0.9,
+    top_p: float = 0.95,
+    do_sample: bool = True,
+    stop_at_newline: bool = True,
+    refill_fraction: float = 0.25,
+) -> BatchOutput:
+    """Sample one continuation per prompt with at most ``batch_size`` rows decoding at once; new text only.
+
+    A freed slot is refilled once ``refill_fraction`` of the slots are free (a group amortises its prefix
+    prefill and cache merge). Output is in prompt order and depends only on ``prompts`` and ``seed``.
+    """
+    if not prompts:
+        return BatchOutput([], [], 0.0)
+    prepare_tokenizer(tokenizer)
+    formatted = [format_prompt(tokenizer, p) for p in prompts]
+    templated = formatted[0][1]
+    prompt_ids = [tokenizer(text, add_special_tokens=not templated)["input_ids"] for text, _ in formatted]
+    device = next(model.parameters()).device
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    suppress = [pad_id] if pad_id is not None and pad_id not in eos_ids else []
+    newline_ids = torch.tensor(newline_token_ids(tokenizer) if stop_at_newline else [], dtype=torch.long)
+    newline_set = set(newline_ids.tolist())
+    top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    # sorted prompts: neighbours (one refill group) share the template's words, so their common prefix is long
+    queue = deque(sorted(range(len(prompts)), key=lambda i: prompt_ids[i]))
+    refill_at = max(1, int(batch_size * refill_fraction))
+    texts: list[str | None] = [None] * len(prompts)
+    counts = [0] * len(prompts)
+    batch = _Batch(model, device, batch_size, max_new_tokens)
+    start = time.perf_counter()
+    while queue or len(batch):
+        free = batch_size - len(batch)
+        if queue and (free >= refill_at or not len(batch)):
+            group = [queue.popleft() for _ in range(min(free, len(queue)))]
+            for part in prefix_groups([prompt_ids[i] for i in group]):
+                rows = [group[i] for i in part]
+                batch.add(rows, [prompt_ids[i] for i in rows], pad_id if pad_id is not None else 0)
+        logits = batch.logits
+        if suppress:
+            logits[:, suppress] = float("-inf")
+        fresh = [j for j, ids in enumerate(batch.generated) if not ids]
+        if fresh and len(newline_ids):
+            logits[torch.tensor(fresh)[:, None], newline_ids[None]] = float("-inf")  # no empty first line
+        tokens = sample_next(
+            logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator, do_sample=do_sample
+        )
+        keep = []
+        for j, token in enumerate(tokens.tolist()):
+            ids = batch.generated[j]
+            ids.append(token)
+            done = token in eos_ids or len(ids) >= max_new_tokens
+            if not done and token in newline_set:
+                done = ends_example(tokenizer.decode(ids, skip_special_tokens=True))
+            if done:
+                row = batch.rows[j]
+                texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
+                counts[row] = len(ids)
+            else:
+                keep.append(j)
+        if len(keep) < len(batch):
+            batch.keep(keep)
+            tokens = tokens[torch.tensor(batch.order, dtype=torch.long, device=tokens.device)]
+        if len(batch):
+            batch.step(tokens)
+    return BatchOutput(texts, counts, time.perf_counter() - start)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = set()
+    for value in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value is not None:
+            ids.update(value)
+    return ids

@@ -67,23 +67,23 @@ class _SlotLayer(DynamicLayer):
     one column in place instead of re-concatenating the whole cache (as ``DynamicLayer`` does every step)."""
 
     def __init__(self, window: _Window, keys: torch.Tensor, values: torch.Tensor):
-        super().__init__()
         self.window, self.key_buffer, self.value_buffer = window, keys, values
+        super().__init__()  # its `keys = values = None` go to the no-op setters below
         self.is_initialized, self.device = True, keys.device
 
     @property
     def keys(self):
         w = self.window
-        return None if not hasattr(self, "key_buffer") else self.key_buffer[: w.rows, :, w.start : w.end]
+        return self.key_buffer[: w.rows, :, w.start : w.end]
 
     @keys.setter
-    def keys(self, value):  # DynamicLayer.__init__ assigns None
+    def keys(self, value):  # the buffers are the state; DynamicLayer.__init__ assigns None
         pass
 
     @property
     def values(self):
         w = self.window
-        return None if not hasattr(self, "value_buffer") else self.value_buffer[: w.rows, :, w.start : w.end]
+        return self.value_buffer[: w.rows, :, w.start : w.end]
 
     @values.setter
     def values(self, value):

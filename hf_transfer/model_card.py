@@ -480,7 +480,7 @@ def build_dataset_card(
     )
     removed = stats.get("removed", {})
     settings = {
-        "cleaning": "strip preambles and echoed prompts; first line only",
+        "cleaning": "strip preambles, label prefixes and prompt echoes; first line only",
         "length": f"{config.min_words} to {config.max_words} words",
         "contamination": f"shares {config.contamination_ngram} consecutive words with an eval text"
         if config.contamination_ngram
@@ -489,6 +489,12 @@ def build_dataset_card(
         "near_duplicate": f"character 5-gram Jaccard ≥ {config.near_dup_threshold}",
         "consistency": f"scorer's P(intended label) < {stats.get('consistency_threshold', '?')} "
         f"(scorer: {config.consistency_model})",
+        "surplus": f"rows beyond {config.target_per_label} per label (top-up rounds)"
+        if getattr(config, "target_per_label", None)
+        else "off",
+        "balance": "every label subsampled to the rarest label's count"
+        if getattr(config, "balance", "none") != "none"
+        else "off",
     }
     filters = [(name, settings.get(name, ""), count) for name, count in removed.items()]
     usage = "\n".join(

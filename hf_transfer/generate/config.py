@@ -12,6 +12,8 @@ from ..config import as_mapping
 from ..defaults import DEFAULT_GENERATOR
 from ..errors import ConfigError
 
+BALANCE_MODES = ("none", "min")  # class balancing after the filters (filters.balance_mask)
+
 
 @dataclass
 class GenerateConfig:
@@ -33,6 +35,18 @@ class GenerateConfig:
     )
     n_per_label: int = field(
         default=50, metadata={"help": "Examples to generate per label, before filtering (filters remove some)."}
+    )
+    target_per_label: int | None = field(
+        default=None,
+        metadata={
+            "help": "Rows per label wanted after filtering: labels still short after the first n_per_label "
+            "prompts get more prompts (sized by their keep rate so far), round after round up to max_rounds, "
+            "and each label is cut to exactly this many. Default: keep whatever n_per_label yields."
+        },
+    )
+    max_rounds: int = field(
+        default=4,
+        metadata={"help": "With target_per_label: generation rounds at most (the first round included)."},
     )
     batch_size: int = field(
         default=128,
@@ -59,6 +73,13 @@ class GenerateConfig:
     temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (> 0)."})
     top_p: float = field(
         default=0.95, metadata={"help": "Nucleus sampling: keep the smallest token set with this much mass."}
+    )
+    top_k: int | None = field(
+        default=None,
+        metadata={
+            "help": "Sample only among the k most likely tokens (then top_p within them); 0 = no top-k cut. "
+            "Default: the generator's generation_config (None in transformers 5 unless the model sets it)."
+        },
     )
     seed: int = field(
         default=0,
@@ -112,6 +133,13 @@ class GenerateConfig:
             "hf_transfer.finetune.prepare): Hub id, folder or 'minilm'."
         },
     )
+    balance: str = field(
+        default="none",
+        metadata={
+            "help": "After filtering: 'min' subsamples every label (seeded, at random) to the rarest label's "
+            "count, so a filter that favours one label does not skew the class prior; 'none' keeps all rows."
+        },
+    )
     contamination_ngram: int = field(
         default=8,
         metadata={"help": "Drop examples sharing a run of this many words with an eval text (0 = off)."},
@@ -148,12 +176,16 @@ class GenerateConfig:
         self.label_descriptions = as_mapping("label_descriptions", self.label_descriptions)
         if self.target_labels is not None:
             check_labels(self.target_labels, self.label_descriptions)
-        for name in ("n_per_label", "batch_size", "shard_size", "max_new_tokens", "n_shots"):
+        if self.target_per_label is not None and self.target_per_label < 1:
+            raise ConfigError(f"target_per_label={self.target_per_label} must be >= 1 (or unset).")
+        for name in ("n_per_label", "batch_size", "shard_size", "max_new_tokens", "n_shots", "max_rounds"):
             minimum = 0 if name == "n_shots" else 1
             if getattr(self, name) < minimum:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= {minimum}.")
         if self.temperature <= 0:
             raise ConfigError(f"temperature={self.temperature} must be > 0.")
+        if self.top_k is not None and self.top_k < 0:
+            raise ConfigError(f"top_k={self.top_k} must be >= 0 (0 = no top-k cut).")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p={self.top_p} must be in (0, 1].")
         for name in ("near_dup_threshold", "consistency_threshold"):
@@ -164,6 +196,8 @@ class GenerateConfig:
             raise ConfigError(
                 f"Need 0 <= min_words <= max_words and max_words >= 1; got {self.min_words}, {self.max_words}."
             )
+        if self.balance not in BALANCE_MODES:
+            raise ConfigError(f"balance={self.balance!r}: expected one of {', '.join(BALANCE_MODES)}.")
         if self.contamination_ngram < 0:
             raise ConfigError(f"contamination_ngram={self.contamination_ngram} must be >= 0 (0 = off).")
         if not self.output_dir:
@@ -196,7 +230,13 @@ class GenerateConfig:
             "continuous_batching", "max_new_tokens", "temperature", "top_p", "seed", "templates", "n_shots",
             "stop_at_newline",
         )  # fmt: skip
-        return {**{k: v for k, v in asdict(self).items() if k in keys}, "bf16": self.use_bf16}
+        fingerprint = {**{k: v for k, v in asdict(self).items() if k in keys}, "bf16": self.use_bf16}
+        # only when set: runs from before these fields existed stay resumable
+        if self.top_k is not None:
+            fingerprint["top_k"] = self.top_k
+        if self.target_per_label is not None:
+            fingerprint.update(target_per_label=self.target_per_label, max_rounds=self.max_rounds)
+        return fingerprint
 
     @property
     def use_bf16(self) -> bool:

@@ -321,6 +321,7 @@ def generate_continuous(
     max_new_tokens: int = 48,
     temperature: float = 0.9,
     top_p: float = 0.95,
+    top_k: int | None = None,
     do_sample: bool = True,
     stop_at_newline: bool = True,
     refill_fraction: float = 0.25,
@@ -328,7 +329,8 @@ def generate_continuous(
     """Sample one continuation per prompt with at most ``batch_size`` rows decoding at once; new text only.
 
     A freed slot is refilled once ``refill_fraction`` of the slots are free (a group amortises its prefix
-    prefill and cache merge). Output is in prompt order and depends only on ``prompts`` and ``seed``.
+    prefill and cache merge). ``top_k=None`` follows the model's ``generation_config``; 0 turns top-k off.
+    Output is in prompt order and depends only on ``prompts`` and ``seed``.
     """
     if not prompts:
         return BatchOutput([], [], 0.0)
@@ -342,7 +344,8 @@ def generate_continuous(
     suppress = [pad_id] if pad_id is not None and pad_id not in eos_ids else []
     newline_ids = torch.tensor(newline_token_ids(tokenizer) if stop_at_newline else [], dtype=torch.long)
     newline_set = set(newline_ids.tolist())
-    top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
+    if top_k is None:  # as model.generate: the model's generation_config decides
+        top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
     generator = torch.Generator(device=device).manual_seed(seed)
 
     # sorted prompts: neighbours (one refill group) share the template's words, so their common prefix is long

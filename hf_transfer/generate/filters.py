@@ -1,7 +1,8 @@
 """Filters over generated rows. Each takes the surviving rows and returns a keep-mask; ``apply_filters`` runs
 them in order (cheap first, the scorer last) and counts what each removed.
 
-Order: cleaning → length → contamination → exact duplicates → near duplicates → label consistency.
+Order: cleaning → length → contamination → exact duplicates → near duplicates → label consistency → class
+balance (optional).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .config import BALANCE_MODES
 from .generation import PREAMBLE
 
 Scorer = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, num_labels) probabilities
@@ -28,21 +30,38 @@ QUOTES = [('"', '"'), ("“", "”"), ("'", "'"), ("‘", "’"), ("«", "»"), 
 
 
 # ----------------------------------------------------------------------------------------------- cleaning
-def clean_text(text: str, prompt: str | None = None) -> str:
-    """The example inside a raw generation: chat artefacts, role and field labels, numbering, quotes,
-    preamble lines and echoed prompt lines removed; the first remaining line. ``""`` if nothing is left."""
+def clean_text(text: str, prompt: str | None = None, label: str | None = None) -> str:
+    """The example inside a raw generation: chat artefacts, role and field labels, numbering, quotes, a leading
+    ``"<label>:"``, preamble lines and lines that echo the prompt removed; the first remaining line. ``""`` if
+    nothing is left.
+
+    A line echoes the prompt when at least half of its word trigrams occur in the prompt (a small model often
+    restates the label description instead of writing an example); a label prefix would teach the classifier
+    a word that real texts never carry."""
     text = ARTEFACT.sub(" ", unicodedata.normalize("NFC", text))
-    echoed = {_norm(line) for line in (prompt or "").splitlines() if len(line.split()) >= 3}
+    prompt_trigrams = _trigrams(words(prompt)) if prompt else set()
+    label_prefix = (
+        re.compile(rf"^\s*{re.escape(label.strip())}\s*[:\-–]\s+", re.I) if label and label.strip() else None
+    )
     for line in text.splitlines():
         line = _strip_line(line)
         if line and PREAMBLE.search(line) and ":" in line[:-1]:  # 'Here is one: "The text."' keeps the text
             line = _strip_line(line.split(":", 1)[1])
-        if not line or PREAMBLE.search(line) or _norm(line) in echoed:
+        if label_prefix is not None and label_prefix.match(line):
+            line = _strip_line(label_prefix.sub("", line, count=1))
+        if not line or PREAMBLE.search(line):
+            continue
+        line_trigrams = _trigrams(words(line))
+        if line_trigrams and len(line_trigrams & prompt_trigrams) >= len(line_trigrams) / 2:
             continue
         if prompt and len(line) > 20 and _norm(line) in _norm(prompt):
             continue
         return line
     return ""
+
+
+def _trigrams(tokens: list[str]) -> set[tuple[str, ...]]:
+    return set(zip(tokens, tokens[1:], tokens[2:]))
 
 
 def _strip_line(line: str) -> str:
@@ -204,8 +223,45 @@ def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None
     return score
 
 
+# ----------------------------------------------------------------------------------------------- class counts
+def balance_mask(label_ids: Sequence[int], mode: str, seed: int = 0) -> np.ndarray:
+    """``"min"``: keep a seeded random subset of each label's rows, as many as the rarest label has (labels
+    with no rows are ignored; a balanced set keeps the classifier's prior uniform). ``"none"``: keep all.
+
+    Random rather than most-consistent rows, so the majority label does not end up with only easy examples."""
+    label_ids = np.asarray(label_ids, dtype=np.int64)
+    keep = np.ones(len(label_ids), dtype=bool)
+    if mode == "none" or len(label_ids) == 0:
+        return keep
+    if mode != "min":
+        raise ValueError(f"balance={mode!r}: expected one of {BALANCE_MODES}.")
+    present, counts = np.unique(label_ids, return_counts=True)
+    target = counts.min()
+    rng = np.random.default_rng(seed)
+    for label, count in zip(present, counts):
+        if count > target:
+            rows = np.flatnonzero(label_ids == label)
+            keep[rng.choice(rows, size=count - target, replace=False)] = False
+    return keep
+
+
+def cap_mask(label_ids: Sequence[int], cap: int | None) -> np.ndarray:
+    """Keep each label's first ``cap`` rows (all if ``cap`` is None): earlier rounds' rows win, so a larger
+    ``max_rounds`` never changes which rows an earlier round contributed."""
+    seen: dict[int, int] = {}
+    keep = np.ones(len(label_ids), dtype=bool)
+    if cap is None:
+        return keep
+    for i, label in enumerate(label_ids):
+        seen[label] = seen.get(label, 0) + 1
+        keep[i] = seen[label] <= cap
+    return keep
+
+
 # ----------------------------------------------------------------------------------------------- all of them
-FILTER_ORDER = ("cleaning", "length", "contamination", "exact_duplicate", "near_duplicate", "consistency")
+FILTER_ORDER = (
+    "cleaning", "length", "contamination", "exact_duplicate", "near_duplicate", "consistency", "surplus", "balance",
+)  # fmt: skip
 
 
 def apply_filters(
@@ -219,19 +275,24 @@ def apply_filters(
     eval_texts: Sequence[str] | None = None,
     scorer: Scorer | None = None,
     load_scorer: Callable[[], Scorer] | None = None,
+    balance: str = "none",
+    seed: int = 0,
+    cap_per_label: int | None = None,
 ) -> tuple[list[dict], dict]:
     """Run every filter over ``rows`` (dicts with ``raw_text``, ``prompt``, ``label_id``); returns the kept rows
     (with ``text`` and ``consistency`` set) and ``{"removed": {filter: count}, ...}``.
 
     ``scorer`` is a ``texts -> probs`` callable; else ``load_scorer()`` makes one, called only if rows reach the
-    consistency filter with a threshold above 0 (so the scorer model loads only when needed)."""
+    consistency filter with a threshold above 0 (so the scorer model loads only when needed). Then
+    ``cap_per_label`` keeps each label's first rows up to that count (``surplus``: what top-up rounds made beyond
+    ``target_per_label``) and ``balance="min"`` subsamples every label to the rarest one's count (seeded)."""
     removed = dict.fromkeys(FILTER_ORDER, 0)
 
     def keep_where(current: list[dict], mask: np.ndarray, name: str) -> list[dict]:
         removed[name] += int((~mask).sum())
         return [row for row, k in zip(current, mask) if k]
 
-    current = [{**row, "text": clean_text(row["raw_text"], row.get("prompt"))} for row in rows]
+    current = [{**row, "text": clean_text(row["raw_text"], row.get("prompt"), row.get("label"))} for row in rows]
     current = keep_where(current, np.array([bool(r["text"]) for r in current], dtype=bool), "cleaning")
     current = keep_where(current, length_mask([r["text"] for r in current], min_words, max_words), "length")
     mask = contamination_mask([r["text"] for r in current], eval_texts, contamination_ngram)
@@ -248,4 +309,6 @@ def apply_filters(
     else:
         for row in current:
             row["consistency"] = None
+    current = keep_where(current, cap_mask([r["label_id"] for r in current], cap_per_label), "surplus")
+    current = keep_where(current, balance_mask([r["label_id"] for r in current], balance, seed), "balance")
     return current, {"generated": len(rows), "removed": removed, "kept": len(current)}

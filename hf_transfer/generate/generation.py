@@ -161,12 +161,14 @@ def generate_batch(
     max_new_tokens: int = 48,
     temperature: float = 0.9,
     top_p: float = 0.95,
+    top_k: int | None = None,
     do_sample: bool = True,
     stop_at_newline: bool = True,
     bf16: bool = False,
 ) -> BatchOutput:
     """Sample one continuation per prompt; returns only the new text (special tokens dropped) per row.
 
+    ``top_k=None`` follows the model's ``generation_config``; 0 turns top-k off.
     Sampling is seeded with ``seed`` right before ``generate``, so a batch's output depends only on its
     prompts and seed: not on what ran before it in the process (this makes runs resumable).
     """
@@ -186,7 +188,11 @@ def generate_batch(
         kwargs["begin_suppress_tokens"] = newline_ids  # no empty first line
     if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != eos:
         kwargs["suppress_tokens"] = [tokenizer.pad_token_id]  # padding is never real output
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+    sampling = {"do_sample": False}
+    if do_sample:
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if top_k is not None:
+            sampling["top_k"] = top_k
     torch.manual_seed(seed)
     start = time.perf_counter()
     autocast = bf16 and next(model.parameters()).dtype == torch.float32  # bf16 weights need no autocast

@@ -5,9 +5,11 @@ a labelled ``Dataset`` (saved to ``<output_dir>/dataset`` by :func:`run_generate
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from datasets import ClassLabel, Dataset, Features, Value, load_from_disk
 
@@ -17,8 +19,15 @@ from ..errors import ConfigError
 from .config import GenerateConfig
 from .filters import Scorer, apply_filters, default_scorer
 from .generation import check_generator, generate_rows, load_generator
-from .prompts import Prompt, build_prompts, group_seed_examples, load_templates, seed_examples_digest
-from .shards import ShardStore, batch_seed
+from .prompts import (
+    Prompt,
+    build_prompts,
+    group_seed_examples,
+    load_templates,
+    seed_examples_digest,
+    top_up_prompts,
+)
+from .shards import ROUNDS, ShardStore, atomic_write, batch_seed
 
 DATASET_DIR = "dataset"
 
@@ -52,9 +61,15 @@ def read_seed_examples_file(path: str) -> list[dict]:
     return [{"text": t, "label": y} for t, y in zip(ds["text"], ds["label"])]
 
 
-def plan(config: GenerateConfig, seed_examples=None) -> tuple[list[Prompt], dict]:
-    """Everything decided before the generator loads: the prompts and the run's fingerprint. Raises
-    ``ConfigError`` for bad labels, templates or seed examples."""
+class Plan(NamedTuple):
+    prompts: list[Prompt]  # the first round: n_per_label per label
+    fingerprint: dict  # what makes the raw rows; shards of another fingerprint are refused
+    more_prompts: Callable[[dict, int], list[Prompt]]  # (prompts per label, first index) -> top-up prompts
+
+
+def plan(config: GenerateConfig, seed_examples=None) -> Plan:
+    """Everything decided before the generator loads: the prompts, the run's fingerprint and how top-up
+    prompts are made. Raises ``ConfigError`` for bad labels, templates or seed examples."""
     labels = config.labels
     templates = load_templates(config.templates)
     if seed_examples is None and config.seed_examples_file:
@@ -74,7 +89,13 @@ def plan(config: GenerateConfig, seed_examples=None) -> tuple[list[Prompt], dict
         "templates_digest": templates.digest(),
         "seed_examples_digest": seed_examples_digest(grouped),
     }
-    return prompts, fingerprint
+
+    def more_prompts(counts: dict, start_index: int) -> list[Prompt]:
+        return top_up_prompts(labels, counts, templates, seed=config.seed, start_index=start_index,
+                              descriptions=config.label_descriptions, seed_examples=grouped,
+                              n_shots=config.n_shots)  # fmt: skip
+
+    return Plan(prompts, fingerprint, more_prompts)
 
 
 def generate_dataset(
@@ -101,7 +122,7 @@ def generate_dataset(
     the main process merges the shards in order, filters and saves; every process returns the saved result.
     """
     state = partial_state()
-    prompts, fingerprint = plan(config, seed_examples)
+    prompts, fingerprint, more_prompts = plan(config, seed_examples)
     if generator is None:
         check_generator(config.generator)
     if scorer is None and config.resolved_consistency_threshold() > 0:
@@ -114,20 +135,33 @@ def generate_dataset(
         store.start(fingerprint, config.overwrite)
     state.wait_for_everyone()
 
-    batches = [prompts[i : i + config.shard_size] for i in range(0, len(prompts), config.shard_size)]
-    done = store.done(len(batches))
-    todo = [i for i in range(len(batches)) if i not in done]
-    session = {"resumed_batches": len(done), "generated_batches": len(todo)}
-    if todo:
-        if generator is None:
-            generator = load_generator(config.generator, bf16=config.use_bf16)
-        model, tokenizer = generator
-        _generate(config, store, batches, todo, model, tokenizer, state)
-    state.wait_for_everyone()
+    batches: list[list[Prompt]] = []
+    session = {"resumed_batches": 0, "generated_batches": 0, "rounds": 0}
+    scorers: dict = {}  # the consistency scorer, loaded once for top-up planning and the final filter
+    round_prompts = prompts
+    for round_index in range(config.max_rounds if config.target_per_label else 1):
+        if round_index:
+            counts = _plan_top_up(config, store, batches, round_index, eval_texts, scorer, scorers, state)
+            if not counts:
+                break
+            round_prompts = more_prompts(counts, batches[-1][-1].index + 1)
+        first = len(batches)
+        batches += [round_prompts[i : i + config.shard_size] for i in range(0, len(round_prompts), config.shard_size)]
+        done = store.done(len(batches))
+        todo = [i for i in range(first, len(batches)) if i not in done]
+        session["resumed_batches"] += len(batches) - first - len(todo)
+        session["generated_batches"] += len(todo)
+        session["rounds"] += 1
+        if todo:
+            if generator is None:
+                generator = load_generator(config.generator, bf16=config.use_bf16)
+            model, tokenizer = generator
+            _generate(config, store, batches, todo, model, tokenizer, state)
+        state.wait_for_everyone()
 
     dataset_dir = Path(config.output_dir) / DATASET_DIR
     if state.is_main_process:  # merge the shards in batch order and filter once, on the main process
-        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session)
+        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session, scorers)
         dataset.save_to_disk(str(dataset_dir))
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -135,9 +169,15 @@ def generate_dataset(
     return dataset
 
 
-def _filter_and_build(config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict) -> Dataset:
+def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, scorers: dict, cap: bool):
     labels = config.labels
-    kept, stats = apply_filters(
+
+    def load_scorer() -> Scorer:
+        if "default" not in scorers:
+            scorers["default"] = default_scorer(labels, config.label_descriptions, config.consistency_model)
+        return scorers["default"]
+
+    return apply_filters(
         rows,
         min_words=config.min_words,
         max_words=config.max_words,
@@ -146,8 +186,42 @@ def _filter_and_build(config: GenerateConfig, rows: list[dict], eval_texts, scor
         contamination_ngram=config.contamination_ngram,
         eval_texts=eval_texts,
         scorer=scorer,
-        load_scorer=lambda: default_scorer(labels, config.label_descriptions, config.consistency_model),
+        load_scorer=load_scorer,
+        balance=config.balance if cap else "none",
+        seed=config.seed,
+        cap_per_label=config.target_per_label if cap else None,
     )
+
+
+def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_texts, scorer, scorers, state):
+    """Prompts per label for top-up round ``round_index``: what each short label still needs, divided by its
+    keep rate so far (floor 10%), plus 20%. Planned once on the main process and recorded in
+    ``shards/rounds.json``, so a resumed run (even one re-filtering with other settings) replays the same
+    rounds. ``{}`` means every label has ``target_per_label`` rows: stop."""
+    record = store.shard_dir / ROUNDS
+    if state.is_main_process:
+        planned = json.loads(record.read_text()) if record.is_file() else []
+        if len(planned) < round_index:
+            rows = store.read(len(batches))
+            kept, _ = _filter(config, rows, eval_texts, scorer, scorers, cap=False)
+            counts = {}
+            for label_id, label in enumerate(config.labels):
+                made = sum(r["label_id"] == label_id for r in rows)
+                have = sum(r["label_id"] == label_id for r in kept)
+                if have < config.target_per_label:
+                    rate = max(have / made if made else 0.0, 0.1)
+                    counts[label] = math.ceil((config.target_per_label - have) / rate * 1.2)
+            planned.append(counts)
+            atomic_write(record, json.dumps(planned, indent=2))
+    state.wait_for_everyone()  # every process reads the recorded plan
+    return json.loads(record.read_text())[round_index - 1]
+
+
+def _filter_and_build(
+    config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict, scorers: dict
+) -> Dataset:
+    labels = config.labels
+    kept, stats = _filter(config, rows, eval_texts, scorer, scorers, cap=True)
     stats.update(session)
     stats.update(_throughput(rows, config))
     stats["kept_per_label"] = {label: sum(r["label_id"] == i for r in kept) for i, label in enumerate(labels)}
@@ -199,6 +273,7 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
                 max_new_tokens=config.max_new_tokens,
                 temperature=config.temperature,
                 top_p=config.top_p,
+                top_k=config.top_k,
                 stop_at_newline=config.stop_at_newline,
                 bf16=config.use_bf16,
             )
@@ -280,6 +355,7 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
         "generator": config.generator,
         "labels": config.labels,
         "n_per_label": config.n_per_label,
+        "target_per_label": config.target_per_label,
         "n_rows": len(dataset),
         "dataset_path": str(out / DATASET_DIR),
         "dataset": getattr(data_args, "dataset", None),

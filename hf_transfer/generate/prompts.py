@@ -125,11 +125,38 @@ def build_prompts(
     n_shots: int = 2,
 ) -> list[Prompt]:
     """``len(labels) * n_per_label`` prompts, labels interleaved (row i has label ``i % len(labels)``)."""
+    label_ids = [index % len(labels) for index in range(len(labels) * n_per_label)]
+    return _render(labels, label_ids, 0, templates, seed, descriptions, seed_examples, n_shots)
+
+
+def top_up_prompts(
+    labels: Sequence[str],
+    counts: Mapping[str, int],
+    templates: TemplateSet,
+    *,
+    seed: int,
+    start_index: int,
+    descriptions: Mapping[str, str] | None = None,
+    seed_examples: Mapping[str, Sequence[str]] | None = None,
+    n_shots: int = 2,
+) -> list[Prompt]:
+    """``counts[label]`` more prompts per label, labels interleaved while each still needs some, numbered
+    from ``start_index`` (so each row's template and attributes are fresh draws under (seed, index))."""
+    left = {label: int(counts.get(label, 0)) for label in labels}
+    label_ids = []
+    while any(left.values()):
+        for label_id, label in enumerate(labels):
+            if left[label] > 0:
+                label_ids.append(label_id)
+                left[label] -= 1
+    return _render(labels, label_ids, start_index, templates, seed, descriptions, seed_examples, n_shots)
+
+
+def _render(labels, label_ids, start_index, templates, seed, descriptions, seed_examples, n_shots) -> list[Prompt]:
     descriptions = descriptions or {}
     seed_examples = seed_examples or {}
     prompts = []
-    for index in range(len(labels) * n_per_label):
-        label_id = index % len(labels)
+    for index, label_id in enumerate(label_ids, start=start_index):
         label = labels[label_id]
         rng = random.Random(f"{seed}:{index}")
         template = rng.choice(templates.templates)

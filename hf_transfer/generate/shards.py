@@ -18,6 +18,7 @@ from ..errors import ConfigError
 
 RUN_CONFIG = "run_config.json"
 SHARDS = "shards"
+ROUNDS = "rounds.json"  # top-up rounds planned so far (in shards/, so overwrite deletes it with them)
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -74,13 +75,13 @@ class ShardStore:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.shard_dir.glob("*.tmp*"):  # half-written shards of a killed run
             stale.unlink(missing_ok=True)
-        _atomic_write(config_file, json.dumps(_jsonable(fingerprint), indent=2, sort_keys=True))
+        atomic_write(config_file, json.dumps(_jsonable(fingerprint), indent=2, sort_keys=True))
 
     def done(self, num_batches: int) -> set[int]:
         return {i for i in range(num_batches) if self.shard_path(i).is_file()}
 
     def write(self, batch_index: int, rows: Iterable[dict]) -> None:
-        _atomic_write(self.shard_path(batch_index), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        atomic_write(self.shard_path(batch_index), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
     def read(self, num_batches: int) -> list[dict]:
         """All rows of batches ``0 .. num_batches-1``, in batch order; a missing shard is an error."""
@@ -93,7 +94,7 @@ class ShardStore:
         return rows
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as handle:
         handle.write(text)

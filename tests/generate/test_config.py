@@ -63,6 +63,10 @@ def test_threshold_outside_unit_interval(tmp_path, tiny_lm_dir, kwargs):
         ({"batch_size": 0}, "batch_size"),
         ({"min_words": 5, "max_words": 2}, "min_words"),
         ({"contamination_ngram": -1}, "contamination_ngram"),
+        ({"balance": "max"}, r"balance='max': expected one of none, min"),
+        ({"target_per_label": 0}, "target_per_label=0 must be >= 1"),
+        ({"max_rounds": 0}, "max_rounds=0 must be >= 1"),
+        ({"top_k": -1}, "top_k=-1 must be >= 0"),
     ],
 )
 def test_other_ranges(tmp_path, tiny_lm_dir, kwargs, match):

@@ -71,6 +71,16 @@ def test_sampling_depends_only_on_prompts_and_seed(tiny_lm):
     assert all(not t.startswith("\n") for t in a.texts) and all(1 <= n <= 10 for n in a.new_tokens)
 
 
+@pytest.mark.parametrize("continuous_batching", [True, False])
+def test_top_k_1_samples_the_greedy_text(tiny_lm, continuous_batching):
+    """top_k reaches both engines: sampling among the single most likely token is greedy decoding."""
+    model, tokenizer = tiny_lm
+    kwargs = dict(seed=3, batch_size=3, max_new_tokens=8, continuous_batching=continuous_batching)
+    greedy = generate_rows(model, tokenizer, PROMPTS, do_sample=False, **kwargs)
+    assert generate_rows(model, tokenizer, PROMPTS, top_k=1, temperature=1.5, **kwargs).texts == greedy.texts
+    assert generate_rows(model, tokenizer, PROMPTS, top_k=0, temperature=1.5, **kwargs).texts != greedy.texts
+
+
 def test_generate_rows_chooses_the_engine(tiny_lm):
     model, tokenizer = tiny_lm
     assert supports_continuous_batching(model)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
 
 from hf_transfer.generate.filters import (
     apply_filters,
+    balance_mask,
     clean_text,
     contamination_mask,
     default_scorer,
@@ -50,6 +50,32 @@ def test_clean_text_drops_prompt_echo():
     assert clean_text("Reply with the text only.", prompt) == ""
 
 
+def test_clean_text_drops_a_restated_description_but_keeps_real_examples():
+    """Bundled SmolLM2 output: restating the label description is not an example of it."""
+    prompt = (
+        'Write one sentence in a casual style that clearly belongs to the category "negative" (a sentence from a '
+        "movie review that expresses a negative opinion of the film).\nReply with the text only."
+    )
+    assert clean_text("A sentence from a movie review expressing a negative opinion of the film.", prompt) == ""
+    assert clean_text("This is a sentence from a movie review that expresses a negative opinion.", prompt) == ""
+    kept = "The film is a dull, overlong mess with a negative view of everyone in it."
+    assert clean_text(kept, prompt) == kept  # shares a few words ("the film", "negative"), not half its trigrams
+
+
+@pytest.mark.parametrize(
+    "raw, label, expected",
+    [
+        ('Negative: "The plot goes nowhere."', "negative", "The plot goes nowhere."),
+        ("POSITIVE - I loved it.", "positive", "I loved it."),
+        ("Sci/Tech: NASA launches a probe.", "sci/tech", "NASA launches a probe."),
+        ("Negative reviews pile up for a dull film.", "negative", "Negative reviews pile up for a dull film."),
+        ("Positive: fine.", "negative", "Positive: fine."),  # only the row's own label is stripped
+    ],
+)
+def test_clean_text_strips_the_label_prefix(raw, label, expected):
+    assert clean_text(raw, label=label) == expected
+
+
 def test_length_mask():
     assert length_mask(["a b", "a b c", "a b c d e f"], 3, 5).tolist() == [False, True, False]
 
@@ -73,15 +99,20 @@ def test_near_duplicates():
     assert lsh_bands(0.8) < lsh_bands(0.5)  # a lower threshold needs more bands (more candidates)
 
 
-def test_near_duplicates_scale_linearly():
+def test_near_duplicates_scale_linearly(monkeypatch):
+    """LSH finds the candidates: exact Jaccard runs ~once per row, not for all 10M pairs (counted, not timed)."""
+    from hf_transfer.generate import filters
+
+    calls = []
+    real = filters.jaccard
+    monkeypatch.setattr(filters, "jaccard", lambda a, b: calls.append(1) or real(a, b))
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(2000)]
     texts = [" ".join(rng.choices(vocab, k=12)) for _ in range(4000)]
     texts += [t + " x" for t in texts[:500]]  # 500 near-duplicates
-    start = time.perf_counter()
     keep = near_duplicate_mask(texts, 0.8)
-    assert time.perf_counter() - start < 10  # quadratic would be 10M Jaccard computations
     assert keep[:4000].all() and not keep[4000:].any()
+    assert 500 <= len(calls) < 2 * len(texts)
 
 
 def test_contamination():
@@ -136,6 +167,8 @@ def test_apply_filters_counts_each_filter():
         "exact_duplicate": 1,
         "near_duplicate": 1,
         "consistency": 1,
+        "surplus": 0,
+        "balance": 0,
     }
     assert stats["generated"] == 8 and stats["kept"] == 2
     assert [r["consistency"] for r in kept] == pytest.approx([0.9, 0.9])
@@ -179,3 +212,25 @@ def test_preamble_lines(line, preamble):
 
     assert bool(PREAMBLE.search(line)) is preamble
     assert (clean_text(line) == "") is preamble
+
+
+def test_balance_min_subsamples_to_the_rarest_label():
+    labels = [0] * 7 + [1] * 3 + [2] * 5
+    keep = balance_mask(labels, "min", seed=0)
+    kept = np.asarray(labels)[keep]
+    assert [int((kept == i).sum()) for i in range(3)] == [3, 3, 3]
+    assert keep[7:10].all()  # the rarest label loses nothing
+    assert (balance_mask(labels, "min", seed=0) == keep).all()  # seeded
+    assert any((balance_mask(labels, "min", seed=s) != keep).any() for s in range(1, 5))  # at random
+    assert balance_mask(labels, "none").all() and balance_mask([], "min").shape == (0,)
+
+
+def test_balance_is_counted_after_consistency():
+    labels = ["bad", "good"]
+    rows = [{"raw_text": f"a good film number {w}", "label_id": 1} for w in ("one", "two", "three", "four")]
+    rows += [{"raw_text": "a bad film again today", "label_id": 0}]
+    kw = dict(min_words=1, max_words=20, near_dup_threshold=1.0, consistency_threshold=0.0, contamination_ngram=0)
+    kept, stats = apply_filters(rows, balance="min", **kw)
+    assert sorted(r["label_id"] for r in kept) == [0, 1] and stats["removed"]["balance"] == 3
+    kept, stats = apply_filters(rows, scorer=fake_scorer(labels), **{**kw, "consistency_threshold": 0.5})
+    assert stats["removed"]["balance"] == 0 and len(kept) == 5

@@ -282,7 +282,7 @@ class FakeRank:
 def test_two_ranks_split_batches_then_main_merges_in_order(tmp_path, reference, tiny_lm, tiny_lm_dir):
     _, expected = reference
     config = make_config(tmp_path / "out", tiny_lm_dir)
-    prompts, fingerprint = pipeline_module.plan(config)
+    prompts, fingerprint, _ = pipeline_module.plan(config)
     store = pipeline_module.ShardStore(config.output_dir)
     store.start(fingerprint)
     batches = [prompts[i : i + config.shard_size] for i in range(0, len(prompts), config.shard_size)]
@@ -293,3 +293,66 @@ def test_two_ranks_split_batches_then_main_merges_in_order(tmp_path, reference, 
     merged = generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
     assert generation_stats(merged)["resumed_batches"] == 5
     assert rows_of(merged) == rows_of(expected)
+
+
+def picky_scorer(labels):
+    """``texts -> probs`` that gives "bad" only 0.1 on about half the texts (by a stable hash), so "bad" rows
+    fail the consistency filter half the time and the label falls short."""
+    import zlib
+
+    import numpy as np
+
+    def score(texts):
+        out = np.full((len(texts), len(labels)), 1.0 / len(labels), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if zlib.crc32(text.encode()) % 2:
+                out[i] = [0.45, 0.1, 0.45]
+        return out
+
+    return score
+
+
+def test_top_up_rounds_reach_the_target_exactly(tmp_path, tiny_lm, tiny_lm_dir):
+    config = make_config(tmp_path / "out", tiny_lm_dir, target_per_label=5, max_rounds=4)
+    ds = generate_dataset(config, scorer=picky_scorer(LABELS), generator=tiny_lm)
+    stats = generation_stats(ds)
+    assert stats["kept_per_label"] == {"good": 5, "bad": 5, "fine": 5}
+    assert stats["rounds"] >= 2 and stats["removed"]["consistency"] > 0 and stats["removed"]["surplus"] > 0
+    planned = json.loads((tmp_path / "out" / "shards" / "rounds.json").read_text())
+    # only the short label got more prompts; the last entry ({}) recorded that every label had enough
+    assert set(planned[0]) == {"bad"} and planned[-1] == {} and len(planned) == stats["rounds"]
+    extra = sorted(i for i in ds["row_index"] if i >= 18)  # top-up rows continue the row numbering
+    assert extra and all(LABELS[y] == "bad" for i, y in zip(ds["row_index"], ds["label"]) if i >= 18)
+    # the first round's rows are kept first: a top-up never replaces a row the first round kept
+    first = generate_dataset(make_config(tmp_path / "first", tiny_lm_dir), scorer=picky_scorer(LABELS),
+                             generator=tiny_lm)  # fmt: skip
+    first_bad = [t for t, y in zip(first["text"], first["label"]) if LABELS[y] == "bad"]
+    assert [t for t, y in zip(ds["text"], ds["label"]) if LABELS[y] == "bad"][: len(first_bad)] == first_bad
+
+
+def test_top_up_interrupted_in_a_later_round_resumes_to_the_same_rows(tmp_path, tiny_lm, tiny_lm_dir, monkeypatch):
+    kwargs = dict(target_per_label=5, max_rounds=4)
+    expected = generate_dataset(make_config(tmp_path / "ref", tiny_lm_dir, **kwargs), scorer=picky_scorer(LABELS),
+                                generator=tiny_lm)  # fmt: skip
+    real = pipeline_module.generate_rows
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # round 1 is 5 shards: the first top-up shard is interrupted
+            raise KeyboardInterrupt("simulated interruption")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "generate_rows", flaky)
+    config = make_config(tmp_path / "out", tiny_lm_dir, **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(config, scorer=picky_scorer(LABELS), generator=tiny_lm)
+    assert (tmp_path / "out" / "shards" / "rounds.json").is_file()
+    monkeypatch.setattr(pipeline_module, "generate_rows", real)
+    resumed = generate_dataset(config, scorer=picky_scorer(LABELS), generator=tiny_lm)
+    assert generation_stats(resumed)["resumed_batches"] == 5
+    assert rows_of(resumed) == rows_of(expected)
+    # re-filtering with other settings replays the recorded rounds instead of planning new ones
+    monkeypatch.setattr(pipeline_module, "generate_rows", lambda *a, **k: pytest.fail("nothing left to generate"))
+    looser = generate_dataset(make_config(tmp_path / "out", tiny_lm_dir, consistency_threshold=0.0, **kwargs))
+    assert generation_stats(looser)["generated_batches"] == 0

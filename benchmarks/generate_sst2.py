@@ -65,7 +65,7 @@ def throughput(n_prompts: int, batch_1_prompts: int) -> dict:
                             descriptions=config.label_descriptions)  # fmt: skip
     texts = [p.text for p in prompts]
     kwargs = dict(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                  stop_at_newline=config.stop_at_newline)  # fmt: skip
+                  top_k=config.top_k, stop_at_newline=config.stop_at_newline)  # fmt: skip
     result = {"prompts": len(texts), "batch_1_prompts": batch_1_prompts, "max_new_tokens": config.max_new_tokens,
               "cpu": platform.processor() or platform.machine(),
               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         generations.append({"seed": seed, "wall_seconds": gen["wall_seconds"], **gen["stats"]})
         data = gen["dataset_path"]
         syn = run("finetune", "sst2/full-synthetic", RUNS / f"synthetic-{seed}", seed=seed, extra_train=data)
-        record("synthetic only, 0 real labels", seed, syn, generate_seconds=gen["wall_seconds"])
+        # decoding time from the shards: the same whether the rows were generated now or resumed from disk
+        record("synthetic only, 0 real labels", seed, syn, generate_seconds=gen["wall_seconds"],
+               decoding_seconds=gen["stats"]["generation_seconds"],
+               resumed_shards=gen["stats"]["resumed_batches"])  # fmt: skip
         mixed = run("finetune", "sst2/full-8shot-synthetic", RUNS / f"mixed-{seed}", seed=seed, sample_seed=seed,
                     extra_train=data)  # fmt: skip
         record("8 real/class + synthetic", seed, mixed)

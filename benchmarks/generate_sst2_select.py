@@ -5,6 +5,9 @@ generations (``outputs/bench-generate/generate-<seed>``): each variant re-filter
 anew if it changes sampling, trains ``recipes/sst2/full-synthetic.yaml`` on it and is scored on
 the train slice (``eval_split=train``; no real row is trained on). Writes
 ``benchmarks/results/generate_sst2_select.json``.
+
+The recorded runs were made before the recipe set ``top_k: 50`` (the choice they led to): runs marked
+``"base": "no top-k"`` re-filtered or extended the no-top-k generations; "recipe" is the current recipe.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ OUT = ROOT / "outputs" / "bench-generate-select"
 # variant -> generate overrides; re-filtering the benchmark's raw rows unless a sampling setting changes
 VARIANTS: dict[str, dict] = {
     "recipe": {},
+    "no top-k": {"top_k": 0},
     "consistency 0.6": {"consistency_threshold": 0.6},
     "consistency 0.7": {"consistency_threshold": 0.7},
-    "top_k 50": {"top_k": 50},
     "n_per_label 800": {"n_per_label": 800},
 }
 SAMPLING = {"top_k", "temperature", "top_p", "n_per_label", "max_new_tokens", "templates"}

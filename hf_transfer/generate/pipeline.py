@@ -4,6 +4,7 @@ a labelled ``Dataset`` (saved to ``<output_dir>/dataset`` by :func:`run_generate
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -137,11 +138,14 @@ def generate_dataset(
 
     batches: list[list[Prompt]] = []
     session = {"resumed_batches": 0, "generated_batches": 0, "rounds": 0}
-    scorers: dict = {}  # the consistency scorer, loaded once for top-up planning and the final filter
+    # the default consistency scorer loads on first use, once for top-up planning and the final filter
+    load_scorer = functools.cache(
+        lambda: default_scorer(config.labels, config.label_descriptions, config.consistency_model)
+    )
     round_prompts = prompts
     for round_index in range(config.max_rounds if config.target_per_label else 1):
         if round_index:
-            counts = _plan_top_up(config, store, batches, round_index, eval_texts, scorer, scorers, state)
+            counts = _plan_top_up(config, store, batches, round_index, eval_texts, scorer, load_scorer, state)
             if not counts:
                 break
             round_prompts = more_prompts(counts, batches[-1][-1].index + 1)
@@ -161,7 +165,7 @@ def generate_dataset(
 
     dataset_dir = Path(config.output_dir) / DATASET_DIR
     if state.is_main_process:  # merge the shards in batch order and filter once, on the main process
-        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session, scorers)
+        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session, load_scorer)
         dataset.save_to_disk(str(dataset_dir))
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -169,14 +173,8 @@ def generate_dataset(
     return dataset
 
 
-def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, scorers: dict, cap: bool):
-    labels = config.labels
-
-    def load_scorer() -> Scorer:
-        if "default" not in scorers:
-            scorers["default"] = default_scorer(labels, config.label_descriptions, config.consistency_model)
-        return scorers["default"]
-
+def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, load_scorer, final: bool):
+    """Every filter; ``final=False`` (top-up planning) leaves out the per-label cap and balancing."""
     return apply_filters(
         rows,
         min_words=config.min_words,
@@ -187,13 +185,13 @@ def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, scorer
         eval_texts=eval_texts,
         scorer=scorer,
         load_scorer=load_scorer,
-        balance=config.balance if cap else "none",
+        balance=config.balance if final else "none",
         seed=config.seed,
-        cap_per_label=config.target_per_label if cap else None,
+        cap_per_label=config.target_per_label if final else None,
     )
 
 
-def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_texts, scorer, scorers, state):
+def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_texts, scorer, load_scorer, state):
     """Prompts per label for top-up round ``round_index``: what each short label still needs, divided by its
     keep rate so far (floor 10%), plus 20%. Planned once on the main process and recorded in
     ``shards/rounds.json``, so a resumed run (even one re-filtering with other settings) replays the same
@@ -203,7 +201,7 @@ def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_text
         planned = json.loads(record.read_text()) if record.is_file() else []
         if len(planned) < round_index:
             rows = store.read(len(batches))
-            kept, _ = _filter(config, rows, eval_texts, scorer, scorers, cap=False)
+            kept, _ = _filter(config, rows, eval_texts, scorer, load_scorer, final=False)
             counts = {}
             for label_id, label in enumerate(config.labels):
                 made = sum(r["label_id"] == label_id for r in rows)
@@ -218,10 +216,10 @@ def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_text
 
 
 def _filter_and_build(
-    config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict, scorers: dict
+    config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict, load_scorer
 ) -> Dataset:
     labels = config.labels
-    kept, stats = _filter(config, rows, eval_texts, scorer, scorers, cap=True)
+    kept, stats = _filter(config, rows, eval_texts, scorer, load_scorer, final=True)
     stats.update(session)
     stats.update(_throughput(rows, config))
     stats["kept_per_label"] = {label: sum(r["label_id"] == i for r in kept) for i, label in enumerate(labels)}

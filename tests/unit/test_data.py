@@ -1,16 +1,146 @@
-"""load_target / sample_per_class: every source form, label handling, and each bad input's message."""
+"""hf_transfer.data (load_target, sample_per_class, DataArguments): every source form, renaming, label order,
+the carved validation split, every bad input and its message."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
-from datasets import ClassLabel, Dataset, DatasetDict
+from conftest import LABELS, write_rows
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 import hf_transfer as ht
-from hf_transfer.data import DataError
+from hf_transfer.data import DataError, bundled_datasets, label_names, load_bundled, load_target, sample_per_class
+from hf_transfer.errors import HfTransferError
 
 from .conftest import write_jsonl
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def pairs(ds: Dataset) -> list[tuple[str, str]]:
+    """(text, label name) per row, so a test checks both the text and the label encoding."""
+    names = ds.features["label"].names
+    return [(t, names[i]) for t, i in zip(ds["text"], ds["label"])]
+
+
+def expected_pairs(rows) -> list[tuple[str, str]]:
+    return [(r["text"], r["label"]) for r in rows]
+
+
+def per_class(ds: Dataset) -> dict[str, int]:
+    names = ds.features["label"].names
+    return {names[k]: v for k, v in sorted(Counter(ds["label"]).items())}
+
+
+def check_schema(data: DatasetDict, names=LABELS) -> None:
+    for split, ds in data.items():
+        assert ds.column_names == ["text", "label"], split
+        assert isinstance(ds.features["label"], ClassLabel), split
+        assert ds.features["label"].names == list(names), split
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Source forms
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "tsv", "parquet"])
+def test_split_mapping_in_each_format(target_files, target_rows, fmt):
+    data = load_target(target_files[fmt])
+    assert sorted(data) == ["test", "train", "validation"]
+    check_schema(data)
+    for split, rows in target_rows.items():
+        assert pairs(data[split]) == expected_pairs(rows), (fmt, split)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "tsv", "parquet"])
+def test_single_file_becomes_train_plus_carved_validation(target_files, target_rows, fmt):
+    data = load_target(target_files[fmt]["train"], validation_size=0.25)
+    assert sorted(data) == ["train", "validation"]
+    check_schema(data)
+    assert len(data["train"]) == 27 and len(data["validation"]) == 9
+    # Nothing lost, nothing invented: the two parts together are the file.
+    assert sorted(pairs(data["train"]) + pairs(data["validation"])) == sorted(expected_pairs(target_rows["train"]))
+
+
+def test_folder_of_split_files(target_dir, target_rows):
+    data = load_target(str(target_dir))
+    assert sorted(data) == ["test", "train", "validation"]
+    check_schema(data)
+    for split, rows in target_rows.items():
+        assert pairs(data[split]) == expected_pairs(rows)
+
+
+def test_folder_with_split_aliases_and_shard_names(tmp_path, target_rows):
+    write_rows(tmp_path / "train-00000-of-00002.csv", target_rows["train"][:18])
+    write_rows(tmp_path / "train-00001-of-00002.csv", target_rows["train"][18:])
+    write_rows(tmp_path / "dev.csv", target_rows["validation"])
+    (tmp_path / "README.md").write_text("not data")
+    data = load_target(str(tmp_path))
+    assert sorted(data) == ["train", "validation"]
+    assert pairs(data["train"]) == expected_pairs(target_rows["train"])
+    assert pairs(data["validation"]) == expected_pairs(target_rows["validation"])
+
+
+def test_pathlike_source(target_files, target_rows):
+    from pathlib import Path
+
+    data = load_target(Path(target_files["jsonl"]["train"]), validation_size=0)
+    assert list(data) == ["train"]
+    assert pairs(data["train"]) == expected_pairs(target_rows["train"])
+
+
+def test_saved_datasetdict_folder(tmp_path, target_dir, target_rows):
+    raw = DatasetDict({s: Dataset.from_list(rows) for s, rows in target_rows.items()})
+    raw.save_to_disk(str(tmp_path / "saved"))
+    data = load_target(str(tmp_path / "saved"))
+    assert sorted(data) == ["test", "train", "validation"]
+    check_schema(data)
+    for split, rows in target_rows.items():
+        assert pairs(data[split]) == expected_pairs(rows)
+
+
+def test_saved_dataset_folder_is_the_train_split(tmp_path, target_rows):
+    Dataset.from_list(target_rows["train"]).save_to_disk(str(tmp_path / "saved"))
+    data = load_target(str(tmp_path / "saved"), validation_size=0)
+    assert list(data) == ["train"]
+    assert pairs(data["train"]) == expected_pairs(target_rows["train"])
+
+
+def test_dataset_object(target_rows):
+    data = load_target(Dataset.from_list(target_rows["train"]), validation_size=6)
+    assert sorted(data) == ["train", "validation"]
+    check_schema(data)
+    assert per_class(data["validation"]) == {label: 2 for label in LABELS}
+    assert per_class(data["train"]) == {label: 10 for label in LABELS}
+
+
+def test_datasetdict_object_with_dev_alias(target_rows):
+    raw = DatasetDict(
+        {"train": Dataset.from_list(target_rows["train"]), "dev": Dataset.from_list(target_rows["test"])}
+    )
+    data = load_target(raw)
+    assert sorted(data) == ["train", "validation"]
+    assert pairs(data["validation"]) == expected_pairs(target_rows["test"])
+
+
+def test_bundled_sst2():
+    data = load_bundled("sst2")
+    assert {split: len(ds) for split, ds in data.items()} == {"train": 2000, "validation": 872}
+    check_schema(data, ["negative", "positive"])
+    assert label_names(data) == ["negative", "positive"]
+    assert label_names(data["validation"]) == ["negative", "positive"]
+    with open(data_file("sst2", "validation")) as handle:
+        first = json.loads(handle.readline())
+    assert pairs(data["validation"])[0] == (first["text"], first["label"])
+
+
+def data_file(name: str, split: str) -> str:
+    from hf_transfer.data import BUNDLED_DIR
+
+    return str(BUNDLED_DIR / name / f"{split}.jsonl")
 
 
 def _as_csv(path, rows, sep=","):
@@ -57,6 +187,77 @@ def test_bundled_sst2_slice():
     assert "sst2" in ht.bundled_datasets() and "ag_news" in ht.bundled_datasets()
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Columns and labels
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_text_and_label_columns_are_renamed(tmp_path, target_rows):
+    rows = [{"id": i, "sentence": r["text"], "sentiment": r["label"]} for i, r in enumerate(target_rows["train"])]
+    path = write_rows(tmp_path / "train.jsonl", rows)
+    data = load_target(path, text_column="sentence", label_column="sentiment", validation_size=0)
+    check_schema(data)  # 'id' dropped, the other two renamed
+    assert pairs(data["train"]) == expected_pairs(target_rows["train"])
+
+
+def test_renaming_when_the_data_also_has_text_and_label_columns(target_rows):
+    rows = [{"text": "ignored", "label": "x", "review": r["text"], "stars": r["label"]} for r in target_rows["train"]]
+    data = load_target(Dataset.from_list(rows), text_column="review", label_column="stars", validation_size=0)
+    check_schema(data)
+    assert pairs(data["train"]) == expected_pairs(target_rows["train"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (None, ["negative", "neutral", "positive"]),  # strings: sorted
+        (["positive", "negative", "neutral"], ["positive", "negative", "neutral"]),  # explicit: kept
+        (("neutral", "positive", "negative"), ["neutral", "positive", "negative"]),  # any sequence
+    ],
+)
+def test_label_order(target_rows, labels, expected):
+    rows = list(reversed(target_rows["train"]))  # first-seen order is not the sorted order
+    data = load_target(Dataset.from_list(rows), labels=labels, validation_size=0)
+    assert data["train"].features["label"].names == expected
+    assert pairs(data["train"]) == expected_pairs(rows)
+
+
+def test_classlabel_order_is_kept():
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["pos", "neg"])})
+    raw = Dataset.from_dict({"text": ["good film", "bad film"] * 3, "label": [0, 1] * 3}, features=features)
+    data = load_target(raw, validation_size=0)
+    assert data["train"].features["label"].names == ["pos", "neg"]
+    assert data["train"]["label"] == [0, 1] * 3
+
+
+def test_classlabel_reordered_by_explicit_labels():
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["pos", "neg"])})
+    raw = Dataset.from_dict({"text": ["good film", "bad film"] * 3, "label": [0, 1] * 3}, features=features)
+    data = load_target(raw, labels=["neg", "pos"], validation_size=0)
+    assert data["train"].features["label"].names == ["neg", "pos"]
+    assert pairs(data["train"]) == [("good film", "pos"), ("bad film", "neg")] * 3
+
+
+def test_validation_classlabel_in_another_order_is_remapped():
+    train = Dataset.from_dict(
+        {"text": ["good", "bad"], "label": [0, 1]},
+        features=Features({"text": Value("string"), "label": ClassLabel(names=["pos", "neg"])}),
+    )
+    val = Dataset.from_dict(
+        {"text": ["bad", "good"], "label": [0, 1]},
+        features=Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])}),
+    )
+    data = load_target(DatasetDict({"train": train, "validation": val}))
+    assert data["validation"].features["label"].names == ["pos", "neg"]
+    assert pairs(data["validation"]) == [("bad", "neg"), ("good", "pos")]
+
+
+def test_integer_labels_are_sorted_numerically():
+    data = load_target(Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": [10, 2, 2, 10]}), validation_size=0)
+    assert data["train"].features["label"].names == ["2", "10"]
+    assert pairs(data["train"]) == [("a", "10"), ("b", "2"), ("c", "2"), ("d", "10")]
+
+
 def test_column_mapping_and_explicit_label_order(tmp_path):
     rows = [{"review": f"text {i}", "stars": lab} for i, lab in enumerate(["b", "a", "c"] * 3)]
     data = ht.load_target(write_jsonl(tmp_path / "r.jsonl", rows), text_column="review", label_column="stars",
@@ -79,6 +280,227 @@ def test_test_split_labels_are_encoded_with_train_order(tmp_path, sentiment_rows
     write_jsonl(tmp_path / "test.jsonl", [{"text": "great", "label": "positive"}])
     data = ht.load_target(str(tmp_path))
     assert data["test"][0]["label"] == 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The carved validation split
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "n_val_per_class"), [(0.25, 3), (0.5, 6), (6, 2), (12, 4)])
+def test_validation_split_is_stratified(target_files, size, n_val_per_class):
+    data = load_target(target_files["jsonl"]["train"], validation_size=size)
+    assert per_class(data["validation"]) == {label: n_val_per_class for label in LABELS}
+    assert per_class(data["train"]) == {label: 12 - n_val_per_class for label in LABELS}
+
+
+def test_validation_split_depends_on_seed_only(target_files):
+    path = target_files["jsonl"]["train"]
+    first = load_target(path, validation_size=0.25, seed=0)["validation"]["text"]
+    again = load_target(path, validation_size=0.25, seed=0)["validation"]["text"]
+    other = load_target(path, validation_size=0.25, seed=1)["validation"]["text"]
+    assert first == again
+    assert sorted(first) != sorted(other)
+
+
+def test_existing_validation_split_is_not_replaced(target_files, target_rows):
+    data = load_target(target_files["jsonl"], validation_size=0.5)
+    assert len(data["train"]) == 36
+    assert pairs(data["validation"]) == expected_pairs(target_rows["validation"])
+
+
+def test_validation_size_zero_carves_nothing(target_files):
+    data = load_target(target_files["jsonl"]["train"], validation_size=0)
+    assert list(data) == ["train"] and len(data["train"]) == 36
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input: always a DataError whose message names the problem
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _rows(n=4):
+    return [{"text": f"good movie {i}", "label": "positive" if i % 2 else "negative"} for i in range(n)]
+
+
+def _missing_column(tmp):
+    return [write_rows(tmp / "train.jsonl", _rows())], {"text_column": "sentence"}
+
+
+def _missing_label_column_with_hint(tmp):
+    rows = [{"text": r["text"], "labels": r["label"]} for r in _rows()]
+    return [write_rows(tmp / "train.jsonl", rows)], {}
+
+
+def _unseen_validation_label(tmp):
+    write_rows(tmp / "train.jsonl", _rows())
+    write_rows(tmp / "validation.jsonl", [{"text": "so so", "label": "mixed"}])
+    return [str(tmp)], {}
+
+
+def _label_outside_given_labels(tmp):
+    return [write_rows(tmp / "train.jsonl", _rows())], {"labels": ["negative", "neutral"]}
+
+
+def _empty_split_file(tmp):
+    write_rows(tmp / "train.jsonl", _rows())
+    (tmp / "validation.jsonl").write_text("\n  \n")
+    return [str(tmp)], {}
+
+
+def _empty_split_object(tmp):
+    return [DatasetDict({"train": Dataset.from_list(_rows()), "test": Dataset.from_list(_rows()).select([])})], {}
+
+
+def _non_string_text(tmp):
+    return [Dataset.from_dict({"text": [1, 2, 3, 4], "label": ["a", "b", "a", "b"]})], {}
+
+
+def _empty_text(tmp):
+    return [Dataset.from_dict({"text": ["good", "bad", "", "fine"], "label": ["a", "b", "a", "b"]})], {}
+
+
+def _whitespace_text(tmp):
+    return [Dataset.from_dict({"text": ["good", "bad", "fine", " \t\n"], "label": ["a", "b", "a", "b"]})], {}
+
+
+def _missing_text(tmp):
+    return [Dataset.from_dict({"text": ["good", None, "fine", "bad"], "label": ["a", "b", "a", "b"]})], {}
+
+
+def _duplicate_labels(tmp):
+    return [Dataset.from_list(_rows())], {"labels": ["negative", "positive", "negative"]}
+
+
+def _missing_label_value(tmp):
+    return [Dataset.from_dict({"text": ["good", "bad", "fine"], "label": ["a", None, "b"]})], {}
+
+
+def _unknown_hub_id(tmp):
+    return ["nobody-hf-transfer-tests/no-such-dataset"], {}
+
+
+def _missing_file(tmp):
+    return [str(tmp / "nowhere" / "train.jsonl")], {}
+
+
+def _missing_file_in_mapping(tmp):
+    return [{"train": write_rows(tmp / "train.jsonl", _rows()), "test": str(tmp / "test.jsonl")}], {}
+
+
+def _unknown_format(tmp):
+    (tmp / "train.txt").write_text("good movie\n")
+    return [{"train": str(tmp / "train.txt")}], {}
+
+
+def _mixed_formats(tmp):
+    return [{"train": write_rows(tmp / "train.jsonl", _rows()), "test": write_rows(tmp / "test.csv", _rows())}], {}
+
+
+def _no_train_split(tmp):
+    return [{"validation": write_rows(tmp / "validation.jsonl", _rows())}], {}
+
+
+def _folder_without_data(tmp):
+    (tmp / "notes.txt").write_text("nothing here")
+    return [str(tmp)], {}
+
+
+BAD_INPUTS = [
+    (_missing_column, ["'sentence'", "['text', 'label']", "text_column="]),
+    (_missing_label_column_with_hint, ["'label'", "['text', 'labels']", "Did you mean 'labels'"]),
+    (_unseen_validation_label, ["'validation'", "['mixed']", "train split"]),
+    (_label_outside_given_labels, ["['positive']", "labels="]),
+    (_empty_split_file, ["'validation'", "empty"]),
+    (_empty_split_object, ["'test'", "empty"]),
+    (_non_string_text, ["int64", "not strings"]),
+    (_empty_text, ["1 row(s)", "empty or missing text", "first at row 2"]),
+    (_whitespace_text, ["1 row(s)", "empty or missing text", "first at row 3"]),
+    (_missing_text, ["1 row(s)", "empty or missing text", "first at row 1"]),
+    (_duplicate_labels, ["duplicates"]),
+    (_missing_label_value, ["no label"]),
+    (_unknown_hub_id, ["'nobody-hf-transfer-tests/no-such-dataset'", "HF_HUB_OFFLINE", "local"]),
+    (_missing_file, ["nowhere", "neither an existing file"]),
+    (_missing_file_in_mapping, ["test.jsonl", "does not exist"]),
+    (_unknown_format, [".txt", "Cannot read"]),
+    (_mixed_formats, [".csv", ".jsonl", "one format"]),
+    (_no_train_split, ["No 'train' split", "['validation']"]),
+    (_folder_without_data, ["neither a saved DatasetDict"]),
+]
+
+
+@pytest.mark.parametrize(("make", "fragments"), BAD_INPUTS, ids=[f.__name__.strip("_") for f, _ in BAD_INPUTS])
+def test_bad_input_raises_data_error(tmp_path, make, fragments):
+    args, kwargs = make(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_target(*args, **kwargs)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert isinstance(info.value, HfTransferError) and isinstance(info.value, ValueError)
+
+
+def test_unknown_hub_id_offline_is_a_clean_message():
+    with pytest.raises(DataError) as info:
+        load_target("nobody-hf-transfer-tests/no-such-dataset")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "Traceback" not in str(info.value) and len(str(info.value).splitlines()) <= 3
+
+
+def test_unknown_bundled_name_lists_the_available_ones():
+    available = bundled_datasets()
+    assert {"ag_news", "sst2"} <= set(available)
+    with pytest.raises(DataError) as info:
+        load_bundled("nope")
+    assert "'nope'" in str(info.value) and ", ".join(available) in str(info.value)
+
+
+def test_csv_and_tsv_splits_mixed_raise_data_error(tmp_path, target_rows):
+    files = {
+        "train": write_rows(tmp_path / "train.csv", target_rows["train"]),
+        "validation": write_rows(tmp_path / "validation.tsv", target_rows["validation"]),
+    }
+    with pytest.raises(DataError, match="one format"):
+        load_target(files)
+
+
+def _header_only_csv(tmp):
+    write_rows(tmp / "train.csv", _rows())
+    (tmp / "test.csv").write_text("text,label\n")
+
+
+def _zero_row_parquet(tmp):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_rows(tmp / "train.parquet", _rows())
+    empty = pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.string())})
+    pq.write_table(empty, str(tmp / "test.parquet"))
+
+
+@pytest.mark.parametrize("write", [_header_only_csv, _zero_row_parquet], ids=["csv_header_only", "parquet_no_rows"])
+def test_split_file_without_rows_raises_data_error(tmp_path, write):
+    write(tmp_path)
+    with pytest.raises(DataError, match="'test'.*empty"):
+        load_target(str(tmp_path))
+
+
+def test_class_too_small_to_stratify_raises_data_error():
+    raw = Dataset.from_dict({"text": ["good", "great", "fine", "lovely", "bad"], "label": ["p", "p", "p", "p", "n"]})
+    with pytest.raises(DataError, match="'n'"):
+        load_target(raw, validation_size=0.4)
+
+
+def test_unlabelled_classlabel_rows_raise_data_error():
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["a", "b"])})
+    raw = DatasetDict(
+        {
+            "train": Dataset.from_dict({"text": ["x", "y", "x", "y"], "label": [0, 1, 0, 1]}, features=features),
+            "test": Dataset.from_dict({"text": ["x", "y"], "label": [-1, -1]}, features=features),
+        }
+    )
+    with pytest.raises(DataError):
+        load_target(raw, labels=["b", "a"])
 
 
 @pytest.mark.parametrize(
@@ -146,6 +568,52 @@ def test_folder_without_data(tmp_path):
         ht.load_target(str(tmp_path))
 
 
+def test_data_arguments_validate():
+    with pytest.raises(ValueError, match="n_per_class=-1"):
+        ht.DataArguments(n_per_class=-1)
+    assert json.dumps(ht.DataArguments().__dict__)  # plain, serialisable
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sample_per_class
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_split(target_files):
+    return load_target(target_files["jsonl"]["train"], validation_size=0)["train"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 12])
+def test_sample_per_class_exact_counts(train_split, n):
+    sample = sample_per_class(train_split, n, seed=3)
+    assert len(sample) == 3 * n
+    assert per_class(sample) == ({label: n for label in LABELS} if n else {})
+    assert sample.features == train_split.features
+    assert set(pairs(sample)) <= set(pairs(train_split))
+    assert len(set(sample["text"])) == len(sample)  # no row drawn twice
+
+
+def test_sample_per_class_is_seeded(train_split):
+    first = sample_per_class(train_split, 4, seed=7)["text"]
+    assert sample_per_class(train_split, 4, seed=7)["text"] == first
+    assert sample_per_class(train_split, 4, seed=8)["text"] != first
+
+
+def test_sample_per_class_too_many_names_the_short_class():
+    raw = Dataset.from_dict({"text": [f"t{i}" for i in range(9)], "label": ["big"] * 6 + ["small"] * 3})
+    ds = load_target(raw, validation_size=0)["train"]
+    with pytest.raises(DataError) as info:
+        sample_per_class(ds, 4)
+    assert "'small' has 3" in str(info.value) and "'big'" not in str(info.value)
+    assert "n_per_class=4" in str(info.value)
+
+
+def test_sample_per_class_negative_n(train_split):
+    with pytest.raises(DataError, match="n_per_class=-1"):
+        sample_per_class(train_split, -1)
+
+
 def test_sample_per_class_is_stratified_and_seeded(sentiment_dir):
     train = ht.load_target(str(sentiment_dir))["train"]
     a = ht.sample_per_class(train, 3, seed=0)
@@ -159,9 +627,3 @@ def test_sample_per_class_larger_than_a_class(sentiment_dir):
     train = ht.load_target(str(sentiment_dir))["train"]
     with pytest.raises(DataError, match=r"n_per_class=9 is more than some classes have \('negative' has 8"):
         ht.sample_per_class(train, 9)
-
-
-def test_data_arguments_validate():
-    with pytest.raises(ValueError, match="n_per_class=-1"):
-        ht.DataArguments(n_per_class=-1)
-    assert json.dumps(ht.DataArguments().__dict__)  # plain, serialisable

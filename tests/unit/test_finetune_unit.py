@@ -1,4 +1,6 @@
-"""finetune on a tiny random encoder: methods, freezing, head init, export, feature cache, config checks."""
+"""The finetune strategy on the tiny random BERT: prepare() per method, head init, freezing, early input checks,
+export, the feature cache, the trainer pieces, FinetuneConfig checks, extra/repeated train rows, resuming and
+run_finetune end to end."""
 
 from __future__ import annotations
 
@@ -6,31 +8,131 @@ import json
 
 import pytest
 import torch
-from peft import PeftModel
+from conftest import LABELS, LAYERS
+from datasets import ClassLabel, Dataset, Features, Value
+from peft import PeftModel, PeftType
+from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModel, AutoModelForSequenceClassification
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+import hf_transfer.finetune.features as features_module
 from hf_transfer.config import DataArguments
-from hf_transfer.errors import DataError
+from hf_transfer.errors import ConfigError, DataError
 from hf_transfer.finetune import (
     FinetuneConfig,
+    PriorRegularizedTrainer,
     WeightInterpolationCallback,
     embed_dataset,
     embed_texts,
     export_model,
+    layer_stack,
+    load_data_args,
+    peft_config_for,
     prepare,
     prior_kl,
     run_finetune,
 )
+from hf_transfer.finetune.trainer import PRIOR_COLUMN
 from hf_transfer.modeling import TransferForSequenceClassification
 
 from .conftest import write_jsonl
 
-LABELS = ["negative", "positive"]
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+TEXTS = ["a very good movie", "the boring plot", "an okay cast", "the terrible film and the plain story"]
+ADAPTER_MARKERS = ("lora_", "hada_", "ia3_")
+BINARY_LABELS = ["negative", "positive"]  # the sentiment_dir task (conftest.LABELS has 3)
 
 
 def trainable(model) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def logits_of(model, tokenizer, texts=TEXTS) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+
+
+# --------------------------------------------------------------------------------------------------------------
+# prepare(): one wrapper per method, the right parameters trainable
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "peft_type"),
+    [("full", None), ("head", None), ("lora", PeftType.LORA), ("dora", PeftType.LORA), ("ia3", PeftType.IA3),
+     ("loha", PeftType.LOHA)],
+)  # fmt: skip
+def test_prepare_each_method(tiny_model_dir, method, peft_type):
+    model, tokenizer = prepare(tiny_model_dir, LABELS, method=method)
+    names = trainable(model)
+    if peft_type is None:
+        assert type(model) is TransferForSequenceClassification
+        base = model
+        if method == "full":
+            assert names == {n for n, _ in model.named_parameters()}
+        else:  # head: the backbone is frozen, the head is not
+            assert names == {"classifier.weight", "classifier.bias"}
+    else:
+        assert isinstance(model, PeftModel)
+        config = model.peft_config["default"]
+        assert config.peft_type == peft_type
+        assert getattr(config, "use_dora", False) == (method == "dora")
+        assert "classifier" in config.modules_to_save
+        head = {n for n in names if ".classifier." in n}
+        assert head == {
+            "base_model.model.classifier.modules_to_save.default.weight",
+            "base_model.model.classifier.modules_to_save.default.bias",
+        }
+        adapters = names - head
+        assert adapters and all(any(m in n for m in ADAPTER_MARKERS) for n in adapters), sorted(adapters)
+        assert all(".encoder." in n for n in adapters)
+        base = model.get_base_model()
+        assert type(base) is TransferForSequenceClassification
+    assert base.config.id2label == dict(enumerate(LABELS))
+    assert base.config.label2id == {label: i for i, label in enumerate(LABELS)}
+    assert logits_of(model, tokenizer).shape == (len(TEXTS), len(LABELS))
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3", "loha"])
+def test_peft_wrapping_starts_from_the_unwrapped_model(tiny_model_dir, method):
+    """Adapters start as the identity and the head copy keeps the description init: same logits as 'full'."""
+    plain, tokenizer = prepare(tiny_model_dir, LABELS, method="full")
+    wrapped, _ = prepare(tiny_model_dir, LABELS, method=method)
+    assert torch.allclose(logits_of(plain, tokenizer), logits_of(wrapped, tokenizer), atol=1e-5)
+
+
+def test_peft_kwargs_reach_the_peft_config(tiny_model_dir):
+    model, _ = prepare(tiny_model_dir, LABELS, method="lora", peft_kwargs={"r": 2, "target_modules": ["key"]})
+    config = model.peft_config["default"]
+    assert config.r == 2 and set(config.target_modules) == {"key"}
+    lora_names = {n for n in trainable(model) if "lora_" in n}
+    assert lora_names and all(".key." in n for n in lora_names)
+
+
+@pytest.mark.parametrize(
+    ("method", "model_type", "expected"),
+    [
+        ("lora", "bert", {"target_modules": {"query", "value"}, "use_dora": False}),
+        ("dora", "bert", {"target_modules": {"query", "value"}, "use_dora": True}),
+        ("ia3", "bert", {"target_modules": {"key", "value", "output.dense"}, "feedforward_modules": {"output.dense"}}),
+        ("lora", "no-such-architecture", {"target_modules": "all-linear"}),
+    ],
+)
+def test_peft_config_for(method, model_type, expected):
+    config = peft_config_for(method, model_type)
+    assert config.task_type == "SEQ_CLS"
+    assert "classifier" in config.modules_to_save
+    for key, value in expected.items():
+        got = getattr(config, key)
+        assert (set(got) if isinstance(value, set) else got) == value, key
+
+
+def test_peft_config_overrides_win():
+    config = peft_config_for("lora", "bert", r=3, target_modules=["key"], modules_to_save=["classifier", "pooler"])
+    assert config.r == 3 and set(config.target_modules) == {"key"}
+    assert set(config.modules_to_save) >= {"classifier", "pooler"}
 
 
 @pytest.mark.parametrize(
@@ -39,7 +141,7 @@ def trainable(model) -> set[str]:
      ("lora", PeftModel), ("dora", PeftModel), ("ia3", PeftModel), ("loha", PeftModel)],
 )  # fmt: skip
 def test_methods_train_the_right_parameters(tiny_encoder, method, wrapper):
-    model, _ = prepare(tiny_encoder, LABELS, method=method)
+    model, _ = prepare(tiny_encoder, BINARY_LABELS, method=method)
     assert isinstance(model, wrapper)
     names = trainable(model)
     assert any("classifier" in n for n in names), "the head must always train"
@@ -53,17 +155,90 @@ def test_methods_train_the_right_parameters(tiny_encoder, method, wrapper):
                        and "magnitude" not in n for n in names)  # fmt: skip
 
 
-def test_partial_freezing(tiny_encoder):
-    model, _ = prepare(tiny_encoder, LABELS, freeze_embeddings=True, freeze_layers=1)
-    names = trainable(model)
-    assert not any(n.startswith("encoder.embeddings.") for n in names)
-    assert not any(n.startswith("encoder.encoder.layer.0.") for n in names)
-    assert any(n.startswith("encoder.encoder.layer.1.") for n in names)
+# --------------------------------------------------------------------------------------------------------------
+# Pooling detection and the label-description head
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_sentence_transformers_pooling_is_detected(tiny_st_model_dir, tiny_model_dir):
+    st_model, _ = prepare(tiny_st_model_dir, LABELS, method="head")
+    assert (st_model.config.pooling, st_model.config.normalize) == ("cls", True)
+    plain, _ = prepare(tiny_model_dir, LABELS, method="head")
+    assert (plain.config.pooling, plain.config.normalize) == ("mean", False)
+    overridden, _ = prepare(tiny_st_model_dir, LABELS, method="head", pooling="max", normalize=False)
+    assert (overridden.config.pooling, overridden.config.normalize) == ("max", False)
+
+
+@pytest.mark.parametrize(
+    ("mode", "normalize", "expected"),
+    [("cls", True, ("cls", True)), ("max", False, ("max", False)), ("mean", True, ("mean", True))],
+)
+def test_sentence_transformers_pooling_files(tmp_path, mode, normalize, expected):
+    from conftest import write_sentence_transformers_files
+
+    from hf_transfer.defaults import sentence_transformers_pooling
+
+    assert sentence_transformers_pooling(str(tmp_path)) is None
+    write_sentence_transformers_files(tmp_path, mode=mode, normalize=normalize)
+    assert sentence_transformers_pooling(str(tmp_path)) == expected
+
+
+def independent_embeddings(model_dir, texts, normalize=True) -> torch.Tensor:
+    """Mean-pooled BERT outputs computed here, without hf_transfer, one text at a time (no padding)."""
+    bert = AutoModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            rows.append(bert(**tokenizer([text], return_tensors="pt")).last_hidden_state[0].mean(0))
+    emb = torch.stack(rows)
+    return F.normalize(emb, dim=-1) if normalize else emb
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_description_head_logits_are_scaled_cosines(tiny_model_dir, normalize):
+    descriptions = {"negative": ["bad movie", "awful film"], "positive": "good movie"}  # neutral: its name
+    model, tokenizer = prepare(
+        tiny_model_dir, LABELS, label_descriptions=descriptions, head_init_scale=7.0, normalize=normalize
+    )
+    neg = F.normalize(independent_embeddings(tiny_model_dir, descriptions["negative"]).mean(0), dim=-1)
+    neutral = independent_embeddings(tiny_model_dir, ["neutral"])[0]
+    pos = independent_embeddings(tiny_model_dir, ["good movie"])[0]
+    rows = torch.stack([neg, neutral, pos])
+    assert torch.allclose(model.classifier.weight.detach(), 7.0 * rows, atol=1e-5)
+    assert torch.equal(model.classifier.bias.detach(), torch.zeros(3))
+
+    texts = independent_embeddings(tiny_model_dir, TEXTS, normalize=normalize)
+    logits = torch.cat([logits_of(model, tokenizer, [t]) for t in TEXTS])
+    assert torch.allclose(logits, 7.0 * texts @ rows.T, atol=1e-4)
+    if normalize:  # on unit-norm features the logits are exactly scale x cosine
+        cosines = F.cosine_similarity(texts[:, None, :], rows[None, :, :], dim=-1)
+        assert torch.allclose(logits, 7.0 * cosines, atol=1e-4)
+        assert logits.abs().max() <= 7.0 + 1e-4
+
+
+def test_description_head_is_not_degenerate(tiny_model_dir):
+    """The fixture's tokenizer must really know the words, or every description embeds to [UNK]."""
+    model, tokenizer = prepare(tiny_model_dir, LABELS, normalize=True)
+    weight = model.classifier.weight.detach()
+    assert not torch.allclose(weight[0], weight[1], atol=1e-3) and not torch.allclose(weight[1], weight[2], atol=1e-3)
+    assert tokenizer.unk_token_id not in tokenizer(TEXTS)["input_ids"][0]
+
+
+def test_random_head_init(tiny_model_dir):
+    described, _ = prepare(tiny_model_dir, LABELS)
+    random_head, _ = prepare(tiny_model_dir, LABELS, head_init="random")
+    weight = random_head.classifier.weight.detach()
+    assert not torch.allclose(weight, described.classifier.weight.detach(), atol=1e-3)
+    assert 0.005 < weight.std().item() < 0.05  # normal(0, 0.02)
+    assert torch.equal(random_head.classifier.bias.detach(), torch.zeros(3))
 
 
 def test_label_description_head_is_scaled_cosine(tiny_encoder):
     descriptions = {"negative": ["bad movie", "awful film"], "positive": "good movie"}
-    model, tok = prepare(tiny_encoder, LABELS, label_descriptions=descriptions, head_init_scale=7.0, normalize=True)
+    model, tok = prepare(
+        tiny_encoder, BINARY_LABELS, label_descriptions=descriptions, head_init_scale=7.0, normalize=True
+    )
     with torch.no_grad():
         neg = F.normalize(F.normalize(embed_texts(model, tok, ["bad movie", "awful film"]), dim=-1).mean(0), dim=-1)
         pos = F.normalize(embed_texts(model, tok, ["good movie"])[0], dim=-1)
@@ -71,6 +246,98 @@ def test_label_description_head_is_scaled_cosine(tiny_encoder):
         logits = model(**tok(["boring plot"], return_tensors="pt")).logits[0]
     expected = 7.0 * torch.stack([text @ neg, text @ pos])
     assert torch.allclose(logits, expected, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Freezing
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _prefixes_frozen(names, prefixes):
+    return {n for n in names if n.startswith(prefixes)}
+
+
+@pytest.mark.parametrize(
+    ("freeze_embeddings", "freeze_layers", "frozen_prefixes"),
+    [
+        (False, 0, ()),
+        (True, 0, ("encoder.embeddings.",)),
+        (False, 1, ("encoder.encoder.layer.0.",)),
+        (False, 2, ("encoder.encoder.layer.0.", "encoder.encoder.layer.1.")),
+        (True, 1, ("encoder.embeddings.", "encoder.encoder.layer.0.")),
+    ],
+)
+def test_freezing_exactly_the_right_parameters(tiny_model_dir, freeze_embeddings, freeze_layers, frozen_prefixes):
+    model, _ = prepare(tiny_model_dir, LABELS, freeze_embeddings=freeze_embeddings, freeze_layers=freeze_layers)
+    all_names = {n for n, _ in model.named_parameters()}
+    frozen = all_names - trainable(model)
+    assert frozen == _prefixes_frozen(all_names, frozen_prefixes)
+    assert {"classifier.weight", "classifier.bias"} <= trainable(model)
+    if frozen_prefixes:
+        assert frozen  # the prefixes matched something
+
+
+def test_layer_stack_finds_the_bert_layers(tiny_model_dir):
+    model, _ = prepare(tiny_model_dir, LABELS)
+    assert layer_stack(model.encoder) is model.encoder.encoder.layer
+    assert len(layer_stack(model.encoder)) == LAYERS
+
+
+def test_partial_freezing(tiny_encoder):
+    model, _ = prepare(tiny_encoder, BINARY_LABELS, freeze_embeddings=True, freeze_layers=1)
+    names = trainable(model)
+    assert not any(n.startswith("encoder.embeddings.") for n in names)
+    assert not any(n.startswith("encoder.encoder.layer.0.") for n in names)
+    assert any(n.startswith("encoder.encoder.layer.1.") for n in names)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input is refused before any weights load
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Make any attempt to load weights or a tokenizer fail loudly, to prove validation came first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights or tokenizer were loaded before the input was validated")
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", refuse)
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize(
+    ("labels", "kwargs", "fragments"),
+    [
+        (LABELS, {"method": "lorax"}, ["method='lorax' is not known", "lora"]),
+        (LABELS, {"freeze_layers": LAYERS + 1}, [f"freeze_layers={LAYERS + 1}", f"only {LAYERS} layers"]),
+        (LABELS, {"label_descriptions": {"mixed": "so so", "positive": "good"}}, ["['mixed']", "labels:"]),
+        (["positive"], {}, ["at least 2 labels", "['positive']"]),
+        ([], {}, ["at least 2 labels"]),
+        (["a", "b", "a"], {}, ["unique"]),
+    ],
+    ids=["unknown-method", "too-many-frozen-layers", "unknown-description-label", "one-label", "no-label", "dupes"],
+)
+def test_bad_prepare_input_fails_before_loading(tiny_model_dir, no_weights, labels, kwargs, fragments):
+    with pytest.raises(ConfigError) as info:
+        prepare(tiny_model_dir, labels, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_unloadable_model_is_a_config_error(tmp_path, no_weights):
+    with pytest.raises(ConfigError, match="Cannot load the config"):
+        prepare(str(tmp_path / "no-model-here"), LABELS)
+
+
+def test_run_finetune_checks_descriptions_before_loading(tmp_path, tiny_model_dir, target_dir, no_weights):
+    config = FinetuneConfig(
+        output_dir=str(tmp_path), model_name_or_path=tiny_model_dir, label_descriptions={"mixed": "so so"}
+    )
+    with pytest.raises(ConfigError, match="'mixed'"):
+        run_finetune(config, DataArguments(dataset=str(target_dir)))
+    assert not (tmp_path / "results.json").exists()
 
 
 def _no_weights(*args, **kwargs):
@@ -89,14 +356,48 @@ def _no_weights(*args, **kwargs):
 )
 def test_bad_input_fails_before_any_weights_load(tiny_encoder, monkeypatch, kwargs, message):
     monkeypatch.setattr(AutoModel, "from_pretrained", _no_weights)
-    labels = kwargs.pop("labels", LABELS)
+    labels = kwargs.pop("labels", BINARY_LABELS)
     with pytest.raises(ValueError) as err:
         prepare(tiny_encoder, labels, **kwargs)
     assert message in str(err.value)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# export_model
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_export_merges_lora_into_a_plain_model(tmp_path, tiny_model_dir):
+    model, tokenizer = prepare(tiny_model_dir, LABELS, method="lora")
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():  # make the adapter and the trained head copy non-trivial
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    peft_logits = logits_of(model, tokenizer)
+    assert not torch.allclose(peft_logits, logits_of(prepare(tiny_model_dir, LABELS)[0], tokenizer), atol=1e-3)
+    head = model.base_model.model.classifier.modules_to_save["default"].weight.detach().clone()
+
+    merged = export_model(model)
+    assert type(merged) is TransferForSequenceClassification
+    assert not any("lora" in n or "modules_to_save" in n for n, _ in merged.named_parameters())
+    assert torch.equal(merged.classifier.weight.detach(), head)
+    assert torch.allclose(logits_of(merged, tokenizer), peft_logits, atol=1e-5)
+
+    merged.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.allclose(logits_of(reloaded, tokenizer), peft_logits, atol=1e-5)
+
+
+def test_export_without_merge_keeps_the_peft_model(tiny_model_dir):
+    model, _ = prepare(tiny_model_dir, LABELS, method="lora")
+    assert export_model(model, merge_adapter=False) is model
+    plain, _ = prepare(tiny_model_dir, LABELS, method="head")
+    assert export_model(plain) is plain
+
+
 def test_lora_export_merges_into_a_plain_model(tiny_encoder):
-    model, tok = prepare(tiny_encoder, LABELS, method="lora", peft_kwargs={"r": 4, "init_lora_weights": False})
+    model, tok = prepare(tiny_encoder, BINARY_LABELS, method="lora", peft_kwargs={"r": 4, "init_lora_weights": False})
     model.eval()
     batch = tok(["good movie", "bad plot"], padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -107,10 +408,66 @@ def test_lora_export_merges_into_a_plain_model(tiny_encoder):
     assert torch.allclose(before, after, atol=1e-5)
 
 
-def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path):
-    from datasets import Dataset
+# --------------------------------------------------------------------------------------------------------------
+# The frozen-feature cache
+# --------------------------------------------------------------------------------------------------------------
 
-    model, tok = prepare(tiny_encoder, LABELS, method="head")
+
+@pytest.fixture(scope="module")
+def head_model(tiny_model_dir):
+    return prepare(tiny_model_dir, LABELS, method="head")
+
+
+def _texts_dataset():
+    return Dataset.from_dict({"text": TEXTS * 3, "label": [0, 1, 2, 0] * 3})
+
+
+def test_embed_dataset_adds_the_embedding_column(head_model):
+    model, tokenizer = head_model
+    ds = _texts_dataset()
+    out = embed_dataset(ds, model, tokenizer, batch_size=5)
+    assert out.column_names == ["text", "label", "sentence_embedding"]
+    assert out.features["sentence_embedding"].length == 32
+    assert out["text"] == ds["text"] and out["label"] == ds["label"]
+    expected = embed_texts(model, tokenizer, ds["text"])
+    assert torch.allclose(torch.tensor(out["sentence_embedding"]), expected, atol=1e-5)
+    # ... and those features are what the model's head classifies, same as from the text.
+    with torch.no_grad():
+        from_features = model(sentence_embedding=torch.tensor(out["sentence_embedding"][:4])).logits
+    assert torch.allclose(from_features, logits_of(model, tokenizer), atol=1e-4)
+
+
+def test_embed_texts_keeps_input_order_across_length_sorted_batches(head_model):
+    model, tokenizer = head_model
+    texts = ["the terrible film and the plain story", "good", "a very good movie", "plot"]
+    together = embed_texts(model, tokenizer, texts, batch_size=2)
+    one_by_one = torch.cat([embed_texts(model, tokenizer, [t]) for t in texts])
+    assert torch.allclose(together, one_by_one, atol=1e-5)
+
+
+def test_embed_dataset_cache_is_reused(tmp_path, head_model, monkeypatch):
+    model, tokenizer = head_model
+    ds = _texts_dataset()
+    first = embed_dataset(ds, model, tokenizer, cache_dir=str(tmp_path))
+    files = sorted(tmp_path.glob("features-*.arrow"))
+    assert len(files) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the encoder ran again instead of reading the cache")
+
+    monkeypatch.setattr(features_module, "embed_texts", refuse)
+    second = embed_dataset(ds, model, tokenizer, cache_dir=str(tmp_path))
+    assert second["sentence_embedding"] == first["sentence_embedding"]
+    assert {f["filename"] for f in second.cache_files} == {str(files[0])}
+    assert sorted(tmp_path.glob("features-*.arrow")) == files
+
+    # Anything that changes the features (here the truncation length) must not hit the old cache.
+    with pytest.raises(AssertionError, match="encoder ran again"):
+        embed_dataset(ds, model, tokenizer, cache_dir=str(tmp_path), max_length=4)
+
+
+def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path):
+    model, tok = prepare(tiny_encoder, BINARY_LABELS, method="head")
     ds = Dataset.from_dict({"text": ["good movie", "a very bad film", "fun"], "label": [1, 0, 1]})
     out = embed_dataset(ds, model, tok, cache_dir=str(tmp_path))
     expected = embed_texts(model, tok, ds["text"])
@@ -122,10 +479,80 @@ def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path
     assert files[0].stat().st_mtime_ns == stamp and again["sentence_embedding"] == out["sentence_embedding"]
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Trainer pieces
+# --------------------------------------------------------------------------------------------------------------
+
+
 def test_prior_kl_by_hand():
-    logits, prior = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])
-    p, q = prior.softmax(-1)[0], logits.softmax(-1)[0]
-    assert prior_kl(logits, prior).item() == pytest.approx(float((p * (p / q).log()).sum()), rel=1e-5)
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 3, generator=generator)
+    prior = torch.randn(5, 3, generator=generator) * 2
+    p = prior.softmax(-1)
+    expected = (p * (p.log() - logits.log_softmax(-1))).sum(-1).mean()
+    assert torch.allclose(prior_kl(logits, prior), expected, atol=1e-6)
+    assert prior_kl(logits, logits).abs().item() < 1e-6
+    assert prior_kl(logits, prior).item() > 0
+    # Direction: KL(prior || model), not KL(model || prior).
+    q = logits.softmax(-1)
+    reverse = (q * (q.log() - prior.log_softmax(-1))).sum(-1).mean()
+    assert not torch.allclose(prior_kl(logits, prior), reverse, atol=1e-4)
+
+
+def _two_layer_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    model[1].requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_weight_interpolation_callback(alpha):
+    model = _two_layer_model()
+    callback = WeightInterpolationCallback(alpha)
+    callback.on_train_begin(None, None, None, model=model)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():  # "training" moves every weight by +1, the frozen layer by +5 (it must be left alone)
+        model[0].weight.add_(1.0)
+        model[0].bias.add_(1.0)
+        model[1].weight.add_(5.0)
+    callback.on_train_end(None, None, None, model=model)
+    assert torch.allclose(model[0].weight, start["0.weight"] + alpha)
+    assert torch.allclose(model[0].bias, start["0.bias"] + alpha)
+    assert torch.allclose(model[1].weight, start["1.weight"] + 5.0)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_weight_interpolation_alpha_range(alpha):
+    with pytest.raises(ValueError, match="wise_alpha"):
+        WeightInterpolationCallback(alpha)
+
+
+def test_prior_regularized_loss_mixes_ce_and_kl(tmp_path, tiny_model_dir):
+    model, tokenizer = prepare(tiny_model_dir, LABELS, method="head")
+    args = FinetuneConfig(output_dir=str(tmp_path), model_name_or_path=tiny_model_dir, use_cpu=True)
+    trainer = PriorRegularizedTrainer(model=model, args=args, prior_weight=0.25, processing_class=tokenizer)
+    assert PRIOR_COLUMN in (trainer._set_signature_columns_if_needed() or trainer._signature_columns)
+    batch = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    labels = torch.tensor([2, 0, 1, 0])
+    prior = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    for training in (True, False):  # in evaluation the KL term is off
+        model.train(training)
+        torch.manual_seed(0)  # same dropout masks for the trainer's forward and the one here
+        loss = trainer.compute_loss(model, {**batch, "labels": labels, PRIOR_COLUMN: prior})
+        torch.manual_seed(0)
+        with torch.no_grad():
+            logits = model(**batch).logits
+        ce = F.cross_entropy(logits, labels)
+        expected = 0.75 * ce + 0.25 * prior_kl(logits, prior) if training else ce
+        assert torch.allclose(loss.detach(), expected, atol=1e-5), training
+
+
+def test_prior_regularized_trainer_weight_range(tmp_path, tiny_model_dir):
+    model, _ = prepare(tiny_model_dir, LABELS, method="head")
+    args = FinetuneConfig(output_dir=str(tmp_path), model_name_or_path=tiny_model_dir, use_cpu=True)
+    with pytest.raises(ValueError, match="prior_weight=1.5"):
+        PriorRegularizedTrainer(model=model, args=args, prior_weight=1.5)
 
 
 def test_weight_interpolation_goes_halfway():
@@ -137,6 +564,51 @@ def test_weight_interpolation_goes_halfway():
         layer.weight.add_(2.0)
     callback.on_train_end(None, None, None, model=layer)
     assert torch.allclose(layer.weight, start + 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# FinetuneConfig
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"method": "bogus"}, "method='bogus' is not known"),
+        ({"prior_weight": 1.5}, "prior_weight=1.5 must be in [0, 1]"),
+        ({"prior_weight": -0.1}, "prior_weight=-0.1 must be in [0, 1]"),
+        ({"wise_alpha": 1.01}, "wise_alpha=1.01 must be in [0, 1]"),
+        ({"wise_alpha": -1.0}, "wise_alpha=-1.0 must be in [0, 1]"),
+        ({"method": "full", "peft_kwargs": {"r": 4}}, "not a PEFT method"),
+        ({"method": "head", "peft_kwargs": '{"r": 4}'}, "not a PEFT method"),
+        ({"label_descriptions": "{bad json"}, "label_descriptions must be a mapping or a JSON object"),
+        ({"label_descriptions": '["a", "b"]'}, "label_descriptions must be a JSON object"),
+        ({"method": "lora", "peft_kwargs": "r=4"}, "peft_kwargs must be a mapping or a JSON object"),
+        ({"freeze_layers": -1}, "freeze_layers=-1"),
+        ({"pooling": "sum"}, "pooling='sum'"),
+        ({"head_init": "zeros"}, "head_init='zeros'"),
+        ({"prior_weight": 0.5, "head_init": "random"}, "needs head_init='label_descriptions'"),
+        ({"max_length": 0}, "max_length=0"),
+    ],
+)
+def test_finetune_config_rejects(tmp_path, kwargs, fragment):
+    with pytest.raises(ValueError) as info:
+        FinetuneConfig(output_dir=str(tmp_path), **kwargs)
+    assert fragment in str(info.value)
+
+
+def test_finetune_config_normalises_values(tmp_path):
+    config = FinetuneConfig(
+        output_dir=str(tmp_path),
+        method="LoRA",
+        peft_kwargs='{"r": 4, "lora_alpha": 8}',
+        label_descriptions='{"positive": ["good", "great"]}',
+    )
+    assert config.method == "lora" and config.is_peft
+    assert config.peft_kwargs == {"r": 4, "lora_alpha": 8}
+    assert config.label_descriptions == {"positive": ["good", "great"]}
+    assert not FinetuneConfig(output_dir=str(tmp_path), method="head").is_peft
+    assert FinetuneConfig(output_dir=str(tmp_path), method="dora").is_peft
 
 
 @pytest.mark.parametrize(
@@ -161,8 +633,117 @@ def test_finetune_config_parses_json_mappings(tmp_path):
     assert (config.method, config.peft_kwargs, config.is_peft) == ("lora", {"r": 4}, True)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# load_data_args and run_finetune end to end
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_load_data_args_samples_and_caps(target_dir):
+    train, eval_ds, labels = load_data_args(
+        DataArguments(dataset=str(target_dir), n_per_class=2, eval_split="test", max_eval_samples=5)
+    )
+    assert labels == LABELS
+    assert len(train) == 6 and sorted(train["label"]) == [0, 0, 1, 1, 2, 2]
+    assert len(eval_ds) == 5
+
+
+def test_load_data_args_unknown_eval_split(target_dir):
+    with pytest.raises(DataError, match="eval_split='dev2'.*'train'"):
+        load_data_args(DataArguments(dataset=str(target_dir), eval_split="dev2"))
+
+
+def test_load_data_args_bundled():
+    train, eval_ds, labels = load_data_args(DataArguments(dataset="bundled:sst2", n_per_class=3, max_eval_samples=7))
+    assert labels == ["negative", "positive"] and len(train) == 6 and len(eval_ds) == 7
+
+
+def finetune_config(tmp_path, model_dir, **overrides) -> FinetuneConfig:
+    values = dict(
+        output_dir=str(tmp_path / "run"),
+        model_name_or_path=model_dir,
+        num_train_epochs=1,
+        per_device_train_batch_size=12,
+        per_device_eval_batch_size=64,
+        learning_rate=5e-3,
+        max_length=16,
+        disable_tqdm=True,
+        use_cpu=True,
+        logging_strategy="no",
+        seed=0,
+    )
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def accuracy_of(model_dir, dataset) -> float:
+    """Accuracy of a saved model on a loaded split, computed here from the texts."""
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    predictions = logits_of(model, tokenizer, list(dataset["text"])).argmax(-1)
+    return (predictions == torch.tensor(list(dataset["label"]))).float().mean().item()
+
+
+def state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("method", ["full", "head", "lora"])
+def test_run_finetune_end_to_end(tmp_path, tiny_model_dir, target_dir, method):
+    extra = {"feature_cache_dir": str(tmp_path / "features")} if method == "head" else {}
+    config = finetune_config(tmp_path, tiny_model_dir, method=method, **extra)
+    results = run_finetune(config, DataArguments(dataset=str(target_dir)))
+    if method == "head":  # train and eval features cached on disk
+        assert len(list((tmp_path / "features").glob("features-*.arrow"))) == 2
+
+    assert results["method"] == method and results["labels"] == LABELS
+    assert results["n_train"] == 36 and results["n_eval"] == 12
+    assert 0.0 <= results["accuracy"] <= 1.0 and 0.0 <= results["f1_macro"] <= 1.0
+    assert results["train_seconds"] > 0
+    out = tmp_path / "run"
+    assert json.loads((out / "results.json").read_text()) == results
+
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
+    assert type(reloaded) is TransferForSequenceClassification
+    assert reloaded.config.id2label == dict(enumerate(LABELS))
+    _, eval_ds, _ = load_data_args(DataArguments(dataset=str(target_dir)))
+    assert accuracy_of(out, eval_ds) == pytest.approx(results["accuracy"])
+
+    start = state(prepare(tiny_model_dir, LABELS)[0])
+    trained = state(reloaded)
+    assert set(trained) == set(start)
+    assert not torch.equal(trained["classifier.weight"], start["classifier.weight"]), "the head did not train"
+    encoder_moved = any(not torch.equal(trained[k], start[k]) for k in start if k.startswith("encoder."))
+    assert encoder_moved == (method != "head")
+
+
+def test_run_finetune_with_n_per_class_zero_only_evaluates(tmp_path, tiny_model_dir, target_dir):
+    config = finetune_config(tmp_path, tiny_model_dir, method="full")
+    results = run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=0, eval_split="test"))
+    assert results["n_train"] == 0 and results["train_seconds"] == 0.0 and results["n_eval"] == 12
+    out = tmp_path / "run"
+    assert (out / "results.json").is_file()
+    # Nothing trained: the saved model is the zero-shot (description-initialised) model.
+    start = state(prepare(tiny_model_dir, LABELS)[0])
+    saved = state(AutoModelForSequenceClassification.from_pretrained(out))
+    assert all(torch.equal(saved[k], start[k]) for k in start)
+    _, test_ds, _ = load_data_args(DataArguments(dataset=str(target_dir), eval_split="test"))
+    assert accuracy_of(out, test_ds) == pytest.approx(results["accuracy"])
+
+
+def test_run_finetune_wise_alpha_zero_returns_the_start(tmp_path, tiny_model_dir, target_dir):
+    config = finetune_config(tmp_path, tiny_model_dir, method="full", wise_alpha=0.0, prior_weight=0.5)
+    results = run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=4))
+    assert results["n_train"] == 12 and results["train_seconds"] > 0
+    start = state(prepare(tiny_model_dir, LABELS)[0])
+    saved = state(AutoModelForSequenceClassification.from_pretrained(tmp_path / "run"))
+    assert all(torch.equal(saved[k], start[k]) for k in start)
+
+
 @pytest.mark.parametrize(("method", "n_per_class"), [("full", 4), ("head", 4), ("lora", 4), ("full", 0)])
-def test_run_finetune_end_to_end(tiny_encoder, sentiment_dir, tmp_path, method, n_per_class):
+def test_run_finetune_end_to_end_with_prior_weight_and_wise_alpha(
+    tiny_encoder, sentiment_dir, tmp_path, method, n_per_class
+):
+    """Two labels, with the prior-KL term (full), WiSE-FT interpolation (lora) and an evaluate-only run."""
     out = tmp_path / "run"
     config = FinetuneConfig(output_dir=str(out), model_name_or_path=tiny_encoder, method=method,
                             num_train_epochs=1, disable_tqdm=True, prior_weight=0.3 if method == "full" else 0.0,
@@ -186,19 +767,15 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_encoder, sentimen
     first = out / "checkpoint-2" / "trainer_state.json"
     stamp = first.stat().st_mtime_ns
     run_finetune(FinetuneConfig(num_train_epochs=2, **common), data)
-    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4
+    trainer_state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert trainer_state["global_step"] == 4
     # epoch 1 was not trained again: its checkpoint was not rewritten, and its log entry was carried over
     assert first.stat().st_mtime_ns == stamp
-    assert [round(h["epoch"]) for h in state["log_history"] if "loss" in h] == [1, 2]
+    assert [round(h["epoch"]) for h in trainer_state["log_history"] if "loss" in h] == [1, 2]
 
 
 def test_extra_train_rows_are_appended_by_label_name(tiny_encoder, sentiment_dir, tmp_path):
     """Synthetic rows (labels as names, any order) join the real sample; with n_per_class=0 they train alone."""
-    from datasets import ClassLabel, Dataset, Features, Value
-
-    from hf_transfer.finetune.pipeline import load_data_args
-
     extra = Dataset.from_dict(
         {"text": ["loved it", "awful film", "great fun"], "label": [0, 1, 0], "generator": ["g"] * 3},
         features=Features({"text": Value("string"), "label": ClassLabel(names=["positive", "negative"]),
@@ -220,8 +797,6 @@ def test_extra_train_rows_are_appended_by_label_name(tiny_encoder, sentiment_dir
 
 
 def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_path):
-    from hf_transfer.finetune.pipeline import load_data_args
-
     write_jsonl(tmp_path / "extra.jsonl", [{"text": "so so", "label": "neutral"}])
     with pytest.raises(DataError, match=r"extra_train=.*neutral"):
         load_data_args(
@@ -230,8 +805,6 @@ def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_p
 
 
 def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp_path):
-    from hf_transfer.finetune.pipeline import load_data_args
-
     write_jsonl(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 5)
     counts: dict = {}
     data = DataArguments(

@@ -29,6 +29,9 @@ VARIANTS: dict[str, dict] = {
     "consistency 0.6": {"consistency_threshold": 0.6},
     "consistency 0.7": {"consistency_threshold": 0.7},
     "n_per_label 800": {"n_per_label": 800},
+    # prompt variants (benchmarks/templates/): an "angle" attribute; one persona-free template
+    "angle attribute": {"templates": str(ROOT / "benchmarks" / "templates" / "angle.yaml")},
+    "direct template": {"templates": str(ROOT / "benchmarks" / "templates" / "direct.yaml")},
 }
 SAMPLING = {"top_k", "temperature", "top_p", "n_per_label", "max_new_tokens", "templates"}
 

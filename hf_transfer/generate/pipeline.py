@@ -90,6 +90,8 @@ def plan(config: GenerateConfig, seed_examples=None) -> Plan:
         "templates_digest": templates.digest(),
         "seed_examples_digest": seed_examples_digest(grouped),
     }
+    if Path(config.templates).is_file():  # a file is known by its content: moved or cloned elsewhere, it resumes
+        del fingerprint["templates"]
 
     def more_prompts(counts: dict, start_index: int) -> list[Prompt]:
         return top_up_prompts(labels, counts, templates, seed=config.seed, start_index=start_index,

@@ -180,6 +180,25 @@ def test_seed_examples_change_the_run(tmp_path, tiny_lm, tiny_lm_dir, reference)
     assert len(ds) > 0
 
 
+def test_templates_file_is_known_by_its_content(tmp_path, tiny_lm, tiny_lm_dir):
+    """A templates file moved (or the project cloned elsewhere) resumes; the same path with new content does not."""
+    from hf_transfer.errors import ConfigError
+
+    text = 'templates:\n  - id: t\n    text: "Write a {{ label }} sentence."\n'
+    first, moved = tmp_path / "a.yaml", tmp_path / "moved" / "b.yaml"
+    first.write_text(text)
+    moved.parent.mkdir()
+    moved.write_text(text)
+    out = tmp_path / "out"
+    made = generate_dataset(make_config(out, tiny_lm_dir, templates=str(first)), scorer=fake_scorer(LABELS),
+                            generator=tiny_lm)  # fmt: skip
+    again = generate_dataset(make_config(out, tiny_lm_dir, templates=str(moved)), scorer=fake_scorer(LABELS))
+    assert generation_stats(again)["generated_batches"] == 0 and rows_of(again) == rows_of(made)
+    moved.write_text(text.replace("sentence", "review"))
+    with pytest.raises(ConfigError, match="templates_digest"):
+        generate_dataset(make_config(out, tiny_lm_dir, templates=str(moved)), generator=tiny_lm)
+
+
 def test_run_generate_saves_a_dataset_finetune_can_load(tmp_path, tiny_lm_dir, target_dir, monkeypatch):
     from hf_transfer.config import DataArguments
     from hf_transfer.data import load_target

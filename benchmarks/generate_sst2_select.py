@@ -32,6 +32,7 @@ VARIANTS: dict[str, dict] = {
     # prompt variants (benchmarks/templates/): an "angle" attribute; one persona-free template
     "angle attribute": {"templates": str(ROOT / "benchmarks" / "templates" / "angle.yaml")},
     "direct template": {"templates": str(ROOT / "benchmarks" / "templates" / "direct.yaml")},
+    "temperature 1.2": {"temperature": 1.2},
 }
 SAMPLING = {"top_k", "temperature", "top_p", "n_per_label", "max_new_tokens", "templates"}
 

@@ -21,24 +21,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "generate_sst2_label_noise.json"
 OUT = ROOT / "outputs" / "bench-generate-noise"
 
 
-def predict(folder, texts: list[str]):
-    import numpy as np
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    import hf_transfer  # noqa: F401  (registers the classifier with the Auto classes)
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), 64):
-            batch = tokenizer(texts[start : start + 64], padding=True, truncation=True, max_length=128,
-                              return_tensors="pt")  # fmt: skip
-            out.append(model(**batch).logits.argmax(-1).numpy())
-    return np.concatenate(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -47,13 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     import datasets
     import numpy as np
 
+    from hf_transfer.labelmap.predict import load_source, predict_proba
+
     reference = run("finetune", "sst2/full-all", OUT / "reference")
+    model, tokenizer, _ = load_source(str(OUT / "reference"))
     result = {"benchmark": "generate_sst2_label_noise", "reference": "recipes/sst2/full-all.yaml (2,000 real rows)",
               "reference_validation_accuracy": reference["accuracy"], "seeds": []}  # fmt: skip
     for seed in args.seeds:
         raw = datasets.load_from_disk(str(RUNS / f"generate-{seed}-no-consistency" / "dataset"))
         kept_ids = set(datasets.load_from_disk(str(RUNS / f"generate-{seed}" / "dataset"))["row_index"])
-        agree = predict(OUT / "reference", raw["text"]) == np.asarray(raw["label"])
+        agree = predict_proba(model, tokenizer, raw["text"]).argmax(-1) == np.asarray(raw["label"])
         kept = np.array([i in kept_ids for i in raw["row_index"]])
         row = {"seed": seed, "rows": len(raw), "kept": int(kept.sum()), "dropped": int((~kept).sum()),
                "agreement_all": float(agree.mean()), "agreement_kept": float(agree[kept].mean()),

@@ -199,26 +199,14 @@ def consistency_scores(texts: Sequence[str], label_ids: Sequence[int], scorer: S
 
 def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None, model: str = "minilm") -> Scorer:
     """The label-description zero-shot classifier of ``hf_transfer.finetune.prepare`` as ``texts -> probs``."""
-    import torch
-
     from ..finetune.model import prepare
+    from ..labelmap.predict import predict_proba
 
     descriptions = {k: v for k, v in (descriptions or {}).items() if v}
     classifier, tokenizer = prepare(model, list(labels), method="head", label_descriptions=descriptions or None)
 
-    @torch.inference_mode()
     def score(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=128,
-                return_tensors="pt",
-            )
-            out.append(classifier(**batch).logits.float().softmax(-1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(labels)), dtype=np.float32)
+        return predict_proba(classifier, tokenizer, list(texts), batch_size=batch_size)
 
     return score
 

@@ -190,8 +190,13 @@ def test_scorer_loads_only_when_needed():
 
 def test_default_scorer_is_the_description_classifier(tiny_model_dir):
     score = default_scorer(["positive", "negative"], {"positive": "a good movie"}, model=tiny_model_dir)
-    probs = score(["good movie", "bad film", "the plot"])
+    texts = ["good movie", "a rather long and bad film indeed", "the plot"]  # lengths differ: batches are sorted
+    probs = score(texts, batch_size=2)
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # row i is text i's own prediction (one at a time, no padding), in input order
+    one_by_one = np.concatenate([score([t]) for t in texts])
+    assert np.allclose(probs, one_by_one, atol=1e-5)
+    assert not np.allclose(probs[0], probs[1], atol=1e-4)  # a tiny random model still tells texts apart
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from ..finetune.config import FinetuneConfig
 from .pseudo import check_selection
 from .trainer import check_distillation
 
-MAP_METHODS = ("auto", "explicit", "learned", "names")
+MAP_METHODS = ("auto", "explicit", "identity", "learned", "names")
 
 
 @dataclass
@@ -32,9 +32,10 @@ class LabelMapConfig(FinetuneConfig):
     map_method: str = field(
         default="auto",
         metadata={
-            "help": "'explicit' (label_map), 'learned' (P(target|source) from the labelled sample, Co-Tuning), "
+            "help": "'explicit' (label_map), 'identity' (the source has the target's labels, e.g. a teacher "
+            "trained on synthetic data), 'learned' (P(target|source) from the labelled sample, Co-Tuning), "
             "'names' (label-name similarity) or 'auto': explicit if label_map is set, else learned if "
-            "n_per_class > 0, else names."
+            "n_per_class > 0, else identity if the source's labels are the target's, else names."
         },
     )
     allow_unreachable: bool = field(
@@ -88,9 +89,14 @@ class LabelMapConfig(FinetuneConfig):
         if self.max_pool_samples is not None and self.max_pool_samples <= 0:
             raise ConfigError(f"max_pool_samples={self.max_pool_samples} must be > 0.")
 
-    def resolved_map_method(self, n_per_class: int | None) -> str:
+    def resolved_map_method(
+        self, n_per_class: int | None, source_labels: list[str] | None = None, target_labels: list[str] | None = None
+    ) -> str:
         if self.map_method != "auto":
             return self.map_method
         if self.label_map:
             return "explicit"
-        return "learned" if n_per_class else "names"
+        if n_per_class:
+            return "learned"
+        same = source_labels is not None and target_labels is not None and set(source_labels) == set(target_labels)
+        return "identity" if same else "names"

@@ -6,6 +6,7 @@ Everything that can be checked without weights (data, map names, thresholds, the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -41,6 +42,16 @@ def build_label_map(
     if method == "explicit":
         return LabelMap.from_dict(
             config.label_map, source_labels, target_labels, allow_unreachable=config.allow_unreachable
+        )
+    if method == "identity":
+        missing = [t for t in target_labels if t not in source_labels]
+        if missing:
+            raise ConfigError(
+                f"map_method='identity' needs the source model to have every target label; it lacks {missing} "
+                f"(its labels: {source_labels}). Give label_map, or use map_method 'learned' or 'names'."
+            )
+        return dataclasses.replace(
+            LabelMap.from_dict({t: t for t in target_labels}, source_labels, target_labels), method="identity"
         )
     if method == "learned":
         if gold is None or len(gold) == 0:
@@ -94,11 +105,11 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         from ..data import sample_per_class
 
         gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
-    method = config.resolved_map_method(data_args.n_per_class)
     # Everything checkable without weights, before any model loads.
     source_labels = source_label_names(AutoConfig.from_pretrained(resolve_model(config.source_model)))
-    if method == "explicit":
-        LabelMap.from_dict(config.label_map, source_labels, labels, allow_unreachable=config.allow_unreachable)
+    method = config.resolved_map_method(data_args.n_per_class, source_labels, labels)
+    if method in ("explicit", "identity"):
+        build_label_map(method, config, source_labels, labels)
     check_publish(config)  # push settings and card template (check_config repeats it; cheap)
     if not config.init_from_source:
         check_config(config, labels)

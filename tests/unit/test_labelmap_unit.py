@@ -199,6 +199,7 @@ def tiny_source(tiny_encoder, tmp_path_factory):
         {"map_method": "learned", "top_k": 3, "threshold": 0.0, "n_per_class": 2},
         {"label_map": EXPLICIT, "threshold": 0.0, "init_from_source": True, "rounds": 2},
         {"map_method": "names", "threshold": 0.0, "allow_unreachable": True},
+        {"map_method": "identity", "threshold": 0.0},  # the target's labels by name; the other three dropped
     ],
 )
 def test_run_labelmap_end_to_end(tiny_encoder, tiny_source, sentiment_dir, tmp_path, options):
@@ -212,6 +213,8 @@ def test_run_labelmap_end_to_end(tiny_encoder, tiny_source, sentiment_dir, tmp_p
     assert len(results["rounds"]) == config.rounds
     saved = json.loads((tmp_path / "out" / "label_map.json").read_text())
     assert saved["target_labels"] == BINARY
+    if config.map_method == "identity":
+        assert saved["method"] == "identity" and saved["hard_map"] == {"negative": "negative", "positive": "positive"}
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert student.config.id2label == {0: "negative", 1: "positive"}
 
@@ -223,3 +226,30 @@ def test_bad_map_fails_before_the_source_model_loads(tiny_source, sentiment_dir,
     config = LabelMapConfig(output_dir=str(tmp_path), source_model=tiny_source, label_map={"meh": "negative"})
     with pytest.raises(ConfigError, match="source label"):
         run_labelmap(config, DataArguments(dataset=str(sentiment_dir)))
+
+
+@pytest.mark.parametrize(
+    "options, n_per_class, source, expected",
+    [
+        ({"label_map": EXPLICIT}, None, SST5, "explicit"),
+        ({}, 4, BINARY, "learned"),
+        ({}, None, ["positive", "negative"], "identity"),  # a teacher with the target's own labels, any order
+        ({}, None, SST5, "names"),
+        ({"map_method": "names"}, None, BINARY, "names"),
+    ],
+)
+def test_auto_map_method(options, n_per_class, source, expected):
+    config = LabelMapConfig(output_dir="unused", source_model="unused", **options)
+    assert config.resolved_map_method(n_per_class, source, BINARY) == expected
+
+
+def test_identity_map_names_the_missing_label(tiny_source, sentiment_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("model loaded")
+    )
+    (tmp_path / "data").mkdir()
+    rows = [{"text": f"text {i}", "label": label} for i, label in enumerate(["negative", "mixed"] * 20)]
+    (tmp_path / "data" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=tiny_source, map_method="identity")
+    with pytest.raises(ConfigError, match=r"lacks \['mixed'\]"):
+        run_labelmap(config, DataArguments(dataset=str(tmp_path / "data" / "train.jsonl")))

@@ -10,7 +10,9 @@ Per seed (0, 1, 2):
 2. ``recipes/sst2/full-synthetic.yaml``: MiniLM trained on the synthetic set alone (0 real labels);
 3. ``recipes/sst2/full-8shot-synthetic.yaml`` vs ``recipes/sst2/full-8shot.yaml``: 8 real labels/class
    with and without the synthetic set (and with the real rows repeated 10x, ``repeat_train=10``);
-4. ablation: the same raw generations re-filtered with one filter off (no new generation), then step 2.
+4. ablation: the same raw generations re-filtered with one filter off (no new generation), then step 2;
+5. ``recipes/labelmap/sst2-self-train.yaml``: step 2's classifier pseudo-labels the 2,000 bundled SST-2 train
+   texts (labels not used) and a student trains on them: still 0 real labels, but unlabelled target text.
 Plus the zero-shot floor (``recipes/sst2/zeroshot.yaml``) and generation throughput: the batch-1 fp32
 ``model.generate`` loop vs the recipe's engine (continuous batching, batch size, dtype for this machine) and vs
 ``model.generate`` at batch 64, on the same prompts (``--only_throughput`` re-measures just that).
@@ -127,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         record("synthetic only, 0 real labels", seed, syn, generate_seconds=gen["wall_seconds"],
                decoding_seconds=gen["stats"]["generation_seconds"],
                resumed_shards=gen["stats"]["resumed_batches"])  # fmt: skip
+        st = run("labelmap", "labelmap/sst2-self-train", RUNS / f"self-train-{seed}", seed=seed,
+                 source_model=RUNS / f"synthetic-{seed}")  # fmt: skip
+        record("synthetic, then self-training on 2,000 unlabelled train texts, 0 real labels", seed,
+               {**st, "n_train": st["rounds"][-1]["pseudo_labelled"]}, teacher_accuracy=st["zero_shot_accuracy"],
+               pseudo_label_accuracy=st["rounds"][-1]["pseudo_label_accuracy"])  # fmt: skip
         mixed = run("finetune", "sst2/full-8shot-synthetic", RUNS / f"mixed-{seed}", seed=seed, sample_seed=seed,
                     extra_train=data)  # fmt: skip
         record("8 real/class + synthetic", seed, mixed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 
 from common import ROOT, mean_std, quiet, run
@@ -118,10 +119,8 @@ def self_train(variants: list[str], seeds: list[int]) -> int:
     summary = []
     for name in dict.fromkeys(r["variant"] for r in runs):
         rs = [r for r in runs if r["variant"] == name]
-        (teacher, _), (student, std) = (
-            mean_std([r["teacher_accuracy"] for r in rs]),
-            mean_std([r["accuracy"] for r in rs]),
-        )
+        teacher = statistics.mean(r["teacher_accuracy"] for r in rs)
+        student, std = mean_std([r["accuracy"] for r in rs])
         summary.append({"variant": name, "seeds": len(rs), "teacher_accuracy_mean": teacher,
                         "student_accuracy_mean": student, "student_accuracy_std": std})  # fmt: skip
         print(f"| {name} | {100 * teacher:.1f} | {100 * student:.1f} ± {100 * std:.1f} | {len(rs)} |")

@@ -302,7 +302,8 @@ def _labels_used(results: Mapping, n_per_class) -> str:
     if results.get("strategy") == "labelmap":
         gold = f"{n_per_class} gold labels per class" if n_per_class else "no gold labels"
         pool = results.get("n_pool")
-        return f"{gold}; an unlabelled pool of {pool} rows pseudo-labelled through the map"
+        how = "by the teacher" if results.get("map_method") == "identity" else "through the map"
+        return f"{gold}; an unlabelled pool of {pool} rows pseudo-labelled {how}"
     n_train = results.get("n_train")
     if results.get("extra_train"):  # synthetic (or other extra) rows joined the real sample
         real = "all real rows" if n_per_class is None else f"{n_per_class} real per class" if n_per_class else "0 real"
@@ -318,8 +319,18 @@ def _summary(strategy: str, results: Mapping) -> str:
     acc = results.get("accuracy")
     text = f"Accuracy {acc:.3f}, macro-F1 {results.get('f1_macro', float('nan')):.3f}" if acc is not None else ""
     if strategy == "labelmap" and results.get("zero_shot_accuracy") is not None:
-        text += f" (zero-shot through the label map: {results['zero_shot_accuracy']:.3f})"
+        text += f" ({_source_score_name(results)}: {results['zero_shot_accuracy']:.3f})"
     return text + "." if text else ""
+
+
+def _source_score_name(results: Mapping) -> str:
+    """What the source model's own accuracy is: a zero-shot floor through a map, or, when the source already
+    classifies the target task (identity map: self-training), its teacher."""
+    return (
+        "the teacher (source model) alone"
+        if results.get("map_method") == "identity"
+        else "zero-shot through the label map"
+    )
 
 
 def _hyperparameters(results: Mapping, config) -> dict[str, str]:
@@ -339,8 +350,9 @@ def _hyperparameters(results: Mapping, config) -> dict[str, str]:
 def _results_table(results: Mapping) -> list[tuple[str, str]]:
     rows = [("accuracy", f"{results['accuracy']:.4f}"), ("macro-F1", f"{results['f1_macro']:.4f}")]
     if results.get("zero_shot_accuracy") is not None:
-        rows.append(("zero-shot accuracy through the label map", f"{results['zero_shot_accuracy']:.4f}"))
-        rows.append(("zero-shot macro-F1 through the label map", f"{results['zero_shot_f1_macro']:.4f}"))
+        name = _source_score_name(results)
+        rows.append((f"accuracy, {name}", f"{results['zero_shot_accuracy']:.4f}"))
+        rows.append((f"macro-F1, {name}", f"{results['zero_shot_f1_macro']:.4f}"))
     for r in results.get("rounds") or []:
         rows.append((f"round {r['round']}: pseudo-labelled rows", str(r["pseudo_labelled"])))
         if r.get("pseudo_label_accuracy") is not None:

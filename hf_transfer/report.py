@@ -81,6 +81,11 @@ def run_points(run: Mapping) -> list[tuple[str, str, int | str, float, float, fl
     n = ALL if n is None else int(n)
     wall = float(run.get("wall_seconds") or 0.0)
     strategy = run["strategy"]
+    if strategy == "labelmap" and run.get("map_method") == "identity":
+        # self-training: the source is a classifier of the target task itself (its own run is its own row),
+        # so its accuracy here is not a zero-shot floor
+        return [(target, "self-training (pseudo-label + distil)", n, run["accuracy"],
+                 run.get("f1_macro", math.nan), wall, False)]  # fmt: skip
     if strategy == "labelmap":
         points = []
         if run.get("zero_shot_accuracy") is not None:

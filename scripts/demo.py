@@ -34,7 +34,7 @@ SELF_TRAIN = "labelmap/sst2-self-train"
 STEPS = [("finetune", f"sst2/{name}", True) for name in SST2] + [
     ("generate", "sst2/generate", False),  # the synthetic set (no accuracy of its own)
     ("finetune", "sst2/full-synthetic", True),
-    ("labelmap", "labelmap/sst2-self-train", True),  # the synthetic-data classifier as teacher
+    ("labelmap", SELF_TRAIN, True),  # the synthetic-data classifier as teacher
     ("finetune", "sst2/full-8shot-synthetic", True),
     ("finetune", "sst2/full-all", False),  # the labelmap source model (not a table row of its own)
     ("finetune", "amazon/full-8shot", True),

@@ -139,6 +139,19 @@ def test_labelmap_card_shows_the_map_and_the_zero_shot_floor(tmp_path):
     assert [r.metric_value for r in card.data.eval_results] == [0.846, 0.845]
 
 
+def test_self_training_card_names_the_teacher_not_a_zero_shot_floor(tmp_path):
+    config = LabelMapConfig(output_dir=str(tmp_path / "student"), source_model="outputs/sst2/full-synthetic")
+    results = {
+        **LABELMAP_RESULTS,
+        "map_method": "identity",
+        "label_map": {"negative": "negative", "positive": "positive"},
+    }
+    text = build_model_card(results, config).text
+    assert "the teacher (source model) alone: 0.812" in text and "accuracy, the teacher (source model) alone" in text
+    assert "zero-shot through the label map" not in text
+    assert "Map method: identity" in text and "pseudo-labelled by the teacher" in text
+
+
 def test_adapter_card_declares_peft():
     card = build_model_card(FINETUNE_RESULTS, saved_as_adapter=True, model_name="me/sst2-lora")
     assert card.data.library_name == "peft"

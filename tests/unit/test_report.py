@@ -109,3 +109,21 @@ def test_runs_on_synthetic_rows_are_their_own_line_not_the_zero_shot_floor(tmp_p
     )
     assert rows[("generate + finetune/full", 8)].accuracy == 0.773
     assert rows[("finetune/full", 8)].accuracy == 0.752 and rows[("finetune/full", 8)].runs == 1
+
+
+def test_self_training_is_its_own_line_without_a_zero_shot_floor(tmp_path):
+    """A labelmap run whose source has the target's labels (identity map) is self-training: its source's
+    accuracy is another run's row, not a zero-shot floor."""
+    recorded = {
+        "zeroshot": _run(method="full", n=0, acc=0.741),
+        "self-train": _run(strategy="labelmap", method="full", n=0, acc=0.770, map_method="identity",
+                           zero_shot_accuracy=0.764, zero_shot_f1_macro=0.76, pool_seconds=3.0),
+    }  # fmt: skip
+    for name, results in recorded.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+    rows = report_rows(collect_runs(tmp_path))
+    assert [(r.strategy, r.accuracy, r.zero_shot) for r in rows] == [
+        ("finetune zero-shot", 0.741, True),
+        ("self-training (pseudo-label + distil)", 0.770, False),
+    ]

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
-from transformers import AutoConfig, DataCollatorWithPadding
+from transformers import DataCollatorWithPadding
 
 from .. import __version__
 from ..config import DataArguments
-from ..defaults import resolve_model
 from ..errors import ConfigError
 from ..finetune.model import embed_texts, export_model, prepare
 from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
@@ -27,7 +26,7 @@ from ..precision import resolve_bf16
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
-from .predict import PROBS_COLUMN, add_source_probs, load_source, source_label_names
+from .predict import PROBS_COLUMN, add_source_probs, load_source, source_config, source_label_names
 from .pseudo import pseudo_label
 from .trainer import SOFT_COLUMN, DistillationTrainer
 
@@ -106,7 +105,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
 
         gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
     # Everything checkable without weights, before any model loads.
-    source_labels = source_label_names(AutoConfig.from_pretrained(resolve_model(config.source_model)))
+    source_labels = source_label_names(source_config(config.source_model))
     method = config.resolved_map_method(data_args.n_per_class, source_labels, labels)
     if method in ("explicit", "identity"):
         build_label_map(method, config, source_labels, labels)

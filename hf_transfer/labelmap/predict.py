@@ -37,16 +37,24 @@ def source_label_names(config) -> list[str]:
     return names
 
 
-def load_source(name_or_path: str, dtype: torch.dtype | None = None):
-    """Load a source classifier + tokenizer; fails fast if it has no usable ``id2label``."""
+def source_config(name_or_path: str):
+    """The source model's config (no weights), or a ConfigError that says what to do when it is not there."""
     from transformers import AutoConfig
 
-    path = resolve_model(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(resolve_model(name_or_path))
     except (OSError, ValueError) as err:
-        raise ConfigError(f"Cannot load source model {name_or_path!r}: {str(err).splitlines()[0]}") from None
-    labels = source_label_names(config)
+        raise ConfigError(
+            f"Cannot load source model {name_or_path!r} ({str(err).splitlines()[0]}). It must be a folder holding a "
+            f"trained classifier or a Hub id reachable from here: train it first (a recipe's header names the "
+            f"command, e.g. `hf-transfer finetune --config recipes/sst2/full-all.yaml`) or fix --source_model."
+        ) from None
+
+
+def load_source(name_or_path: str, dtype: torch.dtype | None = None):
+    """Load a source classifier + tokenizer; fails fast if it has no usable ``id2label``."""
+    path = resolve_model(name_or_path)
+    labels = source_label_names(source_config(name_or_path))
     kwargs = {"dtype": dtype} if dtype is not None else {}
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs).eval()
     return model, AutoTokenizer.from_pretrained(path), labels

@@ -253,3 +253,10 @@ def test_identity_map_names_the_missing_label(tiny_source, sentiment_dir, tmp_pa
     config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=tiny_source, map_method="identity")
     with pytest.raises(ConfigError, match=r"lacks \['mixed'\]"):
         run_labelmap(config, DataArguments(dataset=str(tmp_path / "data" / "train.jsonl")))
+
+
+def test_missing_source_model_is_named_with_the_fix(sentiment_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=str(tmp_path / "not-trained-yet"))
+    with pytest.raises(ConfigError, match=r"Cannot load source model .*not-trained-yet.*train it first"):
+        run_labelmap(config, DataArguments(dataset=str(sentiment_dir)))

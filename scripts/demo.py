@@ -62,7 +62,7 @@ def run_recipe(strategy: str, name: str) -> dict:
 
 def table_rows(r: dict) -> list[tuple]:
     target = r["dataset"].removeprefix("bundled:").replace("sentiment_sentences_", "") + f" {r['eval_split']}"
-    if r.get("recipe") == f"recipes/{SELF_TRAIN}.yaml":
+    if r["strategy"] == "labelmap" and r["map_method"] == "identity":  # self-training: its source is our own model
         pseudo = r["rounds"][-1]["pseudo_labelled"]
         method = (
             f"self-training: the synthetic-data model pseudo-labels {r['n_pool']} unlabelled texts ({pseudo} kept)"

@@ -89,14 +89,11 @@ class LabelMapConfig(FinetuneConfig):
         if self.max_pool_samples is not None and self.max_pool_samples <= 0:
             raise ConfigError(f"max_pool_samples={self.max_pool_samples} must be > 0.")
 
-    def resolved_map_method(
-        self, n_per_class: int | None, source_labels: list[str] | None = None, target_labels: list[str] | None = None
-    ) -> str:
+    def resolved_map_method(self, n_per_class: int | None, source_labels: list[str], target_labels: list[str]) -> str:
         if self.map_method != "auto":
             return self.map_method
         if self.label_map:
             return "explicit"
         if n_per_class:
             return "learned"
-        same = source_labels is not None and target_labels is not None and set(source_labels) == set(target_labels)
-        return "identity" if same else "names"
+        return "identity" if set(source_labels) == set(target_labels) else "names"

@@ -13,9 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(strategy: str, recipe: str, out: Path, **overrides) -> dict:
-    """Run a recipe exactly as ``hf-transfer <strategy> --config recipes/<recipe>.yaml`` would, with flag
-    overrides; a finished run (its results.json, same overrides) is reused, so a killed benchmark resumes."""
+def run(strategy: str, recipe: str | None, out: Path, **overrides) -> dict:
+    """Run a recipe exactly as ``hf-transfer <strategy> --config recipes/<recipe>.yaml`` would (no recipe: the
+    CLI defaults), with flag overrides; a finished run (its results.json, same overrides) is reused, so a killed
+    benchmark resumes."""
     done = out / "results.json"
     stamp = out / "bench-overrides.json"
     if done.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == [recipe, _jsonable(overrides)]:
@@ -24,7 +25,8 @@ def run(strategy: str, recipe: str, out: Path, **overrides) -> dict:
     from hf_transfer.cli.train import make_parser
     from hf_transfer.registry import get_strategy
 
-    argv = ["--config", str(ROOT / "recipes" / f"{recipe}.yaml"), "--output_dir", str(out)]
+    argv = ["--config", str(ROOT / "recipes" / f"{recipe}.yaml")] if recipe else []
+    argv += ["--output_dir", str(out)]
     if strategy != "generate":  # TrainingArguments flags
         argv += ["--disable_tqdm", "true", "--logging_strategy", "no", "--save_strategy", "no"]
     for key, value in overrides.items():

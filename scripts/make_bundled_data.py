@@ -24,6 +24,7 @@ SLICES = {
     "sst5": {"train": 2000, "validation": None},
     "sentiment_sentences_amazon": {"train": None},
     "sentiment_sentences_imdb": {"train": None},
+    "sms_spam": {"train": 2000},  # imbalanced (87% ham): checks defaults beyond balanced sentiment sets
 }
 
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
+from transformers.utils import logging
 
 from ..config import as_mapping
 from ..defaults import DEFAULT_ENCODER
 
+logger = logging.get_logger(__name__)
+
 BUILTIN_METHODS = ("full", "head")
+# Peak learning rate when none is given: one value cannot suit all methods (2e-5 leaves a head trained on
+# frozen features where it started; 1e-2 wrecks a fully fine-tuned encoder). PEFT methods not named: 5e-4.
+DEFAULT_LEARNING_RATES = {"full": 2e-5, "head": 1e-2, "ia3": 3e-3}
+PEFT_LEARNING_RATE = 5e-4
+
+
+def default_learning_rate(method: str) -> float:
+    """The learning rate a run of ``method`` gets when the user sets none."""
+    return DEFAULT_LEARNING_RATES.get(method.lower(), PEFT_LEARNING_RATE)
 
 
 def peft_method_names() -> list[str]:
@@ -97,7 +111,18 @@ class FinetuneConfig(TrainingArguments):
     )
     # Defaults that suit few-shot runs on small data better than TrainingArguments' own.
     num_train_epochs: float = field(default=10.0, metadata={"help": "Total number of training epochs."})
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
+    min_train_steps: int = field(
+        default=100,
+        metadata={
+            "help": "Train at least this many optimizer steps: on a small train set num_train_epochs is raised "
+            "(whole epochs) to reach it, since 10 epochs of 8 examples per class are a handful of steps. "
+            "0: num_train_epochs alone decides; max_steps > 0 always wins."
+        },
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate; default by method: full 2e-5, head 1e-2, ia3 3e-3, other PEFT 5e-4."},
+    )
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps (a float < 1 is a share of all steps)."})
@@ -111,8 +136,10 @@ class FinetuneConfig(TrainingArguments):
             # Without this, a multi-process launch on a machine with no GPU initialises gloo but leaves the
             # Trainer non-distributed (each process trains alone); use_cpu makes accelerate use MULTI_CPU.
             self.use_cpu = True
-        super().__post_init__()
         self.method = self.method.lower()
+        if self.learning_rate is None:
+            self.learning_rate = default_learning_rate(self.method)
+        super().__post_init__()
         if self.method not in BUILTIN_METHODS and self.method not in peft_method_names():
             raise ValueError(
                 f"method={self.method!r} is not known. Use 'full', 'head', or a PEFT method: "
@@ -136,6 +163,36 @@ class FinetuneConfig(TrainingArguments):
             raise ValueError(f"wise_alpha={self.wise_alpha} must be in [0, 1].")
         if self.max_length <= 0:
             raise ValueError(f"max_length={self.max_length} must be > 0.")
+        if self.min_train_steps < 0:
+            raise ValueError(f"min_train_steps={self.min_train_steps} must be >= 0 (0 turns it off).")
+
+    def for_train_size(self, n_train: int) -> FinetuneConfig:
+        """This config, or a copy with enough whole epochs to reach ``min_train_steps`` on ``n_train`` rows.
+
+        Few-sample fine-tuning needs iterations more than epochs (Zhang et al., 2021, "Revisiting
+        Few-sample BERT Fine-tuning"): 16 examples at batch 16 make one step an epoch."""
+        if self.max_steps > 0 or self.min_train_steps <= 0 or n_train <= 0:
+            return self
+        batches = math.ceil(n_train / (self.per_device_train_batch_size * max(self.world_size, 1)))
+        steps_per_epoch = max(batches // self.gradient_accumulation_steps, 1)
+        if self.num_train_epochs * steps_per_epoch >= self.min_train_steps:
+            return self
+        config = copy.copy(self)
+        config.num_train_epochs = float(math.ceil(self.min_train_steps / steps_per_epoch))
+        # Per-epoch saving, evaluation and logging keep their count: every `stretch` epochs, not 100 checkpoints.
+        stretch = max(math.ceil(config.num_train_epochs / self.num_train_epochs), 1)
+        for strategy, every in (("save_strategy", "save_steps"), ("eval_strategy", "eval_steps"),
+                                ("logging_strategy", "logging_steps")):  # fmt: skip
+            value = getattr(self, strategy)
+            if value == "epoch":
+                setattr(config, strategy, type(value)("steps"))
+                setattr(config, every, steps_per_epoch * stretch)
+        logger.info(
+            f"{n_train} training rows make {steps_per_epoch} step(s) an epoch: training "
+            f"{config.num_train_epochs:g} epochs instead of {self.num_train_epochs:g} to reach "
+            f"min_train_steps={self.min_train_steps} (set it to 0 to train num_train_epochs only)."
+        )
+        return config
 
     @property
     def is_peft(self) -> bool:

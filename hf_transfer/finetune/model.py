@@ -133,11 +133,17 @@ def description_head(
     return torch.stack(rows) * scale
 
 
+def readable_label(label: str) -> str:
+    """A label name as words (``"meaning_of_life"`` -> ``"meaning of life"``): an identifier-style name embeds
+    as odd sub-word pieces, so a label without a description is described by its name in plain words."""
+    return " ".join(label.replace("_", " ").split()) or label
+
+
 def descriptions_for(labels: Sequence[str], label_descriptions: Mapping | None) -> list[list[str]]:
     label_descriptions = label_descriptions or {}
     result = []
     for label in labels:
-        given = label_descriptions.get(label, label)
+        given = label_descriptions.get(label, readable_label(label))
         result.append([given] if isinstance(given, str) else list(given))
     return result
 

@@ -136,6 +136,7 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         train = tokenize(train, tokenizer, config.max_length)
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
         collator = DataCollatorWithPadding(tokenizer)
+    config = config.for_train_size(len(train))  # a copy when the epochs are raised: the card shows what ran
     callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
     trainer = PriorRegularizedTrainer(
         model=model,
@@ -172,6 +173,8 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
         "head_init": config.head_init,
         "accuracy": metrics["eval_accuracy"],
         "f1_macro": metrics["eval_f1_macro"],
+        "num_train_epochs": config.num_train_epochs if len(train) else 0,
+        "train_steps": trainer.state.global_step,
         "train_seconds": train_seconds,
         "wall_seconds": time.perf_counter() - start,
         "num_processes": PartialState().num_processes,

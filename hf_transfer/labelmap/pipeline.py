@@ -18,7 +18,7 @@ from transformers import DataCollatorWithPadding
 from .. import __version__
 from ..config import DataArguments
 from ..errors import ConfigError
-from ..finetune.model import embed_texts, export_model, prepare
+from ..finetune.model import embed_texts, export_model, prepare, readable_label
 from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
 from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores
@@ -58,8 +58,8 @@ def build_label_map(
         return LabelMap.learn(np.asarray(gold[PROBS_COLUMN]), gold["label"], source_labels, target_labels)
     encoder, tokenizer = prepare(config.model_name_or_path, target_labels, head_init="random", method="head")
     with torch.no_grad():
-        source_emb = embed_texts(encoder, tokenizer, source_labels).numpy()
-        target_emb = embed_texts(encoder, tokenizer, target_labels).numpy()
+        source_emb = embed_texts(encoder, tokenizer, [readable_label(s) for s in source_labels]).numpy()
+        target_emb = embed_texts(encoder, tokenizer, [readable_label(t) for t in target_labels]).numpy()
     label_map = LabelMap.from_names(source_emb, target_emb, source_labels, target_labels)
     label_map.check_reachable(config.allow_unreachable)
     return label_map
@@ -135,9 +135,10 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         student, student_tok = _student(config, labels, source, label_map)
         student_tok = student_tok or source_tok
         rows = _training_rows(pseudo, gold, len(labels))
+        round_config = config.for_train_size(len(rows))
         trainer = DistillationTrainer(
             model=student,
-            args=trainer_args(config),
+            args=trainer_args(round_config),
             train_dataset=tokenize(rows, student_tok, config.max_length),
             eval_dataset=tokenize(eval_ds.select_columns(["text", "label"]), student_tok, config.max_length),
             data_collator=DataCollatorWithPadding(student_tok),
@@ -156,6 +157,8 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
                     zip(labels, np.bincount(pseudo["label"], minlength=len(labels)).tolist())
                 ),
                 "pseudo_label_accuracy": _pseudo_accuracy(pseudo, train),
+                "num_train_epochs": round_config.num_train_epochs,
+                "train_steps": trainer.state.global_step,
                 "accuracy": metrics["eval_accuracy"],
                 "f1_macro": metrics["eval_f1_macro"],
             }
@@ -195,7 +198,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         "hf_transfer_version": __version__,
     }
     if PartialState().is_main_process and config.output_dir:
-        out = save_run(trainer, config, student_tok, results, data_args)  # model, results.json, card
+        out = save_run(trainer, round_config, student_tok, results, data_args)  # model, results.json, card
         (out / "label_map.json").write_text(label_map.to_json())
         push_run(out, config)
     return results

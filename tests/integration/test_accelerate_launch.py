@@ -26,6 +26,7 @@ def test_cli_finetune_runs_data_parallel_on_two_cpu_processes(tmp_path):
         "--config", str(ROOT / "recipes" / "sst2" / "lora-8shot.yaml"),
         "--output_dir", str(out),
         "--num_train_epochs", "1",
+        "--min_train_steps", "0",
         "--max_eval_samples", "64",
         "--disable_tqdm", "true",
     ]  # fmt: skip

@@ -34,7 +34,8 @@ def sst2_source(tmp_path_factory) -> str:
 
 def labelmap_config(source: str, out: Path, **overrides) -> LabelMapConfig:
     options = dict(output_dir=str(out), source_model=source, label_map=IDENTITY, threshold=0.7,
-                   init_from_source=True, num_train_epochs=1, max_pool_samples=200, disable_tqdm=True)  # fmt: skip
+                   init_from_source=True, num_train_epochs=1, min_train_steps=0, max_pool_samples=200,
+                   disable_tqdm=True)  # fmt: skip
     return LabelMapConfig(**{**options, **overrides})
 
 
@@ -63,7 +64,8 @@ def test_two_process_pseudo_labelling_matches_one_process(sst2_source, tmp_path)
         "--main_process_port", "29537", "-m", "hf_transfer.cli", "labelmap",
         "--source_model", sst2_source, "--dataset", AMAZON.dataset, "--validation_size", "0.5",
         "--max_eval_samples", "200", "--max_pool_samples", "200", "--label_map", json.dumps(IDENTITY),
-        "--threshold", "0.7", "--init_from_source", "true", "--num_train_epochs", "1", "--disable_tqdm", "true",
+        "--threshold", "0.7", "--init_from_source", "true", "--num_train_epochs", "1", "--min_train_steps", "0",
+        "--disable_tqdm", "true",
         "--output_dir", str(tmp_path / "two"),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -13,6 +13,7 @@ from hf_transfer.cli import main
 from hf_transfer.cli.parsing import parse_with_config
 from hf_transfer.cli.train import make_parser
 from hf_transfer.errors import ConfigError
+from hf_transfer.finetune import FinetuneConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -103,6 +104,24 @@ def test_defaults_without_config(tmp_path):
     assert data_args.dataset == "bundled:sst2" and data_args.n_per_class is None and data_args.labels is None
     assert config.method == "full" and config.learning_rate == 2e-5 and config.num_train_epochs == 10.0
     assert config.output_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--method", "head"], 1e-2),  # 2e-5 left a head on frozen features where it started
+        (["--method", "lora"], 5e-4),
+        (["--method", "IA3"], 3e-3),
+        (["--method", "loha"], 5e-4),
+        (["--method", "head", "--learning_rate", "0.5"], 0.5),  # a given rate always wins
+    ],
+)
+def test_learning_rate_defaults_by_method(tmp_path, flags, expected):
+    _, config = parse([*flags, "--output_dir", str(tmp_path)])
+    assert config.learning_rate == pytest.approx(expected)
+    assert FinetuneConfig(output_dir=str(tmp_path), method=flags[1]).learning_rate == pytest.approx(
+        expected if "--learning_rate" not in flags else 1e-2
+    )
 
 
 def test_yaml_replaces_defaults_and_flags_replace_yaml(tmp_path):

@@ -234,6 +234,15 @@ def test_random_head_init(tiny_model_dir):
     assert torch.equal(random_head.classifier.bias.detach(), torch.zeros(3))
 
 
+def test_undescribed_labels_are_described_by_their_names_in_words():
+    from hf_transfer.finetune.model import descriptions_for
+
+    labels = ["meaning_of_life", "sci/tech", "oos", "very  negative"]
+    assert descriptions_for(labels, {"oos": "out of scope", "sci/tech": ["science", "tech"]}) == [
+        ["meaning of life"], ["science", "tech"], ["out of scope"], ["very negative"]
+    ]  # fmt: skip
+
+
 def test_label_description_head_is_scaled_cosine(tiny_encoder):
     descriptions = {"negative": ["bad movie", "awful film"], "positive": "good movie"}
     model, tok = prepare(
@@ -757,11 +766,53 @@ def test_run_finetune_end_to_end_with_prior_weight_and_wise_alpha(
     assert reloaded.config.id2label == {0: "negative", 1: "positive"}
 
 
+@pytest.mark.parametrize(
+    ("n_train", "overrides", "epochs"),
+    [
+        (16, {}, 100.0),  # 8 per class, 2 classes: one step an epoch
+        (128, {}, 13.0),  # 8 steps an epoch: 13 whole epochs reach 100
+        (2000, {}, 10.0),  # 1,250 steps already
+        (64, {"gradient_accumulation_steps": 4}, 100.0),  # 4 batches are one optimizer step
+        (16, {"min_train_steps": 0}, 10.0),
+        (16, {"max_steps": 5}, 10.0),  # max_steps wins (the Trainer ignores epochs then)
+        (0, {}, 10.0),
+    ],
+)
+def test_min_train_steps_raises_whole_epochs(tmp_path, n_train, overrides, epochs):
+    config = FinetuneConfig(output_dir=str(tmp_path), **overrides)
+    effective = config.for_train_size(n_train)
+    assert effective.num_train_epochs == epochs
+    assert config.num_train_epochs == 10.0  # the caller's config is left as it was
+    assert (effective is config) == (epochs == 10.0)
+
+
+def test_raised_epochs_keep_the_number_of_checkpoints_evaluations_and_logs(tmp_path):
+    config = FinetuneConfig(output_dir=str(tmp_path), save_strategy="epoch", eval_strategy="epoch",
+                            logging_strategy="epoch", num_train_epochs=5)  # fmt: skip
+    effective = config.for_train_size(32)  # 2 steps an epoch: 50 epochs, 100 steps
+    assert effective.num_train_epochs == 50.0
+    for strategy, every in (("save_strategy", "save_steps"), ("eval_strategy", "eval_steps"),
+                            ("logging_strategy", "logging_steps")):  # fmt: skip
+        assert getattr(effective, strategy) == "steps" and getattr(effective, every) == 20  # every 10 epochs
+        assert getattr(config, strategy) == "epoch"
+
+
+def test_a_few_shot_run_trains_min_train_steps_and_says_so(tiny_encoder, sentiment_dir, tmp_path):
+    out = tmp_path / "run"
+    config = FinetuneConfig(output_dir=str(out), model_name_or_path=tiny_encoder, num_train_epochs=1,
+                            min_train_steps=6, per_device_train_batch_size=4, disable_tqdm=True)  # fmt: skip
+    results = run_finetune(config, DataArguments(dataset=str(sentiment_dir), n_per_class=4))
+    assert (results["n_train"], results["num_train_epochs"], results["train_steps"]) == (8, 3.0, 6)
+    assert config.num_train_epochs == 1
+    assert "num_train_epochs: 3" in (out / "README.md").read_text()  # the card shows what ran
+
+
 def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_encoder, sentiment_dir, tmp_path):
     """`resume_from_checkpoint=last` starts fresh when nothing is saved, else continues the saved step."""
     out = tmp_path / "run"
     common = dict(output_dir=str(out), model_name_or_path=tiny_encoder, method="full", disable_tqdm=True,
-                  save_strategy="epoch", per_device_train_batch_size=4, resume_from_checkpoint="last")  # fmt: skip
+                  save_strategy="epoch", per_device_train_batch_size=4, resume_from_checkpoint="last",
+                  min_train_steps=0)  # fmt: skip
     data = DataArguments(dataset=str(sentiment_dir), n_per_class=4)
     run_finetune(FinetuneConfig(num_train_epochs=1, **common), data)  # "interrupted" after epoch 1
     first = out / "checkpoint-2" / "trainer_state.json"

@@ -85,6 +85,22 @@ def test_name_map_picks_the_most_similar_target():
     assert LabelMap.from_names(source, target, ["a", "b", "c"], ["x", "y"]).as_dict() == {"a": "x", "b": "x", "c": "y"}
 
 
+def test_name_map_embeds_label_names_as_words(tiny_encoder, monkeypatch):
+    import hf_transfer.labelmap.pipeline as pipeline
+
+    seen: list[list[str]] = []
+
+    def fake_embed(model, tokenizer, texts, **kwargs):
+        seen.append(list(texts))
+        return torch.eye(2)[: len(texts)]
+
+    monkeypatch.setattr(pipeline, "embed_texts", fake_embed)
+    config = LabelMapConfig(output_dir="unused", source_model="unused", model_name_or_path=tiny_encoder)
+    label_map = pipeline.build_label_map("names", config, ["very_negative", "POSITIVE"], ["neg_review", "pos"])
+    assert seen == [["very negative", "POSITIVE"], ["neg review", "pos"]]
+    assert label_map.as_dict() == {"very_negative": "neg_review", "POSITIVE": "pos"}
+
+
 def test_select_rows_threshold_and_top_k():
     confidence = np.array([0.95, 0.6, 0.99, 0.92, 0.97, 0.91])
     labels = np.array([0, 0, 0, 1, 1, 0])
@@ -206,8 +222,8 @@ def test_run_labelmap_end_to_end(tiny_encoder, tiny_source, sentiment_dir, tmp_p
     options = dict(options)
     n_per_class = options.pop("n_per_class", None)
     config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=tiny_source,
-                            model_name_or_path=tiny_encoder, num_train_epochs=1, disable_tqdm=True,
-                            inference_bf16=False, **options)  # fmt: skip
+                            model_name_or_path=tiny_encoder, num_train_epochs=1, min_train_steps=0,
+                            disable_tqdm=True, inference_bf16=False, **options)  # fmt: skip
     results = run_labelmap(config, DataArguments(dataset=str(sentiment_dir), n_per_class=n_per_class))
     assert 0 <= results["zero_shot_accuracy"] <= 1 and 0 <= results["accuracy"] <= 1
     assert len(results["rounds"]) == config.rounds

@@ -15,7 +15,8 @@ class DataArguments:
     dataset: str = field(
         default="bundled:sst2",
         metadata={
-            "help": "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news), a JSONL/CSV/Parquet file, "
+            "help": "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news, sst5, sms_spam, "
+            "sentiment_sentences_amazon, sentiment_sentences_imdb), a JSONL/CSV/Parquet file, "
             "a folder with train/validation/test files or a saved DatasetDict, or a Hub dataset id."
         },
     )

@@ -627,3 +627,12 @@ def test_sample_per_class_larger_than_a_class(sentiment_dir):
     train = ht.load_target(str(sentiment_dir))["train"]
     with pytest.raises(DataError, match=r"n_per_class=9 is more than some classes have \('negative' has 8"):
         ht.sample_per_class(train, 9)
+
+
+def test_dataset_help_names_every_bundled_slice():
+    from dataclasses import fields
+
+    from hf_transfer.config import DataArguments
+
+    help_text = next(f for f in fields(DataArguments) if f.name == "dataset").metadata["help"]
+    assert [name for name in bundled_datasets() if name not in help_text] == []

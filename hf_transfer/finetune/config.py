@@ -180,7 +180,7 @@ class FinetuneConfig(TrainingArguments):
         config = copy.copy(self)
         config.num_train_epochs = float(math.ceil(self.min_train_steps / steps_per_epoch))
         # Per-epoch saving, evaluation and logging keep their count: every `stretch` epochs, not 100 checkpoints.
-        stretch = max(math.ceil(config.num_train_epochs / self.num_train_epochs), 1)
+        stretch = max(math.ceil(config.num_train_epochs / max(self.num_train_epochs, 1)), 1)
         for strategy, every in (("save_strategy", "save_steps"), ("eval_strategy", "eval_steps"),
                                 ("logging_strategy", "logging_steps")):  # fmt: skip
             value = getattr(self, strategy)

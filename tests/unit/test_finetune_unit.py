@@ -797,6 +797,13 @@ def test_raised_epochs_keep_the_number_of_checkpoints_evaluations_and_logs(tmp_p
         assert getattr(config, strategy) == "epoch"
 
 
+def test_min_train_steps_edge_values(tmp_path):
+    with pytest.raises(ValueError, match="min_train_steps=-1 must be >= 0"):
+        FinetuneConfig(output_dir=str(tmp_path), min_train_steps=-1)
+    zero_epochs = FinetuneConfig(output_dir=str(tmp_path), num_train_epochs=0, save_strategy="epoch")
+    assert zero_epochs.for_train_size(16).num_train_epochs == 100.0  # no division by the 0 epochs asked for
+
+
 def test_a_few_shot_run_trains_min_train_steps_and_says_so(tiny_encoder, sentiment_dir, tmp_path):
     out = tmp_path / "run"
     config = FinetuneConfig(output_dir=str(out), model_name_or_path=tiny_encoder, num_train_epochs=1,

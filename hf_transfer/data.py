@@ -261,6 +261,12 @@ def label_names(data: Dataset | DatasetDict) -> list[str]:
     return list(ds.features["label"].names)
 
 
+def readable_label(label: str) -> str:
+    """A label name as words (``"meaning_of_life"`` -> ``"meaning of life"``): an identifier-style name embeds
+    as odd sub-word pieces, so a label without a description is described by its name in plain words."""
+    return " ".join(label.replace("_", " ").split()) or label
+
+
 def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     """Stratified sample of exactly ``n`` rows per class (seeded), for few-shot experiments."""
     if n < 0:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..data import readable_label
 from ..defaults import resolve_model, sentence_transformers_pooling
 from ..errors import ConfigError
 from ..modeling import TransferConfig, TransferForSequenceClassification, register_auto_classes
@@ -131,12 +132,6 @@ def description_head(
         emb = embed_texts(model, tokenizer, list(texts), max_length=max_length)
         rows.append(nn.functional.normalize(nn.functional.normalize(emb, dim=-1).mean(0), dim=-1))
     return torch.stack(rows) * scale
-
-
-def readable_label(label: str) -> str:
-    """A label name as words (``"meaning_of_life"`` -> ``"meaning of life"``): an identifier-style name embeds
-    as odd sub-word pieces, so a label without a description is described by its name in plain words."""
-    return " ".join(label.replace("_", " ").split()) or label
 
 
 def descriptions_for(labels: Sequence[str], label_descriptions: Mapping | None) -> list[list[str]]:

@@ -17,6 +17,7 @@ import jinja2
 import jinja2.meta
 import yaml
 
+from ..data import readable_label
 from ..errors import ConfigError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -163,8 +164,8 @@ def _render(labels, label_ids, start_index, templates, seed, descriptions, seed_
         attributes = {name: rng.choice(values) for name, values in sorted(templates.attributes.items())}
         pool = list(seed_examples.get(label, ()))
         examples = rng.sample(pool, min(n_shots, len(pool))) if pool else []
-        text = _ENV.from_string(template.text).render(
-            label=label, description=descriptions.get(label, ""), examples=examples, **attributes
+        text = _ENV.from_string(template.text).render(  # the name in words, as finetune's descriptions
+            label=readable_label(label), description=descriptions.get(label, ""), examples=examples, **attributes
         )
         prompts.append(Prompt(index, label, label_id, template.id, attributes, text.strip()))
     return prompts

@@ -17,8 +17,9 @@ from transformers import DataCollatorWithPadding
 
 from .. import __version__
 from ..config import DataArguments
+from ..data import readable_label
 from ..errors import ConfigError
-from ..finetune.model import embed_texts, export_model, prepare, readable_label
+from ..finetune.model import embed_texts, export_model, prepare
 from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
 from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores

@@ -119,3 +119,11 @@ def test_prompts_are_reproducible_and_varied():
     assert all("a fine film" in p.text or "great cast" in p.text for p in good)  # few-shot examples shown
     assert all("praise" not in p.text and "- " not in p.text for p in a if p.label == "bad")
     assert build_prompts(["good", "bad"], 6, templates, **{**kwargs, "seed": 8}) != a
+
+
+def test_prompts_show_label_names_in_words():
+    templates = load_templates("default")
+    prompts = build_prompts(["meaning_of_life", "card_declined"], 2, templates, seed=0)
+    assert [p.label for p in prompts] == ["meaning_of_life", "card_declined"] * 2  # the rows keep the real name
+    assert all('"meaning of life"' in p.text for p in prompts[::2])
+    assert all('"card declined"' in p.text and "_" not in p.text for p in prompts[1::2])

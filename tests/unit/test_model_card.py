@@ -198,6 +198,12 @@ def test_saved_folder_reloads_and_predicts_the_same(tiny_encoder, tmp_path, meth
         with torch.no_grad():
             assert torch.allclose(before, peft_model(**batch).logits, atol=1e-5)
         assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(out)
+    # The card's usage snippet runs as written against the folder (both of its loaders, for an adapter).
+    usage = re.sub(r'from_pretrained\("[^"]*"\)', f"from_pretrained({str(out)!r})", _code_block(card.text, "python"))
+    namespace: dict = {}
+    exec(usage.replace("print(classify(", "predicted = (classify("), namespace)
+    assert namespace["predicted"][0]["label"] in ("negative", "positive")
+    assert namespace["model"](**batch).logits.detach().allclose(before, atol=1e-5)
 
 
 def test_run_finetune_card_carries_what_the_run_measured(tiny_encoder, sentiment_dir, tmp_path):

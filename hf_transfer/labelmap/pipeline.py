@@ -6,6 +6,7 @@ Everything that can be checked without weights (data, map names, thresholds, the
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
-from transformers import DataCollatorWithPadding
+from transformers import DataCollatorWithPadding, set_seed
 
 from .. import __version__
 from ..config import DataArguments
@@ -29,6 +30,7 @@ from .head import transfer_head
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN, add_source_probs, load_source, source_config, source_label_names
 from .pseudo import pseudo_label
+from .state import LabelMapState, run_fingerprint
 from .trainer import SOFT_COLUMN, DistillationTrainer
 
 
@@ -117,6 +119,14 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     if config.max_pool_samples is not None:
         pool = pool.select(range(min(config.max_pool_samples, len(pool))))
 
+    state = None
+    if config.output_dir:  # what a stopped run computed; kept, or cleared when not resuming
+        fingerprint = run_fingerprint(config, data_args, PartialState().num_processes)
+        state = LabelMapState(config.output_dir, fingerprint, resume=_resumes(config),
+                              is_main=PartialState().is_main_process)  # fmt: skip
+        state.start()
+        PartialState().wait_for_everyone()
+
     source, source_tok, _ = load_source(config.source_model)
     bf16 = resolve_bf16(config.inference_bf16)
     infer = dict(batch_size=config.inference_batch_size, max_length=config.max_length, bf16=bf16)
@@ -126,20 +136,38 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     label_map = build_label_map(method, config, source_labels, labels, gold if len(gold) else None)
     zero_shot = evaluate_through_map(eval_ds, label_map)
 
-    pool_start = time.perf_counter()
-    pool = add_source_probs(pool, source, source_tok, desc="Source predictions (pool)", **infer)
-    pool_seconds = time.perf_counter() - pool_start
+    saved = state.load_pool(pool, 1, PROBS_COLUMN) if state else None
+    if saved:
+        pool, pool_seconds = saved
+    else:
+        pool_start = time.perf_counter()
+        pool = add_source_probs(pool, source, source_tok, desc="Source predictions (pool)", **infer)
+        pool_seconds = time.perf_counter() - pool_start
+        _save_pool(state, pool, 1, pool_seconds)
+    identity = LabelMap(labels, labels, np.eye(len(labels)), method="identity")
     teacher_map, rounds = label_map, []
     student, student_tok = None, None
     for round_index in range(config.rounds):
+        number, last = round_index + 1, round_index + 1 == config.rounds
+        done = state.load_round(number) if state and not last else None
+        relabelled = state.load_pool(pool, number + 1, PROBS_COLUMN) if done else None
+        if relabelled:  # finished before the run was stopped: its record and the re-labelled pool were saved
+            rounds.append(done)
+            pool, teacher_map = relabelled[0], identity
+            continue
         pseudo = pseudo_label(pool, teacher_map, threshold=config.threshold, top_k=config.top_k)
+        set_seed(config.seed)  # the same student whether or not earlier rounds ran in this process
         student, student_tok = _student(config, labels, source, label_map)
         student_tok = student_tok or source_tok
         rows = _training_rows(pseudo, gold, len(labels))
         round_config = config.for_train_size(len(rows))
+        args = trainer_args(round_config)
+        if state:  # each round checkpoints in its own folder, so a resumed round finds its own
+            args = copy.copy(args)
+            args.output_dir = state.round_dir(number)
         trainer = DistillationTrainer(
             model=student,
-            args=trainer_args(round_config),
+            args=args,
             train_dataset=tokenize(rows, student_tok, config.max_length),
             eval_dataset=tokenize(eval_ds.select_columns(["text", "label"]), student_tok, config.max_length),
             data_collator=DataCollatorWithPadding(student_tok),
@@ -148,11 +176,11 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
             temperature=config.temperature,
             distill_weight=config.distill_weight,
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=state.last_checkpoint(number) if state else None)
         metrics = trainer.evaluate()
         rounds.append(
             {
-                "round": round_index + 1,
+                "round": number,
                 "pseudo_labelled": len(pseudo),
                 "pseudo_labelled_per_class": dict(
                     zip(labels, np.bincount(pseudo["label"], minlength=len(labels)).tolist())
@@ -164,12 +192,16 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
                 "f1_macro": metrics["eval_f1_macro"],
             }
         )
-        if round_index + 1 < config.rounds:  # the student becomes the teacher: re-label the pool
+        if not last:  # the student becomes the teacher: re-label the pool
             student = export_model(trainer.model)
+            relabel_start = time.perf_counter()
             pool = add_source_probs(
                 pool.remove_columns(PROBS_COLUMN), student, student_tok, desc="Student re-labels the pool", **infer
             )
-            teacher_map = LabelMap(labels, labels, np.eye(len(labels)), method="identity")
+            _save_pool(state, pool, number + 1, time.perf_counter() - relabel_start)
+            if state:
+                state.save_round(rounds[-1])  # after the pool it needs: a saved record means both are there
+            teacher_map = identity
     results = {
         "strategy": "labelmap",
         "source_model": config.source_model,
@@ -203,6 +235,17 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         (out / "label_map.json").write_text(label_map.to_json())
         push_run(out, config)
     return results
+
+
+def _resumes(config: LabelMapConfig) -> bool:
+    """``resume_from_checkpoint`` set (``last``/``true``): continue a stopped run from its saved state."""
+    return str(config.resume_from_checkpoint or "").lower() not in ("", "false", "no", "none")
+
+
+def _save_pool(state: LabelMapState | None, pool: Dataset, round_number: int, seconds: float) -> None:
+    if state:
+        state.save_pool(pool, round_number, PROBS_COLUMN, seconds)
+        PartialState().wait_for_everyone()
 
 
 def _pseudo_accuracy(pseudo: Dataset, train: Dataset) -> float | None:

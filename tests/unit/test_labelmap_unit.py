@@ -24,6 +24,8 @@ from hf_transfer.labelmap import (
     source_label_names,
     transfer_head,
 )
+from hf_transfer.labelmap.state import STATE_DIR, LabelMapState, run_fingerprint
+from hf_transfer.labelmap.trainer import DistillationTrainer
 
 SST5 = ["very negative", "negative", "neutral", "positive", "very positive"]
 BINARY = ["negative", "positive"]
@@ -276,3 +278,86 @@ def test_missing_source_model_is_named_with_the_fix(sentiment_dir, tmp_path, mon
     config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=str(tmp_path / "not-trained-yet"))
     with pytest.raises(ConfigError, match=r"Cannot load source model .*not-trained-yet.*train it first"):
         run_labelmap(config, DataArguments(dataset=str(sentiment_dir)))
+
+
+def _two_rounds(out, source, encoder, **options) -> LabelMapConfig:
+    options = {"threshold": 0.0, "rounds": 2, "num_train_epochs": 1, "min_train_steps": 0, **options}
+    return LabelMapConfig(output_dir=str(out), source_model=source, model_name_or_path=encoder, label_map=EXPLICIT,
+                          disable_tqdm=True, inference_bf16=False, **options)  # fmt: skip
+
+
+def test_stopped_run_resumes_where_it_stopped(tiny_encoder, tiny_source, sentiment_dir, tmp_path, monkeypatch):
+    """Stopped in round 2 of 2 and started again with resume_from_checkpoint=last, a run neither scores the pool
+    nor trains round 1 again, and ends with the uninterrupted run's rounds and weights."""
+    import hf_transfer.labelmap.pipeline as pipeline
+
+    data = DataArguments(dataset=str(sentiment_dir))
+    reference = run_labelmap(_two_rounds(tmp_path / "a", tiny_source, tiny_encoder), data)
+
+    trained, scored = [], []
+    real_train, real_probs = DistillationTrainer.train, pipeline.add_source_probs
+
+    def train(self, *args, **kwargs):
+        trained.append(self.args.output_dir)
+        if len(trained) == 2:
+            raise RuntimeError("stopped")  # in round 2, after round 1 and the re-labelled pool were saved
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(DistillationTrainer, "train", train)
+    monkeypatch.setattr(pipeline, "add_source_probs", lambda *a, **k: scored.append(k["desc"]) or real_probs(*a, **k))
+    config = _two_rounds(tmp_path / "b", tiny_source, tiny_encoder, resume_from_checkpoint="last")
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_labelmap(config, data)
+    assert len(scored) == 3  # eval, pool, and the pool re-labelled by round 1's student
+    trained.clear(), scored.clear()
+    resumed = run_labelmap(config, data)
+    assert trained == [str(tmp_path / "b" / STATE_DIR / "round-2")]  # round 1 was not trained again
+    assert scored == ["Source predictions (eval)"]  # nor the pool scored or re-labelled again
+    assert resumed["rounds"] == reference["rounds"] and resumed["pool_seconds"] == pytest.approx(
+        json.loads((tmp_path / "b" / STATE_DIR / "pool-1" / "seconds.json").read_text())
+    )
+    weights = [AutoModelForSequenceClassification.from_pretrained(tmp_path / d).state_dict() for d in "ab"]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_resuming_another_runs_state_is_refused_before_models_load(tiny_source, sentiment_dir, tmp_path, monkeypatch):
+    data = DataArguments(dataset=str(sentiment_dir))
+    first = _two_rounds(tmp_path, tiny_source, "minilm", resume_from_checkpoint="last")
+    LabelMapState(tmp_path, run_fingerprint(first, data, 1), resume=True).start()
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("model loaded")
+    )
+    other = _two_rounds(tmp_path, tiny_source, "minilm", resume_from_checkpoint="last", threshold=0.5)
+    with pytest.raises(ConfigError, match=r"different labelmap run \(differs in: threshold\).*drop resume"):
+        run_labelmap(other, data)
+    # Not resuming, the old state is cleared instead, and this run's fingerprint recorded.
+    state = LabelMapState(tmp_path, run_fingerprint(other, data, 1), resume=False)
+    (tmp_path / STATE_DIR / "pool-1").mkdir()
+    state.start()
+    assert not (tmp_path / STATE_DIR / "pool-1").exists()
+    LabelMapState(tmp_path, run_fingerprint(other, data, 1), resume=True).check()  # now matches
+
+
+def test_stopped_round_resumes_from_its_trainer_checkpoint(tiny_encoder, tiny_source, sentiment_dir, tmp_path,
+                                                           monkeypatch):  # fmt: skip
+    """Within a round the Trainer's own checkpoints (save_strategy) carry a stopped round on."""
+    data = DataArguments(dataset=str(sentiment_dir))
+    options = dict(rounds=1, num_train_epochs=2, save_strategy="epoch", per_device_train_batch_size=4)
+    reference = run_labelmap(_two_rounds(tmp_path / "a", tiny_source, tiny_encoder, **options), data)
+    real_save = DistillationTrainer._save_checkpoint
+
+    def save_then_stop(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        raise RuntimeError("stopped")  # right after epoch 1's checkpoint
+
+    monkeypatch.setattr(DistillationTrainer, "_save_checkpoint", save_then_stop)
+    config = _two_rounds(tmp_path / "b", tiny_source, tiny_encoder, resume_from_checkpoint="last", **options)
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_labelmap(config, data)
+    monkeypatch.setattr(DistillationTrainer, "_save_checkpoint", real_save)
+    checkpoints = sorted((tmp_path / "b" / STATE_DIR / "round-1").glob("checkpoint-*"))
+    assert len(checkpoints) == 1
+    resumed = run_labelmap(config, data)
+    assert resumed["rounds"] == reference["rounds"]
+    state = json.loads((tmp_path / "b" / STATE_DIR / "round-1" / "checkpoint-8" / "trainer_state.json").read_text())
+    assert [round(h["epoch"]) for h in state["log_history"] if "loss" in h] == [1, 2]  # epoch 1 trained once

@@ -1,0 +1,122 @@
+"""Resumable labelmap runs: what a run has computed so far, kept in ``output_dir/_labelmap_state``.
+
+A run's expensive steps come in order: the source model over the pool, then per round the student's
+training and, before the next round, the student re-labelling the pool. Each finished step leaves a file:
+the pool's probabilities for round k (``pool-k``, an Arrow column, written whole or not at all) and the
+record of a finished round (``round-k.json``); within a round the Trainer writes its own checkpoints to
+``round-k/`` when ``save_strategy`` asks for them. Started again with ``resume_from_checkpoint=last``,
+the run skips what is there and ends as an uninterrupted run would. Without it, a run starts afresh.
+The leading underscore keeps the folder out of Hub pushes (``hub.IGNORE_PATTERNS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from datasets import Dataset, concatenate_datasets, load_from_disk
+
+from ..errors import ConfigError
+
+STATE_DIR = "_labelmap_state"
+RUN_FILE = "run.json"
+# TrainingArguments fields that change what a round trains (the strategies' own fields are all compared).
+TRAINING_FIELDS = (
+    "seed", "data_seed", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "optim", "max_grad_norm",
+    "label_smoothing_factor", "bf16", "fp16",
+)  # fmt: skip
+# Fields of the strategies' configs that do not change results: where things go, and how fast.
+NOT_RESULTS = ("output_dir", "feature_cache_dir", "cache_features", "inference_batch_size", "merge_adapter")
+
+
+def run_fingerprint(config, data_args, num_processes: int) -> dict:
+    """What the saved state depends on: data, source model, map, selection and the student's training."""
+    from transformers import TrainingArguments
+
+    base = {f.name for f in TrainingArguments.__dataclass_fields__.values()}
+    own = [name for name in type(config).__dataclass_fields__ if name not in base or name in TRAINING_FIELDS]
+    values = {name: getattr(config, name) for name in own if name not in NOT_RESULTS}
+    return json.loads(json.dumps({**values, "data": vars(data_args), "num_processes": num_processes}, default=str))
+
+
+class LabelMapState:
+    """The state folder of one run; every method is safe on every process, only the main one writes."""
+
+    def __init__(self, output_dir: str | os.PathLike, fingerprint: dict, *, resume: bool, is_main: bool = True):
+        self.root = Path(output_dir) / STATE_DIR
+        self.fingerprint = fingerprint
+        self.resume = resume
+        self.is_main = is_main
+
+    def check(self) -> None:
+        """With ``resume``, refuse a state that another config made (before any model loads)."""
+        run_file = self.root / RUN_FILE
+        if not self.resume or not run_file.is_file():
+            return
+        saved = json.loads(run_file.read_text())
+        if saved != self.fingerprint:
+            changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+            raise ConfigError(
+                f"resume_from_checkpoint: {str(self.root)!r} holds the state of a different labelmap run (differs "
+                f"in: {', '.join(changed)}). Use another output_dir, or drop resume_from_checkpoint to start over."
+            )
+
+    def start(self) -> None:
+        """Keep a matching state when resuming; else clear it and record this run's fingerprint."""
+        self.check()
+        if not self.is_main:
+            return
+        if not self.resume and self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{RUN_FILE}.tmp"
+        tmp.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True))
+        os.replace(tmp, self.root / RUN_FILE)
+
+    def round_dir(self, round_number: int) -> str:
+        """Where round ``round_number``'s Trainer writes (and finds) its checkpoints."""
+        return str(self.root / f"round-{round_number}")
+
+    def last_checkpoint(self, round_number: int) -> str | None:
+        """The newest Trainer checkpoint of round ``round_number`` to resume from, if resuming and there is one."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        folder = Path(self.round_dir(round_number))
+        return get_last_checkpoint(str(folder)) if self.resume and folder.is_dir() else None
+
+    def load_pool(self, pool: Dataset, round_number: int, column: str) -> tuple[Dataset, float] | None:
+        """``pool`` with round ``round_number``'s saved probabilities and the seconds they took, or None."""
+        folder = self.root / f"pool-{round_number}"
+        if not self.resume or not (folder / "seconds.json").is_file():
+            return None
+        probs = load_from_disk(str(folder))  # memory-mapped: a large pool is not read into memory
+        if len(probs) != len(pool) or probs.column_names != [column]:
+            return None
+        rest = pool.remove_columns([c for c in (column,) if c in pool.column_names])
+        return concatenate_datasets([rest, probs], axis=1), json.loads((folder / "seconds.json").read_text())
+
+    def save_pool(self, pool: Dataset, round_number: int, column: str, seconds: float) -> None:
+        if not self.is_main:
+            return
+        folder = self.root / f"pool-{round_number}"
+        tmp = self.root / f"pool-{round_number}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        pool.select_columns([column]).save_to_disk(str(tmp))
+        (tmp / "seconds.json").write_text(json.dumps(seconds))  # last: its presence marks a whole folder
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
+    def load_round(self, round_number: int) -> dict | None:
+        path = self.root / f"round-{round_number}.json"
+        return json.loads(path.read_text()) if self.resume and path.is_file() else None
+
+    def save_round(self, record: dict) -> None:
+        if not self.is_main:
+            return
+        path = self.root / f"round-{record['round']}.json"
+        tmp = path.with_name(f"{path.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, path)

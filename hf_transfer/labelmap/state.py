@@ -39,7 +39,8 @@ def run_fingerprint(config, data_args, num_processes: int) -> dict:
     base = {f.name for f in TrainingArguments.__dataclass_fields__.values()}
     own = [name for name in type(config).__dataclass_fields__ if name not in base or name in TRAINING_FIELDS]
     values = {name: getattr(config, name) for name in own if name not in NOT_RESULTS}
-    return json.loads(json.dumps({**values, "data": vars(data_args), "num_processes": num_processes}, default=str))
+    data = {f"data.{key}": value for key, value in vars(data_args).items()}  # a changed key is named alone
+    return json.loads(json.dumps({**values, **data, "num_processes": num_processes}, default=str))
 
 
 class LabelMapState:
@@ -72,9 +73,7 @@ class LabelMapState:
         if not self.resume and self.root.exists():
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f"{RUN_FILE}.tmp"
-        tmp.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True))
-        os.replace(tmp, self.root / RUN_FILE)
+        _write_json(self.root / RUN_FILE, self.fingerprint)
 
     def round_dir(self, round_number: int) -> str:
         """Where round ``round_number``'s Trainer writes (and finds) its checkpoints."""
@@ -116,7 +115,11 @@ class LabelMapState:
     def save_round(self, record: dict) -> None:
         if not self.is_main:
             return
-        path = self.root / f"round-{record['round']}.json"
-        tmp = path.with_name(f"{path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, path)
+        _write_json(self.root / f"round-{record['round']}.json", record)
+
+
+def _write_json(path: Path, value) -> None:
+    """Whole or not at all: a run killed mid-write leaves the old file (or none), never half a file."""
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, path)

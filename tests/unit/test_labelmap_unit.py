@@ -330,6 +330,8 @@ def test_resuming_another_runs_state_is_refused_before_models_load(tiny_source, 
     other = _two_rounds(tmp_path, tiny_source, "minilm", resume_from_checkpoint="last", threshold=0.5)
     with pytest.raises(ConfigError, match=r"different labelmap run \(differs in: threshold\).*drop resume"):
         run_labelmap(other, data)
+    with pytest.raises(ConfigError, match=r"differs in: data\.n_per_class\)"):
+        run_labelmap(first, DataArguments(dataset=str(sentiment_dir), n_per_class=2))
     # Not resuming, the old state is cleared instead, and this run's fingerprint recorded.
     state = LabelMapState(tmp_path, run_fingerprint(other, data, 1), resume=False)
     (tmp_path / STATE_DIR / "pool-1").mkdir()

@@ -4,7 +4,8 @@ Run by hand (``python benchmarks/few_shot_defaults.py``); writes ``benchmarks/re
 Six bundled tasks (binary and multi-class, balanced and not), methods full / head / lora, each under three
 settings: "before" (learning rate 2e-5 for every method and 10 epochs, the defaults until these were
 changed), "method lr" (learning rate by method: full 2e-5, head 1e-2, lora 5e-4) and "now" (method lr +
-``min_train_steps`` 100: 10 epochs of 16 examples are 10 optimizer steps). Nothing is tuned per task; the
+``min_train_steps`` 100: 10 epochs of 16 examples are 10 optimizer steps); full and lora also under "head lr
+1e-2" (now + ``head_learning_rate`` 1e-2, an option off by default). Nothing is tuned per task; the
 sample and training seeds are 0, 1, 2. A killed run resumes.
 """
 
@@ -30,6 +31,7 @@ SETTINGS = {  # name -> overrides (None: the method's default)
     "before": {"learning_rate": 2e-5, "min_train_steps": 0},
     "method lr": {"min_train_steps": 0},
     "now": {},
+    "head lr 1e-2": {"head_learning_rate": 1e-2},  # now + the head at head-only's rate (full, lora)
 }
 
 
@@ -38,17 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--methods", nargs="+", default=["full", "head", "lora"])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
     args = parser.parse_args(argv)
     quiet()
     recorded = json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []
-    redo = {(t, m, s) for t in args.tasks for m in args.methods for s in args.seeds}
-    runs = [r for r in recorded if (r["task"], r["method"], r["seed"]) not in redo]
+    redo = {(t, m, g, s) for t in args.tasks for m in args.methods for g in args.settings for s in args.seeds}
+    runs = [r for r in recorded if (r["task"], r["method"], r["setting"], r["seed"]) not in redo]
     for seed in args.seeds:
         for task in args.tasks:
             dataset, split = TASKS[task]
             for method in args.methods:
-                for setting, overrides in SETTINGS.items():
+                for setting in args.settings:
+                    overrides = SETTINGS[setting]
                     if method == "full" and setting == "method lr":  # full's default rate is 2e-5: same run
+                        continue
+                    if method == "head" and "head_learning_rate" in overrides:  # head-only: the same run
                         continue
                     res = run("finetune", None, RUNS / f"{task}-{method}-{setting.replace(' ', '-')}-{seed}",
                               dataset=dataset, eval_split=split, n_per_class=8, method=method, seed=seed,

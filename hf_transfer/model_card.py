@@ -35,8 +35,9 @@ KNOWN_LICENSES = {
 # Options left out of the reproduction recipe: secrets, where to publish, and values set automatically.
 _NOT_IN_RECIPE = {"push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo", "hub_revision", "use_cpu"}
 _HYPERPARAMETERS = (
-    "method", "learning_rate", "num_train_epochs", "min_train_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_length", "seed",
+    "method", "learning_rate", "head_learning_rate", "num_train_epochs", "min_train_steps",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay", "warmup_steps",
+    "lr_scheduler_type", "max_length", "seed",
     "head_init", "head_init_scale", "pooling", "normalize", "freeze_embeddings", "freeze_layers", "prior_weight",
     "wise_alpha",
     # labelmap

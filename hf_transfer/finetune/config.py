@@ -123,6 +123,13 @@ class FinetuneConfig(TrainingArguments):
         default=None,
         metadata={"help": "Peak learning rate; default by method: full 2e-5, head 1e-2, ia3 3e-3, other PEFT 5e-4."},
     )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Peak learning rate of the classification head when the encoder or an adapter trains too "
+            "(full, PEFT); default: learning_rate."
+        },
+    )
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps (a float < 1 is a share of all steps)."})
@@ -163,6 +170,8 @@ class FinetuneConfig(TrainingArguments):
             raise ValueError(f"wise_alpha={self.wise_alpha} must be in [0, 1].")
         if self.max_length <= 0:
             raise ValueError(f"max_length={self.max_length} must be > 0.")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise ValueError(f"head_learning_rate={self.head_learning_rate} must be > 0.")
         if self.min_train_steps < 0:
             raise ValueError(f"min_train_steps={self.min_train_steps} must be >= 0 (0 turns it off).")
 

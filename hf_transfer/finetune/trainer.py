@@ -33,7 +33,37 @@ class ExtraColumnsMixin:
         self._signature_columns += [c for c in self.extra_columns if c not in self._signature_columns]
 
 
-class PriorRegularizedTrainer(ExtraColumnsMixin, Trainer):
+class HeadLearningRateMixin:
+    """Give the classification head its own learning rate (``args.head_learning_rate``).
+
+    A head trained from a few labels needs a far larger step than the encoder or adapter under it (head-only
+    runs use 1e-2, LoRA 5e-4): with many classes and the adapter's rate the head stays near its start. The
+    Trainer's optimizer is built as usual, then the head's parameters move to groups of their own, so the
+    scheduler, weight decay and checkpoint resumption treat them like any other group."""
+
+    def create_optimizer(self, model=None):
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        head_lr = getattr(self.args, "head_learning_rate", None)
+        if not fresh or head_lr is None or head_lr == self.args.learning_rate:
+            return optimizer
+        model = self.model if model is None else model
+        head = {id(p) for name, p in model.named_parameters() if p.requires_grad and is_head_parameter(name)}
+        for group in list(optimizer.param_groups):
+            moved = [p for p in group["params"] if id(p) in head]
+            if moved:
+                group["params"] = [p for p in group["params"] if id(p) not in head]
+                optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": moved,
+                                           "lr": head_lr})  # fmt: skip
+        return optimizer
+
+
+def is_head_parameter(name: str) -> bool:
+    """``classifier.weight``, or under PEFT ``base_model.model.classifier.modules_to_save.default.weight``."""
+    return "classifier" in name.split(".")
+
+
+class PriorRegularizedTrainer(HeadLearningRateMixin, ExtraColumnsMixin, Trainer):
     """``Trainer`` whose loss is ``(1 - w) * CE + w * KL(prior || model)`` when a prior column is present."""
 
     extra_columns = (PRIOR_COLUMN,)

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from transformers import Trainer
 
 from ..errors import ConfigError
-from ..finetune.trainer import ExtraColumnsMixin
+from ..finetune.trainer import ExtraColumnsMixin, HeadLearningRateMixin
 
 SOFT_COLUMN = "soft_labels"
 
@@ -42,7 +42,7 @@ def distillation_loss(
     return (1 - alpha) * ce + alpha * kl
 
 
-class DistillationTrainer(ExtraColumnsMixin, Trainer):
+class DistillationTrainer(HeadLearningRateMixin, ExtraColumnsMixin, Trainer):
     """``Trainer`` that distils the ``soft_labels`` column into the student alongside the gold labels."""
 
     extra_columns = (SOFT_COLUMN,)

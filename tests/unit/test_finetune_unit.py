@@ -873,3 +873,32 @@ def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp
     assert train["text"][:4] == train["text"][4:8]  # the sampled real rows, repeated in order
     with pytest.raises(ValueError, match="repeat_train=0"):
         DataArguments(repeat_train=0)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_head_learning_rate_gives_the_head_its_own_groups(tiny_encoder, tmp_path, method):
+    model, _ = prepare(tiny_encoder, ["negative", "positive"], method=method)
+    trainable = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    for head_lr, expected in ((None, 1e-4), (1e-2, 1e-2)):
+        args = FinetuneConfig(output_dir=str(tmp_path), method=method, learning_rate=1e-4, head_learning_rate=head_lr)
+        trainer = PriorRegularizedTrainer(model=model, args=args)
+        trainer.create_optimizer_and_scheduler(num_training_steps=10)
+        lr_of = {id(p): g["initial_lr"] for g in trainer.optimizer.param_groups for p in g["params"]}  # peak (warm-up)
+        assert sorted(lr_of) == sorted(trainable)  # every trainable parameter in exactly one group
+        heads = [i for i, n in trainable.items() if "classifier" in n.split(".")]
+        assert heads and all(lr_of[i] == expected for i in heads)
+        assert all(lr_of[i] == 1e-4 for i in trainable if i not in heads)
+        assert sorted(set(trainer.lr_scheduler.base_lrs)) == sorted({1e-4, expected})  # the schedule scales both
+
+
+def test_head_learning_rate_resumes_and_is_checked(tiny_encoder, sentiment_dir, tmp_path):
+    with pytest.raises(ValueError, match="head_learning_rate=0.0 must be > 0"):
+        FinetuneConfig(output_dir=str(tmp_path), head_learning_rate=0.0)
+    common = dict(output_dir=str(tmp_path / "run"), model_name_or_path=tiny_encoder, method="lora", disable_tqdm=True,
+                  save_strategy="epoch", per_device_train_batch_size=4, resume_from_checkpoint="last",
+                  min_train_steps=0, head_learning_rate=1e-2)  # fmt: skip
+    data = DataArguments(dataset=str(sentiment_dir), n_per_class=4)
+    run_finetune(FinetuneConfig(num_train_epochs=1, **common), data)
+    run_finetune(FinetuneConfig(num_train_epochs=2, **common), data)  # the optimizer state loads into its groups
+    state = json.loads((tmp_path / "run" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4

@@ -49,6 +49,8 @@ class HeadLearningRateMixin:
             return optimizer
         model = self.model if model is None else model
         head = {id(p) for name, p in model.named_parameters() if p.requires_grad and is_head_parameter(name)}
+        if all(id(p) in head for p in model.parameters() if p.requires_grad):  # head-only: learning_rate is its rate
+            return optimizer
         for group in list(optimizer.param_groups):
             moved = [p for p in group["params"] if id(p) in head]
             if moved:

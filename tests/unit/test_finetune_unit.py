@@ -889,6 +889,10 @@ def test_head_learning_rate_gives_the_head_its_own_groups(tiny_encoder, tmp_path
         assert heads and all(lr_of[i] == expected for i in heads)
         assert all(lr_of[i] == 1e-4 for i in trainable if i not in heads)
         assert sorted(set(trainer.lr_scheduler.base_lrs)) == sorted({1e-4, expected})  # the schedule scales both
+    head_only, _ = prepare(tiny_encoder, ["negative", "positive"], method="head")  # its rate is learning_rate
+    args = FinetuneConfig(output_dir=str(tmp_path), method="head", learning_rate=1e-4, head_learning_rate=1e-2)
+    trainer = PriorRegularizedTrainer(model=head_only, args=args)
+    assert [g["lr"] for g in trainer.create_optimizer().param_groups] == [1e-4, 1e-4]
 
 
 def test_head_learning_rate_resumes_and_is_checked(tiny_encoder, sentiment_dir, tmp_path):

@@ -185,10 +185,15 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
     return results
 
 
+def wants_resume(config: FinetuneConfig) -> bool:
+    """``resume_from_checkpoint`` is set to something other than an off value (a folder, ``last``, ``true``)."""
+    return str(config.resume_from_checkpoint or "").lower() not in ("", "false", "no", "none")
+
+
 def _resume_target(config: FinetuneConfig) -> str | bool | None:
     """``resume_from_checkpoint``: a checkpoint folder, or ``last``/``true`` for the newest one in output_dir."""
     value = config.resume_from_checkpoint
-    if value is None or str(value).lower() in ("", "false", "no"):
+    if not wants_resume(config):
         return None
     if str(value).lower() in ("last", "true", "yes"):
         from transformers.trainer_utils import get_last_checkpoint

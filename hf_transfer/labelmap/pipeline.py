@@ -21,7 +21,14 @@ from ..config import DataArguments
 from ..data import readable_label
 from ..errors import ConfigError
 from ..finetune.model import embed_texts, export_model, prepare
-from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
+from ..finetune.pipeline import (
+    check_config,
+    load_data_args,
+    prepare_from_config,
+    save_run,
+    tokenize,
+    wants_resume,
+)
 from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores
 from ..precision import resolve_bf16
@@ -122,7 +129,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     state = None
     if config.output_dir:  # what a stopped run computed; kept, or cleared when not resuming
         fingerprint = run_fingerprint(config, data_args, PartialState().num_processes)
-        state = LabelMapState(config.output_dir, fingerprint, resume=_resumes(config),
+        state = LabelMapState(config.output_dir, fingerprint, resume=wants_resume(config),
                               is_main=PartialState().is_main_process)  # fmt: skip
         state.start()
         PartialState().wait_for_everyone()
@@ -235,11 +242,6 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         (out / "label_map.json").write_text(label_map.to_json())
         push_run(out, config)
     return results
-
-
-def _resumes(config: LabelMapConfig) -> bool:
-    """``resume_from_checkpoint`` set (``last``/``true``): continue a stopped run from its saved state."""
-    return str(config.resume_from_checkpoint or "").lower() not in ("", "false", "no", "none")
 
 
 def _save_pool(state: LabelMapState | None, pool: Dataset, round_number: int, seconds: float) -> None:

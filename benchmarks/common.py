@@ -29,6 +29,7 @@ def run(strategy: str, recipe: str | None, out: Path, **overrides) -> dict:
     argv += ["--output_dir", str(out)]
     if strategy != "generate":  # TrainingArguments flags
         argv += ["--disable_tqdm", "true", "--logging_strategy", "no", "--save_strategy", "no"]
+        argv += ["--overwrite_output_dir", "true"]  # a re-run replaces the folder's previous run
     for key, value in overrides.items():
         argv += [f"--{key}", json.dumps(value) if isinstance(value, dict) else str(value)]
     data_args, config = parse_with_config(make_parser(strategy), argv)

@@ -36,6 +36,7 @@ def recipe_args(name: str, **overrides) -> tuple:
 
     argv = ["--config", str(ROOT / "recipes" / "sst2" / f"{name}.yaml")]
     argv += ["--disable_tqdm", "true", "--logging_strategy", "no", "--output_dir", str(RUNS / name)]
+    argv += ["--overwrite_output_dir", "true"]  # every seed re-runs into the recipe's folder
     for key, value in overrides.items():
         argv += [f"--{key}", str(value)]
     return parse_with_config(make_parser("finetune"), argv)

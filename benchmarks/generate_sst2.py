@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         gen_dir = RUNS / f"generate-{seed}"
         gen = run("generate", "sst2/generate", gen_dir, seed=seed)
         generations.append({"seed": seed, "wall_seconds": gen["wall_seconds"], **gen["stats"]})
-        data = gen["dataset_path"]
+        data = str(gen_dir / gen["dataset_path"])
         syn = run("finetune", "sst2/full-synthetic", RUNS / f"synthetic-{seed}", seed=seed, extra_train=data)
         # decoding time from the shards: the same whether the rows were generated now or resumed from disk
         record("synthetic only, 0 real labels", seed, syn, generate_seconds=gen["wall_seconds"],
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             refilter(gen_dir, out)
             ablated = run("generate", "sst2/generate", out, seed=seed, **off)
             res = run("finetune", "sst2/full-synthetic", RUNS / f"synthetic-{seed}-no-{name}", seed=seed,
-                      extra_train=ablated["dataset_path"])  # fmt: skip
+                      extra_train=str(out / ablated["dataset_path"]))  # fmt: skip
             record(f"synthetic only, {name} filter off", seed, res)
 
     summary = []

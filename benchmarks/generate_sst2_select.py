@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                     refilter(OUT / f"generate-{name.replace(' ', '-')}-bal-{args.balance[0]}-{seed}", gen_dir)
                 gen = run("generate", "sst2/generate", gen_dir, seed=seed, balance=balance, **VARIANTS[name])
                 res = run("finetune", "sst2/full-synthetic", OUT / f"synthetic-{tag}", seed=seed,
-                          extra_train=gen["dataset_path"], eval_split="train")  # fmt: skip
+                          extra_train=str(gen_dir / gen["dataset_path"]), eval_split="train")  # fmt: skip
                 runs.append({"variant": name, "balance": balance, "seed": seed, "accuracy": res["accuracy"],
                              "n_train": res["n_train"], "kept_per_label": gen["stats"]["kept_per_label"]})  # fmt: skip
                 print(f"{name} | balance {balance} | seed {seed}: {res['accuracy']:.4f} "

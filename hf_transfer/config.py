@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -25,6 +27,14 @@ class DataArguments:
     labels: list[str] | None = field(
         default=None,
         metadata={"help": "Label names in the order to use; default: the data's ClassLabel order, else sorted."},
+    )
+    normalize_labels: bool = field(
+        default=False,
+        metadata={
+            "help": "Strip whitespace around label names and merge names that differ only by case ('Positive', "
+            "'positive ') into one: the spelling in labels if given, else the most frequent in train. Default: "
+            "such variants stop the run with an error that lists them."
+        },
     )
     n_per_class: int | None = field(
         default=None,
@@ -57,12 +67,10 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if self.repeat_train < 1:
-            raise ValueError(f"repeat_train={self.repeat_train} must be >= 1 (1 = each real row once per epoch).")
-        if self.n_per_class is not None and self.n_per_class < 0:
-            raise ValueError(f"n_per_class={self.n_per_class} must be >= 0 (0 means: do not train).")
-        if not 0 <= self.validation_size < 1:
-            raise ValueError(f"validation_size={self.validation_size} must be in [0, 1).")
+        check_range("repeat_train", self.repeat_train, low=1, note="1 = each real row once per epoch")
+        check_range("n_per_class", self.n_per_class, low=0, note="0 means: do not train")
+        check_range("validation_size", self.validation_size, low=0, high=1, high_open=True)
+        check_range("max_eval_samples", self.max_eval_samples, low=1)
 
 
 def as_mapping(name: str, value):
@@ -76,3 +84,33 @@ def as_mapping(name: str, value):
     if not isinstance(parsed, dict):
         raise ConfigError(f"{name} must be a JSON object (a mapping), got {value!r}.")
     return parsed
+
+
+def check_range(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    note: str = "",
+) -> None:
+    """Raise ``ConfigError`` naming ``name``, ``value`` and the valid range unless ``low <= value <= high``
+    (``<`` at an open end; ``None``: no bound), so a bad number fails before anything loads rather than as
+    NaN losses or a crash mid-run. ``None`` is an unset option and passes."""
+    if value is None:
+        return
+    if not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name}={value!r} must be a number.")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not (too_low or too_high or math.isnan(value)):
+        return
+    if low is not None and high is not None:
+        valid = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        valid = f"{'>' if low_open else '>='} {low}"
+    else:
+        valid = f"{'<' if high_open else '<='} {high}"
+    raise ConfigError(f"{name}={value!r} must be {valid}{f' ({note})' if note else ''}.")

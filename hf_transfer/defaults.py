@@ -83,3 +83,16 @@ def sentence_transformers_pooling(model_path: str) -> tuple[str, bool] | None:
                 elif cfg.get("pooling_mode_max_tokens"):
                     mode = "max"
     return mode, normalize
+
+
+def portable_ref(name_or_path: str | None) -> str | None:
+    """How a saved file (``config.json``, ``results.json``, the card) names a model or data path: an embedded
+    alias or its installed folder by its Hub id, an absolute local path by its last part (a path on this
+    machine means nothing where the folder is pushed or copied), anything else as given."""
+    if not name_or_path:
+        return name_or_path
+    name = str(name_or_path)
+    for alias, entry in EMBEDDED_MODELS.items():
+        if name == alias or (Path(name).is_absolute() and name.rstrip("/") == resolve_model(alias).rstrip("/")):
+            return entry.hub_id
+    return Path(name).name if Path(name).is_absolute() else name

@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, HfTransferError
 
 logger = logging.getLogger(__name__)
 
@@ -198,9 +198,9 @@ def check_publish(config, template: str | Path | None = None) -> str | None:
     """The publishing checks a strategy runs before loading models: push settings (:func:`check_config_push`)
     and that the card template exists (default: the model card's; generate passes the dataset card's).
     Returns the repo id when pushing."""
-    from .model_card import MODEL_CARD_TEMPLATE, template_path
+    from .model_card import MODEL_CARD_TEMPLATE, check_card_template
 
-    template_path(template or MODEL_CARD_TEMPLATE)
+    check_card_template(template or MODEL_CARD_TEMPLATE)  # exists, and reaches for no Python (sandbox.py)
     return check_config_push(config)
 
 
@@ -222,7 +222,9 @@ def save_model_folder(model, folder: str | Path, *, adapter_base: str | None = N
     if not isinstance(model, PeftModel):
         model.save_pretrained(folder)
         return False
-    model.save_pretrained(folder)
+    # the base classifier, embeddings included, is saved whole beside the adapter: no need for PEFT to look
+    # the base up by name (offline, or a local name, that only warns) to decide whether to copy embeddings
+    model.save_pretrained(folder, save_embedding_layers=False)
     base = copy.deepcopy(model)  # unload from a copy: the caller's model keeps its adapter
     # the classifier the adapter was trained on, without the adapter (prompt-learning methods inject nothing)
     base = base.unload() if hasattr(base.base_model, "unload") else base.get_base_model()
@@ -234,12 +236,33 @@ def save_model_folder(model, folder: str | Path, *, adapter_base: str | None = N
     return True
 
 
-def push_run(folder: str | Path, config, repo_type: str = "model") -> str | None:
-    """Push a saved run folder when ``config`` asks for it (``push_to_hub``); returns the repo id or None."""
+class PushError(HfTransferError):
+    """The run finished and is saved, but publishing it failed; ``folder`` and ``results`` say what is safe."""
+
+    def __init__(self, message: str, *, folder: str | Path, results: dict | None = None):
+        super().__init__(message)
+        self.folder = str(folder)
+        self.results = results
+
+
+def push_run(folder: str | Path, config, results: dict | None = None, repo_type: str = "model") -> str | None:
+    """Push a saved run folder when ``config`` asks for it (``push_to_hub``); returns the repo id or None.
+
+    A failed push (network, auth, a refused token leak) raises :class:`PushError`, which carries the saved
+    folder and the results so that the caller can show them before the cause."""
     target = push_target(config, repo_type=repo_type)
     if target is None:
         return None
-    return push_folder(folder, target, commit_message=f"hf_transfer: {Path(folder).name}")
+    try:
+        return push_folder(folder, target, commit_message=f"hf_transfer: {Path(folder).name}")
+    except Exception as err:  # noqa: BLE001 - whatever failed, the saved folder is what the user needs to know
+        raise PushError(
+            f"pushing {str(folder)!r} to {target.repo_id!r} failed: {type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}. The folder is saved; push it "
+            f"later with `hf upload {target.repo_id} {folder}` or hf_transfer.hub.push_folder.",
+            folder=folder,
+            results=results,
+        ) from err
 
 
 def push_dataset(dataset, card_path: str | Path, target: PushTarget, *, staging_dir: str | Path) -> str:

@@ -1,9 +1,10 @@
 """Model and dataset cards for saved runs, rendered from the Jinja templates in ``model_cards/``.
 
 Kept in one module (SetFit's layout). The YAML metadata is built with ``huggingface_hub``'s card classes
-(``ModelCardData`` with ``EvalResult`` → ``model-index``; ``DatasetCardData``) and the body is rendered by
-``ModelCard.from_template`` / ``DatasetCard.from_template``. A card is a pure function of the run's results
-and config: nothing here calls the Hub, so cards render offline.
+(``ModelCardData`` with ``EvalResult`` → ``model-index``; ``DatasetCardData``) and the body is rendered as
+``ModelCard.from_template`` / ``DatasetCard.from_template`` would, but in Jinja's sandbox
+(:mod:`hf_transfer.sandbox`), since a card template may be the user's file. A card is a pure function of the
+run's results and config: nothing here calls the Hub, so cards render offline.
 
 Templates ship as package data (``hf_transfer/model_cards`` is the repository's top-level ``model_cards/``
 folder), so they are found after a plain ``pip install`` too; :func:`template_path` resolves them.
@@ -16,10 +17,14 @@ import json
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, sandbox
+from .defaults import portable_ref
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from huggingface_hub import RepoCard
 
 MODEL_CARD_TEMPLATE = "model_card.md"
 DATASET_CARD_TEMPLATE = "dataset_card.md"
@@ -68,6 +73,29 @@ def template_path(template: str | Path = MODEL_CARD_TEMPLATE) -> Path:
         f"Card template {str(template)!r} not found (looked at {', '.join(looked)}). Pass an existing Jinja "
         f"template file, or reinstall hf-transfer-learning if its packaged templates are missing."
     )
+
+
+def check_card_template(template: str | Path = MODEL_CARD_TEMPLATE) -> Path:
+    """Resolve ``template`` (:func:`template_path`) and refuse it if it is not valid Jinja or reaches Python
+    objects (``ConfigError`` naming the file and the expression): cheap, so a publishing run can check a user's
+    template before training instead of failing, or running its code, when the card is written."""
+    path = template_path(template)
+    sandbox.parse(path.read_text(encoding="utf-8"), _card_source(path), strict=False)
+    return path
+
+
+def _render_card(card_class: type[RepoCard], card_data, path: Path, variables: Mapping[str, Any]) -> RepoCard:
+    """``card_class.from_template(card_data, template_path=path, **variables)``, rendered in the sandbox:
+    huggingface_hub renders with a plain ``jinja2.Template``, which would run code in a hostile template.
+    The same variables (the card data's fields, then ``variables``, and ``card_data`` as YAML) and Jinja's
+    default options, so the card is byte-identical to ``from_template``'s."""
+    values = {**card_data.to_dict(), **variables, "card_data": card_data.to_yaml()}
+    text = path.read_text(encoding="utf-8")
+    return card_class(sandbox.render(text, _card_source(path), values, strict=False))
+
+
+def _card_source(path: Path) -> str:
+    return f"card template {str(path)!r}"
 
 
 def hub_model_ref(name: str | None) -> str | None:
@@ -135,6 +163,8 @@ def recipe_options(config=None, data_args=None) -> dict:
             if not field.init or name not in values or name in _NOT_IN_RECIPE or name.endswith("_token"):
                 continue
             value = _plain(values[name])
+            if isinstance(value, str) and Path(value).is_absolute():
+                value = portable_ref(value)  # a path on this machine: its last part, as results.json has it
             if name in required or reference is None or value != _plain(reference.get(name, dataclasses.MISSING)):
                 options[name] = value
     return options
@@ -215,8 +245,9 @@ def build_model_card(
     path = template_path(template)
     strategy = results.get("strategy", "finetune")
     method = results.get("method") or getattr(config, "method", None) or "full"
-    model_arg = getattr(config, "model_name_or_path", None) or results.get("model")
-    source_model = results.get("source_model") or getattr(config, "source_model", None)
+    # local paths are shown by their last part: the card travels with the folder, the machine's paths do not
+    model_arg = portable_ref(getattr(config, "model_name_or_path", None) or results.get("model"))
+    source_model = portable_ref(results.get("source_model") or getattr(config, "source_model", None))
     from_source = bool(getattr(config, "init_from_source", False))
     base_model = source_model if from_source else model_arg
     base_refs = [ref for ref in dict.fromkeys([hub_model_ref(base_model), hub_model_ref(source_model)]) if ref]
@@ -288,7 +319,7 @@ def build_model_card(
         limitations=_limitations(results, labels, dataset),
     )
     variables.update(_reproduce(strategy, results, config, data_args))
-    return ModelCard.from_template(card_data, template_path=str(path), **variables)
+    return _render_card(ModelCard, card_data, path, variables)
 
 
 def write_model_card(folder: str | Path, results: Mapping, config=None, data_args=None, **kwargs) -> Path:
@@ -488,7 +519,7 @@ def build_dataset_card(
         annotations_creators=["machine-generated"],
         language_creators=["machine-generated"],
         source_datasets=["original"],
-        pretty_name=f"Synthetic {' / '.join(labels)} examples from {config.generator}",
+        pretty_name=f"Synthetic {' / '.join(labels)} examples from {portable_ref(config.generator)}",
         tags=[LIBRARY_TAG, "generate", "synthetic"],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     )
@@ -511,25 +542,24 @@ def build_dataset_card(
         else "off",
     }
     filters = [(name, settings.get(name, ""), count) for name, count in removed.items()]
+    local = f"{portable_ref(str(config.output_dir))}/dataset"  # no path of this machine in the card
     usage = "\n".join(
         [
             "from datasets import load_dataset, load_from_disk",
             f'ds = load_dataset("{repo_id or "<repo id>"}", split="train")   # from the Hub',
-            f'ds = load_from_disk("{Path(config.output_dir) / "dataset"}")  # the local copy',
+            f'ds = load_from_disk("{local}")  # the local copy',
             "",
             "# train on it (finetune strategy):",
-            f"# hf-transfer finetune --dataset {Path(config.output_dir) / 'dataset'}",
+            f"# hf-transfer finetune --dataset {local}",
         ]
     )
     flags = [
         f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else _flag_value(value)}"
         for name, value in recipe_options(config, data_args).items()
     ]
-    return DatasetCard.from_template(
-        card_data,
-        template_path=str(path),
+    variables = dict(
         version=__version__,
-        generator=config.generator,
+        generator=portable_ref(config.generator),
         n_rows=n,
         labels=labels,
         templates=f"`{config.templates}`"
@@ -550,6 +580,7 @@ def build_dataset_card(
         usage=usage,
         command=" ".join(["hf-transfer generate", *flags]),
     )
+    return _render_card(DatasetCard, card_data, path, variables)
 
 
 def _flag_value(value) -> str:

@@ -50,6 +50,7 @@ def run_recipe(strategy: str, name: str) -> dict:
     argv = ["--config", str(ROOT / "recipes" / f"{name}.yaml"), "--output_dir", str(OUT / name)]
     if strategy != "generate":  # TrainingArguments flags
         argv += ["--disable_tqdm", "true", "--logging_strategy", "no", "--save_strategy", "no"]
+        argv += ["--overwrite_output_dir", "true"]  # a re-run replaces the folder's previous run
     if "synthetic" in name:
         argv += ["--extra_train", str(OUT / "sst2" / "generate" / "dataset")]
     if strategy == "labelmap":

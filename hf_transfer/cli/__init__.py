@@ -18,6 +18,7 @@ COMMANDS = {
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-transfer",
+        allow_abbrev=False,
         description="Transfer learning for few-label text classification on the Hugging Face stack.",
     )
     parser.add_argument("--version", action="version", version=f"hf-transfer {__version__}")

@@ -46,7 +46,7 @@ def read_config_file(path: str | Path, known: set[str]) -> dict:
 
 def parse_with_config(parser: HfArgumentParser, argv: list[str] | None) -> tuple:
     """Parse ``argv`` into the parser's dataclasses, taking defaults from ``--config FILE`` when given."""
-    pre = HfArgumentParser([], add_help=False)
+    pre = HfArgumentParser([], add_help=False, allow_abbrev=False)  # else it takes --con/--conf for --config
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
     if known.config:

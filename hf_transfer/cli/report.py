@@ -11,6 +11,7 @@ from ..errors import HfTransferError
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-transfer report",
+        allow_abbrev=False,  # flags only by their whole name, as every hf-transfer command
         description="Compare the runs under FOLDER (every results.json, searched recursively): writes report.md "
         "(strategy x labels-per-class -> accuracy, macro-F1, wall time) and report.png (accuracy vs labels per "
         "class, one line per strategy, zero-shot floor as a reference line).",

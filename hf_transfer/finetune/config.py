@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 
@@ -10,8 +12,9 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import logging
 
-from ..config import as_mapping
+from ..config import as_mapping, check_range
 from ..defaults import DEFAULT_ENCODER
+from ..errors import ConfigError
 
 logger = logging.get_logger(__name__)
 
@@ -32,6 +35,43 @@ def peft_method_names() -> list[str]:
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
     return sorted([t.value.lower() for t in PEFT_TYPE_TO_CONFIG_MAPPING] + ["dora"])
+
+
+def peft_type_of(method: str):
+    """The ``PeftType`` of PEFT method ``method`` (``dora`` is LoRA with ``use_dora``)."""
+    from peft import PeftType
+
+    return PeftType.LORA if method == "dora" else PeftType[method.upper()]
+
+
+def peft_config_class(method: str) -> type:
+    """The PEFT config dataclass of ``method``: one lookup for checking ``peft_kwargs`` before the model loads
+    and for building the config from them."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return PEFT_TYPE_TO_CONFIG_MAPPING[peft_type_of(method)]
+
+
+# The numeric options of a finetune run and their valid ranges (check_range's keywords), checked before
+# anything loads. TrainingArguments itself checks only warmup_steps >= 0 among these, with a plain ValueError.
+FINETUNE_RANGES: dict[str, dict] = {
+    "learning_rate": dict(low=0, low_open=True),
+    "head_learning_rate": dict(low=0, low_open=True),
+    "num_train_epochs": dict(low=0, note="0: no training"),
+    "max_steps": dict(low=-1, note="-1: num_train_epochs decides"),
+    "min_train_steps": dict(low=0, note="0 turns it off"),
+    "per_device_train_batch_size": dict(low=1),
+    "per_device_eval_batch_size": dict(low=1),
+    "gradient_accumulation_steps": dict(low=1),
+    "warmup_steps": dict(low=0, note="below 1: a share of all steps"),
+    "weight_decay": dict(low=0),
+    "max_grad_norm": dict(low=0, note="0: no clipping"),
+    "max_length": dict(low=1),
+    "freeze_layers": dict(low=0),
+    "head_init_scale": dict(low=0, low_open=True),
+    "prior_weight": dict(low=0, high=1),
+    "wise_alpha": dict(low=0, high=1),
+}
 
 
 @dataclass
@@ -56,6 +96,13 @@ class FinetuneConfig(TrainingArguments):
     )
     merge_adapter: bool = field(
         default=True, metadata={"help": "Merge PEFT weights into the base model when saving (plain model export)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds another run: its results, checkpoints and state are "
+            "deleted first. Without it (or resume_from_checkpoint) such a folder is refused."
+        },
     )
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the encoder's embedding layer."})
     freeze_layers: int = field(default=0, metadata={"help": "Freeze the bottom k transformer layers."})
@@ -146,34 +193,42 @@ class FinetuneConfig(TrainingArguments):
         self.method = self.method.lower()
         if self.learning_rate is None:
             self.learning_rate = default_learning_rate(self.method)
+        for name, bounds in FINETUNE_RANGES.items():  # before TrainingArguments' own checks and any model load
+            check_range(name, getattr(self, name), **bounds)
         super().__post_init__()
         if self.method not in BUILTIN_METHODS and self.method not in peft_method_names():
-            raise ValueError(
+            raise ConfigError(
                 f"method={self.method!r} is not known. Use 'full', 'head', or a PEFT method: "
                 f"{', '.join(peft_method_names())}."
             )
         self.peft_kwargs = as_mapping("peft_kwargs", self.peft_kwargs)
         self.label_descriptions = as_mapping("label_descriptions", self.label_descriptions)
         if self.peft_kwargs and not self.is_peft:
-            raise ValueError(f"peft_kwargs is set but method={self.method!r} is not a PEFT method.")
-        if self.freeze_layers < 0:
-            raise ValueError(f"freeze_layers={self.freeze_layers} must be >= 0.")
+            raise ConfigError(f"peft_kwargs is set but method={self.method!r} is not a PEFT method.")
+        if self.peft_kwargs:
+            self._check_peft_kwargs()
         if self.pooling is not None and self.pooling not in ("mean", "cls", "max", "pooler"):
-            raise ValueError(f"pooling={self.pooling!r}: use mean, cls, max or pooler.")
+            raise ConfigError(f"pooling={self.pooling!r}: use mean, cls, max or pooler.")
         if self.head_init not in ("label_descriptions", "random"):
-            raise ValueError(f"head_init={self.head_init!r}: use 'label_descriptions' or 'random'.")
-        if not 0.0 <= self.prior_weight <= 1.0:
-            raise ValueError(f"prior_weight={self.prior_weight} must be in [0, 1].")
+            raise ConfigError(f"head_init={self.head_init!r}: use 'label_descriptions' or 'random'.")
         if self.prior_weight > 0 and self.head_init != "label_descriptions":
-            raise ValueError("prior_weight > 0 needs head_init='label_descriptions' (the prior is that head).")
-        if not 0.0 <= self.wise_alpha <= 1.0:
-            raise ValueError(f"wise_alpha={self.wise_alpha} must be in [0, 1].")
-        if self.max_length <= 0:
-            raise ValueError(f"max_length={self.max_length} must be > 0.")
-        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
-            raise ValueError(f"head_learning_rate={self.head_learning_rate} must be > 0.")
-        if self.min_train_steps < 0:
-            raise ValueError(f"min_train_steps={self.min_train_steps} must be >= 0 (0 turns it off).")
+            raise ConfigError("prior_weight > 0 needs head_init='label_descriptions' (the prior is that head).")
+
+    def _check_peft_kwargs(self) -> None:
+        """Refuse ``peft_kwargs`` keys the method's PEFT config does not take: PEFT would only fail on them
+        after the encoder has loaded, with a bare ``TypeError``."""
+        config_class = peft_config_class(self.method)
+        valid = sorted(f.name for f in dataclasses.fields(config_class) if f.init)
+        unknown = sorted(set(map(str, self.peft_kwargs)) - set(valid))
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(
+                f"peft_kwargs has key(s) that {config_class.__name__} (method={self.method!r}) does not take: "
+                f"{', '.join(hints)}. Fix or remove them; see the {config_class.__name__} documentation in PEFT."
+            )
 
     def for_train_size(self, n_train: int) -> FinetuneConfig:
         """This config, or a copy with enough whole epochs to reach ``min_train_steps`` on ``n_train`` rows.

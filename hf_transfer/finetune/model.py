@@ -9,16 +9,17 @@ zero-shot classifier instead of from chance.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data import readable_label
-from ..defaults import resolve_model, sentence_transformers_pooling
+from ..defaults import portable_ref, resolve_model, sentence_transformers_pooling
 from ..errors import ConfigError
 from ..modeling import TransferConfig, TransferForSequenceClassification, register_auto_classes
-from .config import BUILTIN_METHODS, peft_method_names
+from .config import BUILTIN_METHODS, peft_config_class, peft_method_names, peft_type_of
 
 
 def num_layers(config) -> int | None:
@@ -49,6 +50,7 @@ def check_prepare_args(
             raise ConfigError(
                 f"label_descriptions names label(s) {unknown} that the task does not have (labels: {labels})."
             )
+    register_auto_classes()  # a model hf_transfer saved is a base too (continued transfer)
     try:
         config = AutoConfig.from_pretrained(resolve_model(model_name_or_path))
     except (OSError, ValueError) as err:
@@ -56,8 +58,13 @@ def check_prepare_args(
             f"Cannot load the config of model {model_name_or_path!r} ({str(err).splitlines()[0]}). Pass a local "
             f"folder, a Hub id reachable from here, or 'minilm' for the embedded encoder."
         ) from None
+    if isinstance(config, TransferConfig) and Path(resolve_model(model_name_or_path), "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{model_name_or_path!r} is a PEFT adapter saved with merge_adapter=False; continue from a merged "
+            f"model instead: save it with merge_adapter=True, or merge_and_unload() it and save_pretrained()."
+        )
     if freeze_layers:
-        total = num_layers(config)
+        total = num_layers(getattr(config, "encoder_config", None) or config)
         if total is None:
             raise ConfigError(
                 f"Cannot tell how many layers {model_name_or_path!r} has, so freeze_layers cannot apply."
@@ -68,6 +75,18 @@ def check_prepare_args(
                 f"use at most {total} (or method='head' to freeze the whole backbone)."
             )
     return config
+
+
+def load_encoder(path: str, dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, tuple[str, bool] | None]:
+    """The encoder at ``path`` and the pooling it was trained with, ``(mode, normalise)`` when declared.
+
+    A classifier hf_transfer saved is a base like any other (continued transfer onto another label set):
+    its encoder and pooling are kept and its head is dropped, as ``prepare`` builds a new one."""
+    kwargs = {"dtype": dtype} if dtype else {}
+    if isinstance(AutoConfig.from_pretrained(path), TransferConfig):
+        saved = TransferForSequenceClassification.from_pretrained(path, **kwargs)
+        return saved.encoder, (saved.config.pooling, saved.config.normalize)
+    return AutoModel.from_pretrained(path, **kwargs), sentence_transformers_pooling(path)
 
 
 def layer_stack(encoder: nn.Module) -> nn.ModuleList:
@@ -146,11 +165,9 @@ def descriptions_for(labels: Sequence[str], label_descriptions: Mapping | None) 
 def peft_config_for(method: str, encoder_model_type: str, **overrides):
     """A PEFT config for ``method`` whose target modules suit the encoder, with the head saved in full."""
     import peft.utils.constants as peft_constants
-    from peft import PeftType, TaskType
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from peft import TaskType
 
-    peft_type = PeftType.LORA if method == "dora" else PeftType[method.upper()]
-    config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
+    config_cls, peft_type = peft_config_class(method), peft_type_of(method)
     kwargs = {"task_type": TaskType.SEQ_CLS}
     if method == "dora":
         kwargs["use_dora"] = True
@@ -194,13 +211,12 @@ def prepare(
     check_prepare_args(
         model_name_or_path, labels, method=method, freeze_layers=freeze_layers, label_descriptions=label_descriptions
     )
-    register_auto_classes()
     path = resolve_model(model_name_or_path)
-    declared = sentence_transformers_pooling(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoder, declared = load_encoder(path, dtype)
     pooling = pooling or (declared[0] if declared else "mean")
     normalize = normalize if normalize is not None else (declared[1] if declared else False)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path, dtype=dtype) if dtype else AutoModel.from_pretrained(path)
+    encoder.config.name_or_path = portable_ref(model_name_or_path)  # saved in config.json: no local path
     config = TransferConfig(
         encoder_config=encoder.config.to_dict(),
         pooling=pooling,
@@ -208,7 +224,7 @@ def prepare(
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
-    config.name_or_path = path
+    config.name_or_path = portable_ref(model_name_or_path)
     model = TransferForSequenceClassification(config, encoder=encoder)
     if head_init == "label_descriptions":
         weights = description_head(
@@ -226,6 +242,10 @@ def prepare(
 
         peft_config = peft_config_for(method, encoder.config.model_type, **dict(peft_kwargs or {}))
         model = get_peft_model(model, peft_config)
+        saved = model.peft_config["default"]
+        if getattr(saved, "modules_to_save", None):  # PEFT appends its SEQ_CLS defaults ("classifier", "score"):
+            names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}  # list each real module once
+            saved.modules_to_save = [m for m in dict.fromkeys(saved.modules_to_save) if m in names]
     return model, tokenizer
 
 

@@ -182,7 +182,7 @@ class GenerateConfig:
             minimum = 0 if name == "n_shots" else 1
             if getattr(self, name) < minimum:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= {minimum}.")
-        if self.temperature <= 0:
+        if not self.temperature > 0:  # not `<= 0`, which lets NaN through
             raise ConfigError(f"temperature={self.temperature} must be > 0.")
         if self.top_k is not None and self.top_k < 0:
             raise ConfigError(f"top_k={self.top_k} must be >= 0 (0 = no top-k cut).")

@@ -4,10 +4,13 @@ a labelled ``Dataset`` (saved to ``<output_dir>/dataset`` by :func:`run_generate
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -15,8 +18,10 @@ from typing import NamedTuple
 from datasets import ClassLabel, Dataset, Features, Value, load_from_disk
 
 from .. import __version__
+from ..defaults import portable_ref
 from ..distributed import partial_state
 from ..errors import ConfigError
+from ..output import check_output_dir, run_lock
 from .config import GenerateConfig
 from .filters import Scorer, apply_filters, default_scorer
 from .generation import check_generator, generate_rows, load_generator
@@ -132,6 +137,12 @@ def generate_dataset(
         from ..finetune.model import check_prepare_args
 
         check_prepare_args(config.consistency_model, config.labels, label_descriptions=config.label_descriptions)
+    check_output_dir(config.output_dir)
+    with run_lock(config.output_dir) if state.is_main_process else contextlib.nullcontext():
+        return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator)
+
+
+def _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator) -> Dataset:
     store = ShardStore(config.output_dir)
     store.check(fingerprint, config.overwrite)  # every process: all raise together, nobody hangs
     if state.is_main_process:
@@ -156,6 +167,10 @@ def generate_dataset(
         done = store.done(len(batches))
         todo = [i for i in range(first, len(batches)) if i not in done]
         session["resumed_batches"] += len(batches) - first - len(todo)
+        if len(todo) < len(batches) - first and state.is_main_process:
+            print(f"Resuming {config.output_dir}: reused {len(batches) - first - len(todo)} of "
+                  f"{len(batches) - first} shards of round {round_index + 1}, generating {len(todo)}.",
+                  file=sys.stderr, flush=True)  # fmt: skip
         session["generated_batches"] += len(todo)
         session["rounds"] += 1
         if todo:
@@ -229,7 +244,7 @@ def _filter_and_build(
     columns = {
         "text": [r["text"] for r in kept],
         "label": [r["label_id"] for r in kept],
-        "generator": [r["generator"] for r in kept],
+        "generator": [portable_ref(r["generator"]) for r in kept],  # an alias or Hub id, never a local path
         "template_id": [r["template_id"] for r in kept],
         "attributes": [json.dumps(r["attributes"], sort_keys=True) for r in kept],
         "seed": [r["seed"] for r in kept],
@@ -344,40 +359,59 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
         from .config import check_labels
 
         check_labels(config.target_labels, config.label_descriptions)
-    from ..hub import check_publish, push_dataset, push_target
+    from ..hub import PushError, check_publish, push_dataset, push_target
 
     check_publish(config, "dataset_card.md")  # push settings (repo id, offline), card template: before generating
-    dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples)
-    stats = generation_stats(dataset)
-    out = Path(config.output_dir)
-    results = {
-        "strategy": "generate",
-        "generator": config.generator,
-        "labels": config.labels,
-        "n_per_label": config.n_per_label,
-        "target_per_label": config.target_per_label,
-        "n_rows": len(dataset),
-        "dataset_path": str(out / DATASET_DIR),
-        "dataset": getattr(data_args, "dataset", None),
-        "n_eval_texts_checked": len(eval_texts or []),
-        "n_seed_examples": len(seed_examples) if seed_examples is not None else 0,
-        "seed": config.seed,
-        "tokens_per_second": stats.get("tokens_per_second"),
-        "stats": stats,
-        "wall_seconds": time.perf_counter() - start,
-        "num_processes": partial_state().num_processes,
-        "hf_transfer_version": __version__,
-    }
-    if partial_state().is_main_process:
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        from ..model_card import write_dataset_card
+    main = partial_state().is_main_process
+    check_output_dir(config.output_dir)
+    with run_lock(config.output_dir) if main else contextlib.nullcontext():  # held until results.json is written
+        dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples)
+        stats = generation_stats(dataset)
+        out = Path(config.output_dir)
+        results = {
+            "strategy": "generate",
+            "generator": portable_ref(config.generator),
+            "labels": config.labels,
+            "n_per_label": config.n_per_label,
+            "target_per_label": config.target_per_label,
+            "n_rows": len(dataset),
+            "dataset_path": DATASET_DIR,  # relative to output_dir, where results.json is: the folder stays portable
+            "dataset": portable_ref(getattr(data_args, "dataset", None)),
+            "n_eval_texts_checked": len(eval_texts or []),
+            "n_seed_examples": len(seed_examples) if seed_examples is not None else 0,
+            "seed": config.seed,
+            "tokens_per_second": stats.get("tokens_per_second"),
+            "labels_without_rows": [label for label, n in stats.get("kept_per_label", {}).items() if n == 0],
+            "stats": stats,
+            "wall_seconds": time.perf_counter() - start,
+            "num_processes": partial_state().num_processes,
+            "hf_transfer_version": __version__,
+        }
+        if results["labels_without_rows"]:
+            warnings.warn(
+                f"generate kept no rows for label(s) {results['labels_without_rows']}: a classifier trained on this "
+                "dataset alone never predicts them. Raise n_per_label or target_per_label, lower the filters "
+                "(consistency_threshold, min_words), or describe those labels (label_descriptions).",
+                stacklevel=2,
+            )
+        if partial_state().is_main_process:
+            atomic_write(out / "results.json", json.dumps(results, indent=2))
+            from ..model_card import write_dataset_card
 
-        target = push_target(config, repo_type="dataset")
-        card = write_dataset_card(
-            out / DATASET_DIR, dataset, config, stats, data_args=data_args,
-            n_seed_examples=results["n_seed_examples"], repo_id=target.repo_id if target else None,
-        )  # fmt: skip
-        if target is not None:
-            results["hub_dataset_id"] = push_dataset(dataset, card, target, staging_dir=out / "hub_upload")
+            target = push_target(config, repo_type="dataset")
+            card = write_dataset_card(
+                out / DATASET_DIR, dataset, config, stats, data_args=data_args,
+                n_seed_examples=results["n_seed_examples"], repo_id=target.repo_id if target else None,
+            )  # fmt: skip
+            if target is not None:
+                try:
+                    results["hub_dataset_id"] = push_dataset(dataset, card, target, staging_dir=out / "hub_upload")
+                except Exception as err:  # noqa: BLE001 - the saved dataset is what the user needs to know about
+                    raise PushError(
+                        f"pushing the dataset in {str(out / DATASET_DIR)!r} to {target.repo_id!r} failed: "
+                        f"{type(err).__name__}: {str(err).strip()[:300]}. The dataset is saved; push it later.",
+                        folder=out / DATASET_DIR,
+                        results=results,
+                    ) from err
     partial_state().wait_for_everyone()
     return results

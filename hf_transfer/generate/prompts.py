@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
 import jinja2.meta
 import yaml
 
+from .. import sandbox
 from ..data import readable_label
 from ..errors import ConfigError
 
@@ -34,6 +34,7 @@ class Template:
 class TemplateSet:
     templates: list[Template]
     attributes: dict[str, list[str]] = field(default_factory=dict)
+    source: str = field(default="templates", compare=False)  # the file, for messages; not in the digest
 
     def digest(self) -> str:
         payload = json.dumps([[t.id, t.text] for t in self.templates] + [self.attributes], sort_keys=True)
@@ -48,9 +49,6 @@ class Prompt:
     template_id: str
     attributes: dict
     text: str
-
-
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 def load_templates(spec: str) -> TemplateSet:
@@ -75,7 +73,8 @@ def load_templates(spec: str) -> TemplateSet:
 
 
 def check_templates(data: Mapping, source: str = "templates") -> TemplateSet:
-    """Validate templates: each parses, uses ``{{ label }}`` and only known variables; ids are unique."""
+    """Validate templates: each parses, reaches no Python object (:mod:`hf_transfer.sandbox`: checked here, so
+    before any model loads), uses ``{{ label }}`` and only known variables; ids are unique."""
     if not isinstance(data, Mapping) or not data.get("templates"):
         raise ConfigError(f"{source}: expected a non-empty 'templates:' list.")
     attributes = data.get("attributes") or {}
@@ -93,10 +92,8 @@ def check_templates(data: Mapping, source: str = "templates") -> TemplateSet:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("text"), str):
             raise ConfigError(f"{source}: template #{i} needs a 'text' string.")
         template_id = str(entry.get("id", f"t{i}"))
-        try:
-            used = jinja2.meta.find_undeclared_variables(_ENV.parse(entry["text"]))
-        except jinja2.TemplateSyntaxError as err:
-            raise ConfigError(f"{source}: template {template_id!r} is not valid Jinja: {err}") from None
+        ast = sandbox.parse(entry["text"], _where(template_id, source), allowed=frozenset(attributes))
+        used = jinja2.meta.find_undeclared_variables(ast)
         if "label" not in used:
             raise ConfigError(
                 f"{source}: template {template_id!r} has no {{{{ label }}}} placeholder, so its examples could "
@@ -112,7 +109,7 @@ def check_templates(data: Mapping, source: str = "templates") -> TemplateSet:
     ids = [t.id for t in templates]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{source}: template ids must be unique, got {ids}.")
-    return TemplateSet(templates, {k: list(v) for k, v in attributes.items()})
+    return TemplateSet(templates, {k: list(v) for k, v in attributes.items()}, source)
 
 
 def build_prompts(
@@ -164,11 +161,19 @@ def _render(labels, label_ids, start_index, templates, seed, descriptions, seed_
         attributes = {name: rng.choice(values) for name, values in sorted(templates.attributes.items())}
         pool = list(seed_examples.get(label, ()))
         examples = rng.sample(pool, min(n_shots, len(pool))) if pool else []
-        text = _ENV.from_string(template.text).render(  # the name in words, as finetune's descriptions
-            label=readable_label(label), description=descriptions.get(label, ""), examples=examples, **attributes
-        )
+        variables = {  # the name in words, as finetune's descriptions
+            "label": readable_label(label),
+            "description": descriptions.get(label, ""),
+            "examples": examples,
+            **attributes,
+        }
+        text = sandbox.render(template.text, _where(template.id, templates.source), variables)
         prompts.append(Prompt(index, label, label_id, template.id, attributes, text.strip()))
     return prompts
+
+
+def _where(template_id: str, source: str) -> str:
+    return f"template {template_id!r} in {source}"
 
 
 def group_seed_examples(rows, labels: Sequence[str]) -> dict[str, list[str]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..config import as_mapping
 from ..errors import ConfigError
-from ..finetune.config import FinetuneConfig
+from ..finetune.config import FinetuneConfig, check_range
 from .pseudo import check_selection
 from .trainer import check_distillation
 
@@ -84,10 +84,9 @@ class LabelMapConfig(FinetuneConfig):
             raise ConfigError("map_method='explicit' needs label_map (a source->target mapping).")
         check_selection(self.threshold, self.top_k)
         check_distillation(self.temperature, self.distill_weight)
-        if self.rounds < 1:
-            raise ConfigError(f"rounds={self.rounds} must be >= 1.")
-        if self.max_pool_samples is not None and self.max_pool_samples <= 0:
-            raise ConfigError(f"max_pool_samples={self.max_pool_samples} must be > 0.")
+        check_range("rounds", self.rounds, low=1)
+        check_range("max_pool_samples", self.max_pool_samples, low=0, low_open=True)
+        check_range("inference_batch_size", self.inference_batch_size, low=1)
 
     def resolved_map_method(self, n_per_class: int | None, source_labels: list[str], target_labels: list[str]) -> str:
         if self.map_method != "auto":

@@ -19,18 +19,13 @@ from transformers import DataCollatorWithPadding, set_seed
 from .. import __version__
 from ..config import DataArguments
 from ..data import readable_label
+from ..defaults import portable_ref
 from ..errors import ConfigError
 from ..finetune.model import embed_texts, export_model, prepare
-from ..finetune.pipeline import (
-    check_config,
-    load_data_args,
-    prepare_from_config,
-    save_run,
-    tokenize,
-    wants_resume,
-)
+from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
 from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores
+from ..output import claim_output_dir, save_bytes, wants_resume
 from ..precision import resolve_bf16
 from .config import LabelMapConfig
 from .head import transfer_head
@@ -126,6 +121,23 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     if config.max_pool_samples is not None:
         pool = pool.select(range(min(config.max_pool_samples, len(pool))))
 
+    need = save_bytes(config.source_model if config.init_from_source else config.model_name_or_path,
+                      config.save_strategy)  # fmt: skip
+    with claim_output_dir(config, need_bytes=need):
+        results, trainer, round_config, student_tok, label_map = _map_and_distil(
+            config, data_args, train, eval_ds, gold, pool, labels, source_labels, method
+        )
+        results["wall_seconds"] = time.perf_counter() - start
+        if PartialState().is_main_process and config.output_dir:
+            folder = save_run(trainer, round_config, student_tok, results, data_args,
+                              extra_files={"label_map.json": label_map.to_json()})  # fmt: skip
+    if PartialState().is_main_process and config.output_dir:
+        push_run(folder, config, results)
+    return results
+
+
+def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, pool, labels, source_labels, method):
+    """Source predictions → map → zero-shot → ``rounds`` of pseudo-label + distil, resumable by round."""
     state = None
     if config.output_dir:  # what a stopped run computed; kept, or cleared when not resuming
         fingerprint = run_fingerprint(config, data_args, PartialState().num_processes)
@@ -211,12 +223,12 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
             teacher_map = identity
     results = {
         "strategy": "labelmap",
-        "source_model": config.source_model,
-        "model": "source (mapped head)" if config.init_from_source else config.model_name_or_path,
+        "source_model": portable_ref(config.source_model),
+        "model": "source (mapped head)" if config.init_from_source else portable_ref(config.model_name_or_path),
         "method": config.method,
         "map_method": method,
         "label_map": label_map.as_dict(),
-        "dataset": data_args.dataset,
+        "dataset": portable_ref(data_args.dataset),
         "eval_split": data_args.eval_split,
         "n_per_class": data_args.n_per_class or 0,
         "n_pool": len(pool),
@@ -233,15 +245,10 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
         "f1_macro": rounds[-1]["f1_macro"],
         "pool_seconds": pool_seconds,
         "pool_rows_per_second": len(pool) / pool_seconds if pool_seconds else None,
-        "wall_seconds": time.perf_counter() - start,
         "num_processes": PartialState().num_processes,
         "hf_transfer_version": __version__,
     }
-    if PartialState().is_main_process and config.output_dir:
-        out = save_run(trainer, round_config, student_tok, results, data_args)  # model, results.json, card
-        (out / "label_map.json").write_text(label_map.to_json())
-        push_run(out, config)
-    return results
+    return results, trainer, round_config, student_tok, label_map
 
 
 def _save_pool(state: LabelMapState | None, pool: Dataset, round_number: int, seconds: float) -> None:

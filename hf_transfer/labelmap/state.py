@@ -62,7 +62,8 @@ class LabelMapState:
             changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
             raise ConfigError(
                 f"resume_from_checkpoint: {str(self.root)!r} holds the state of a different labelmap run (differs "
-                f"in: {', '.join(changed)}). Use another output_dir, or drop resume_from_checkpoint to start over."
+                f"in: {', '.join(changed)}). Use another output_dir, or start over with --overwrite_output_dir "
+                f"and without resume_from_checkpoint."
             )
 
     def start(self) -> None:
@@ -81,10 +82,9 @@ class LabelMapState:
 
     def last_checkpoint(self, round_number: int) -> str | None:
         """The newest Trainer checkpoint of round ``round_number`` to resume from, if resuming and there is one."""
-        from transformers.trainer_utils import get_last_checkpoint
+        from ..output import last_complete_checkpoint
 
-        folder = Path(self.round_dir(round_number))
-        return get_last_checkpoint(str(folder)) if self.resume and folder.is_dir() else None
+        return last_complete_checkpoint(self.round_dir(round_number)) if self.resume else None
 
     def load_pool(self, pool: Dataset, round_number: int, column: str) -> tuple[Dataset, float] | None:
         """``pool`` with round ``round_number``'s saved probabilities and the seconds they took, or None."""

@@ -14,6 +14,7 @@ import pytest
 import torch
 from datasets import ClassLabel, load_from_disk
 
+from hf_transfer.errors import ConfigError
 from hf_transfer.generate import GenerateConfig, generate_dataset, generation_stats, run_generate
 from hf_transfer.generate import pipeline as pipeline_module
 
@@ -65,7 +66,7 @@ def test_dataset_columns_labels_and_stats(reference, tiny_lm_dir):
     ]
     assert isinstance(ds.features["label"], ClassLabel) and ds.features["label"].names == LABELS
     assert len(ds) > 0 and all(t.strip() and "\n" not in t for t in ds["text"])
-    assert set(ds["generator"]) == {tiny_lm_dir}
+    assert set(ds["generator"]) == {Path(tiny_lm_dir).name}  # a local generator by its folder's name
     assert all(c >= 0.3 for c in ds["consistency"])
     stats = generation_stats(ds)
     assert stats["generated"] == 18 and stats["kept"] == len(ds)
@@ -166,8 +167,6 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, reference, ti
 def test_seed_examples_change_the_run(tmp_path, tiny_lm, tiny_lm_dir, reference):
     out, _ = reference
     seeds = [{"text": "a good movie", "label": "good"}, {"text": "bad plot", "label": 1}]
-    from hf_transfer.errors import ConfigError
-
     with pytest.raises(ConfigError, match="seed_examples_digest"):  # same output_dir, different prompts
         generate_dataset(make_config(out, tiny_lm_dir), seed_examples=seeds, generator=tiny_lm)
     ds = generate_dataset(
@@ -182,8 +181,6 @@ def test_seed_examples_change_the_run(tmp_path, tiny_lm, tiny_lm_dir, reference)
 
 def test_templates_file_is_known_by_its_content(tmp_path, tiny_lm, tiny_lm_dir):
     """A templates file moved (or the project cloned elsewhere) resumes; the same path with new content does not."""
-    from hf_transfer.errors import ConfigError
-
     text = 'templates:\n  - id: t\n    text: "Write a {{ label }} sentence."\n'
     first, moved = tmp_path / "a.yaml", tmp_path / "moved" / "b.yaml"
     first.write_text(text)
@@ -235,10 +232,12 @@ def test_run_generate_from_labels_alone(tmp_path, tiny_lm_dir):
     )
     results = run_generate(config, DataArguments(dataset="none", labels=["yes", "no"]))
     assert results["labels"] == ["yes", "no"] and results["stats"]["generated"] == 4
-    assert Path(results["dataset_path"]).is_dir()
+    assert results["dataset_path"] == "dataset" and (tmp_path / "out" / "dataset").is_dir()  # relative: portable
+    for saved in (tmp_path / "out" / "results.json", tmp_path / "out" / "dataset" / "README.md"):
+        assert "/tmp/" not in saved.read_text(), saved  # no path of this machine in what travels
 
 
-def test_run_generate_twice_resumes_and_resaves(tmp_path, tiny_lm_dir):
+def test_run_generate_twice_resumes_and_resaves(tmp_path, tiny_lm_dir, capsys):
     config = dict(
         generator=tiny_lm_dir,
         target_labels=["yes", "no"],
@@ -249,9 +248,11 @@ def test_run_generate_twice_resumes_and_resaves(tmp_path, tiny_lm_dir):
         output_dir=str(tmp_path / "out"),
     )
     first = run_generate(GenerateConfig(**config))
+    capsys.readouterr()
     second = run_generate(GenerateConfig(**config))
     assert second["stats"]["resumed_batches"] == 1 and second["n_rows"] == first["n_rows"]
-    assert len(load_from_disk(first["dataset_path"])) == first["n_rows"]
+    assert "reused 1 of 1 shards of round 1, generating 0" in capsys.readouterr().err
+    assert len(load_from_disk(str(tmp_path / "out" / first["dataset_path"]))) == first["n_rows"]
 
 
 def test_bf16_loads_bfloat16_weights_and_is_recorded(tmp_path, tiny_lm_dir, monkeypatch):
@@ -375,3 +376,27 @@ def test_top_up_interrupted_in_a_later_round_resumes_to_the_same_rows(tmp_path, 
     monkeypatch.setattr(pipeline_module, "generate_rows", lambda *a, **k: pytest.fail("nothing left to generate"))
     looser = generate_dataset(make_config(tmp_path / "out", tiny_lm_dir, consistency_threshold=0.0, **kwargs))
     assert generation_stats(looser)["generated_batches"] == 0
+
+
+def test_a_label_left_without_rows_warns_and_is_recorded(tmp_path, tiny_lm_dir, monkeypatch):
+    config = GenerateConfig(generator=tiny_lm_dir, target_labels=["yes", "no"], n_per_label=2, max_new_tokens=6,
+                            min_words=1, consistency_threshold=0.5, output_dir=str(tmp_path / "out"))  # fmt: skip
+
+    def says_yes(texts):  # a consistency scorer that reads every text as "yes": the "no" rows are all dropped
+        return torch.tensor([[0.9, 0.1]] * len(texts)).numpy()
+
+    real = pipeline_module.generate_dataset
+    monkeypatch.setattr(pipeline_module, "generate_dataset", lambda config, **kw: real(config, **kw, scorer=says_yes))
+    with pytest.warns(UserWarning, match=r"kept no rows for label\(s\) \['no'\]"):
+        results = run_generate(config)
+    assert results["labels_without_rows"] == ["no"] and results["n_rows"] == 2
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["labels_without_rows"] == ["no"]
+
+
+def test_an_unusable_output_dir_stops_before_the_generator_loads(tmp_path, tiny_lm_dir, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "load_generator", lambda *a, **k: pytest.fail("generator loaded"))
+    (tmp_path / "taken").write_text("a file")
+    config = GenerateConfig(generator=tiny_lm_dir, target_labels=["yes", "no"], n_per_label=2,
+                            consistency_threshold=0, output_dir=str(tmp_path / "taken"))  # fmt: skip
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_generate(config)

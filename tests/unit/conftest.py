@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from transformers import BertConfig, BertModel, BertTokenizerFast  # noqa: E402
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast  # noqa: E402
 
 WORDS = "good great fine fun loved bad awful terrible boring hated movie film plot actors the a was it this and very"
 WORDS = WORDS.split()
@@ -95,3 +95,14 @@ def sentiment_dir(tmp_path, sentiment_rows):
     write_jsonl(tmp_path / "train.jsonl", sentiment_rows)
     write_jsonl(tmp_path / "validation.jsonl", sentiment_rows[::2])
     return tmp_path
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Make any attempt to load weights or a tokenizer fail loudly, to prove validation came first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights or tokenizer were loaded before the input was validated")
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", refuse)
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", refuse)

@@ -636,3 +636,228 @@ def test_dataset_help_names_every_bundled_slice():
 
     help_text = next(f for f in fields(DataArguments) if f.name == "dataset").metadata["help"]
     assert [name for name in bundled_datasets() if name not in help_text] == []
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Silent traps made loud: label spelling variants, mixed id/name labels, the wrong delimiter, a split too small
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _labelled(labels: list[str], word: str = "movie") -> list[dict]:
+    return [{"text": f"a {word} {i}", "label": label} for i, label in enumerate(labels)]
+
+
+def _write_delimited(path, rows: list[dict], sep: str) -> str:
+    """Rows joined by ``sep`` whatever the file is called: the file a user saved from a spreadsheet."""
+    lines = [sep.join(rows[0])] + [sep.join(str(v) for v in r.values()) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("write", "kwargs", "fragments"),
+    [
+        (  # trailing whitespace in one file
+            lambda tmp: write_rows(tmp / "train.jsonl", _labelled(["negative", "negative ", "positive"] * 2)),
+            {},
+            ["'negative' (train: 2 rows) / 'negative ' (train: 2 rows)"],
+        ),
+        (  # case differs between train and validation files
+            lambda tmp: (
+                write_rows(tmp / "train.csv", _labelled(["positive", "negative"] * 2)),
+                write_rows(tmp / "validation.csv", _labelled(["Positive", "negative"])),
+                str(tmp),
+            )[-1],
+            {},
+            ["'Positive' (validation: 1 row) / 'positive' (train: 2 rows)"],
+        ),
+        (  # the data spells a class unlike labels=
+            lambda tmp: write_rows(tmp / "train.tsv", _labelled(["Positive", "negative"] * 2)),
+            {"labels": ["negative", "positive"]},
+            ["'Positive' (train: 2 rows) / 'positive' (labels=)"],
+        ),
+    ],
+    ids=["whitespace_in_train", "case_across_splits", "case_against_labels"],
+)
+def test_label_spelling_variants_raise_data_error(tmp_path, write, kwargs, fragments):
+    with pytest.raises(DataError) as info:
+        load_target(write(tmp_path), validation_size=0, **kwargs)
+    message = str(info.value)
+    for fragment in [*fragments, "differ only by case or surrounding whitespace", "normalize_labels=True"]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_labels_argument_with_case_variants_raises_data_error(normalize):
+    raw = Dataset.from_list(_labelled(["positive", "negative"] * 2))
+    with pytest.raises(DataError, match=r"labels= has names that differ only by case.*'Positive' / 'positive'"):
+        load_target(raw, labels=["Positive", "negative", "positive"], normalize_labels=normalize, validation_size=0)
+
+
+def test_normalize_labels_merges_variants_into_the_most_frequent_train_spelling(tmp_path, caplog):
+    train = _labelled(["positive"] * 3 + ["Positive"] + ["negative "] * 2 + [" negative", "NEGATIVE"])
+    write_rows(tmp_path / "train.jsonl", train)
+    write_rows(tmp_path / "validation.jsonl", _labelled(["POSITIVE ", "negative"], word="film"))
+    with caplog.at_level("WARNING", logger="hf_transfer.data"):
+        data = load_target(str(tmp_path), normalize_labels=True)
+    check_schema(data, ["negative", "positive"])
+    assert per_class(data["train"]) == {"negative": 4, "positive": 4}
+    assert pairs(data["validation"]) == [("a film 0", "positive"), ("a film 1", "negative")]
+    assert "'POSITIVE ' / 'Positive' / 'positive' -> 'positive'" in caplog.text
+    assert "' negative' / 'NEGATIVE' / 'negative' / 'negative ' -> 'negative'" in caplog.text
+
+
+def test_normalize_labels_breaks_ties_by_sorted_order_and_keeps_the_labels_spelling():
+    raw = Dataset.from_list(_labelled(["pos", "Pos", "pos", "Pos", "neg", "neg"]))
+    assert label_names(load_target(raw, normalize_labels=True, validation_size=0)) == ["Pos", "neg"]
+    data = load_target(raw, labels=["neg", "POS"], normalize_labels=True, validation_size=0)
+    assert data["train"].features["label"].names == ["neg", "POS"]
+    assert data["train"]["label"] == [1, 1, 1, 1, 0, 0]
+
+
+def test_normalize_labels_merges_classlabel_names():
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["pos", "neg", "Pos"])})
+    raw = Dataset.from_dict({"text": ["a", "b", "c", "d", "e"], "label": [0, 1, 2, 0, 1]}, features=features)
+    with pytest.raises(DataError, match=r"'Pos' \(train: 1 row\) / 'pos' \(train: 2 rows\)"):
+        load_target(raw, validation_size=0)
+    data = load_target(raw, normalize_labels=True, validation_size=0)
+    assert data["train"].features["label"].names == ["pos", "neg"]
+    assert data["train"]["label"] == [0, 1, 0, 0, 1]
+
+
+def test_normalize_labels_passes_through_load_bundled_and_data_arguments():
+    from dataclasses import fields
+
+    assert label_names(load_bundled("sst2", normalize_labels=True)) == ["negative", "positive"]
+    field = next(f for f in fields(ht.DataArguments) if f.name == "normalize_labels")
+    assert field.default is False and "case" in field.metadata["help"]
+
+
+def _mixed_jsonl(tmp):
+    rows = _labelled(["pos", "neg"] * 3) + [{"text": "a film", "sentiment_id": 1}]
+    rows = [{"text": r["text"], "sentiment": r.get("label", r.get("sentiment_id"))} for r in rows]
+    return write_jsonl(tmp / "train.jsonl", rows), {"label_column": "sentiment"}
+
+
+def _mixed_jsonl_across_splits(tmp):
+    write_jsonl(tmp / "train.jsonl", _labelled(["pos", "neg"] * 3))
+    write_jsonl(tmp / "validation.jsonl", [{"text": "a film", "label": 1}])
+    return str(tmp), {}
+
+
+def _mixed_csv(tmp):
+    return write_rows(tmp / "train.csv", _labelled(["pos", "neg", "pos", "1", "neg", "1"])), {}
+
+
+def _mixed_csv_past_the_first_chunk(tmp):
+    rows = _labelled(["0", "1"] * 5001) + _labelled(["pos"])  # pandas types a CSV by its first 10,000 rows
+    return write_rows(tmp / "train.csv", rows), {}
+
+
+def _json_feature_in_memory(tmp):
+    from datasets import Json
+
+    features = Features({"text": Value("string"), "label": Json()})
+    return Dataset.from_dict({"text": ["a", "b", "c"], "label": ["pos", 1, "neg"]}, features=features), {}
+
+
+MIXED_LABELS = [
+    (_mixed_jsonl, ["'sentiment'", "1 (split 'train', first at row 6)", "'pos' (split 'train', first at row 0)"]),
+    (_mixed_jsonl_across_splits, ["split 'validation', first at row 0", "'pos' (split 'train'"]),
+    (_mixed_csv, ["'1' (split 'train', first at row 3)", "pass labels=[...]"]),
+    (
+        _mixed_csv_past_the_first_chunk,
+        ["'0' (split 'train', first at row 0)", "'pos' (split 'train', first at row 10002)"],
+    ),
+    (_json_feature_in_memory, ["1 (split 'train', first at row 1)", "'pos' (split 'train', first at row 0)"]),
+]
+
+
+@pytest.mark.parametrize(("make", "fragments"), MIXED_LABELS, ids=[f.__name__.strip("_") for f, _ in MIXED_LABELS])
+def test_labels_mixing_numbers_and_strings_raise_data_error(tmp_path, make, fragments):
+    source, kwargs = make(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_target(source, validation_size=0, **kwargs)
+    message = str(info.value)
+    for fragment in [*fragments, "mixes numbers and strings", "all class names", "or all integer ids"]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_number_like_label_names_are_fine_when_labels_are_given(tmp_path):
+    source, _ = _mixed_csv(tmp_path)
+    data = load_target(source, labels=["pos", "neg", "1"], validation_size=0)
+    assert per_class(data["train"]) == {"pos": 2, "neg": 2, "1": 2}
+    ids = load_target(write_rows(tmp_path / "ids.csv", _labelled(["0", "1"] * 2)), validation_size=0)
+    assert label_names(ids) == ["0", "1"]  # ids only: no mixing
+
+
+def test_json_label_values_that_are_not_names_raise_data_error(tmp_path):
+    rows = [{"text": "a", "label": ["pos"]}, {"text": "b", "label": {"name": "neg"}}, {"text": "c", "label": "pos"}]
+    with pytest.raises(DataError, match=r"is a JSON column \(list \['pos'\] at row 0.*one class name"):
+        load_target(write_jsonl(tmp_path / "train.jsonl", rows), validation_size=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "sep", "fragments"),
+    [
+        ("train.csv", ";", ["'text;label'", ".csv extension means comma-separated", "semicolons (';')", "sep=';'"]),
+        ("train.csv", "\t", ["'text\\tlabel'", "comma-separated", "tabs ('\\t')", "Rename it to 'train.tsv'"]),
+        (
+            "train.tsv",
+            ",",
+            ["'text,label'", ".tsv extension means tab-separated", "commas", "Rename it to 'train.csv'"],
+        ),
+        ("train.tsv", "|", ["tab-separated", "pipes ('|')", "to_csv(path, index=False, sep='\\t')"]),
+    ],
+    ids=["semicolon_csv", "tab_csv", "comma_tsv", "pipe_tsv"],
+)
+def test_file_with_another_delimiter_than_its_extension_raises_data_error(tmp_path, name, sep, fragments):
+    rows = _labelled(["pos", "neg"] * 3)
+    if sep != ",":
+        rows[0]["text"] = "a movie, and a good one"  # a comma inside a text: pandas can't even read the ';' file
+    path = _write_delimited(tmp_path / name, rows, sep)
+    with pytest.raises(DataError) as info:
+        load_target(path)
+    message = str(info.value)
+    for fragment in [*fragments, repr(path), "single column", "['text', 'label']"]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_single_column_csv_keeps_the_missing_column_message(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("text\n" + "".join(f"a good; fine movie {i}\n" for i in range(6)))
+    with pytest.raises(DataError, match=r"no column 'label'; its columns are \['text'\]"):
+        load_target(str(path))
+
+
+@pytest.mark.parametrize(
+    ("size", "fragments"),
+    [
+        (0.1, ["validation_size=0.1 of 9 train rows gives 1 validation row(s)", "fewer than the 3 classes"]),
+        (2, ["validation_size=2 of 9 train rows gives 2 validation row(s)"]),
+        (0.9, ["validation_size=0.9 of 9 train rows leaves 0 train row(s)"]),
+        (7, ["validation_size=7 of 9 train rows leaves 2 train row(s)"]),
+    ],
+)
+def test_train_too_small_for_a_stratified_validation_split(tmp_path, size, fragments):
+    path = write_rows(tmp_path / "train.jsonl", _labelled(["a", "b", "c"] * 3))
+    with pytest.raises(DataError) as info:
+        load_target(path, validation_size=size)
+    message = str(info.value)
+    for fragment in [*fragments, "from 0.223 to 0.666 (a share) or from 3 to 6 (rows)", "validation_size=0"]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    for fitting in (0.223, 0.666, 3, 6):  # the range the message suggests really works
+        data = load_target(path, validation_size=fitting)
+        assert set(data["validation"]["label"]) == set(data["train"]["label"]) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("size", [9, 12, 1.0, -0.5])
+def test_validation_size_out_of_range_raises_data_error(size):
+    raw = Dataset.from_list(_labelled(["a", "b", "c"] * 3))
+    with pytest.raises(DataError, match=rf"validation_size={size} is neither a share in \(0, 1\) nor a row count"):
+        load_target(raw, validation_size=size)
+
+
+def test_selected_dataset_is_checked_on_the_rows_it_has():
+    raw = Dataset.from_dict({"text": ["good", "", "bad", "fine"], "label": ["p", "n", "n", "p"]}).select([0, 2, 3])
+    assert pairs(load_target(raw, validation_size=0)["train"]) == [("good", "p"), ("bad", "n"), ("fine", "p")]

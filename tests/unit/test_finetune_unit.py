@@ -305,17 +305,6 @@ def test_partial_freezing(tiny_encoder):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_weights(monkeypatch):
-    """Make any attempt to load weights or a tokenizer fail loudly, to prove validation came first."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("weights or tokenizer were loaded before the input was validated")
-
-    monkeypatch.setattr(AutoModel, "from_pretrained", refuse)
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained", refuse)
-
-
 @pytest.mark.parametrize(
     ("labels", "kwargs", "fragments"),
     [
@@ -851,7 +840,7 @@ def test_extra_train_rows_are_appended_by_label_name(tiny_encoder, sentiment_dir
     results = run_finetune(
         config, DataArguments(dataset=str(sentiment_dir), n_per_class=0, extra_train=str(tmp_path / "synthetic"))
     )
-    assert results["n_train"] == 3 and results["extra_train"] == str(tmp_path / "synthetic")
+    assert results["n_train"] == 3 and results["extra_train"] == "synthetic"  # portable
 
 
 def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_path):
@@ -862,6 +851,17 @@ def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_p
         )
 
 
+def test_extra_train_without_a_label_warns_and_is_recorded(tiny_encoder, sentiment_dir, tmp_path):
+    write_jsonl(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 3)
+    data = DataArguments(dataset=str(sentiment_dir), n_per_class=0, extra_train=str(tmp_path / "extra.jsonl"))
+    config = FinetuneConfig(output_dir=str(tmp_path / "run"), model_name_or_path=tiny_encoder, method="head",
+                            num_train_epochs=1, disable_tqdm=True)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"no rows for label\(s\) \['negative'\].*never sees them"):
+        results = run_finetune(config, data)
+    assert results["extra_train_missing_labels"] == ["negative"]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["extra_train_missing_labels"] == ["negative"]
+
+
 def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp_path):
     write_jsonl(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 5)
     counts: dict = {}
@@ -869,7 +869,8 @@ def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp
         dataset=str(sentiment_dir), n_per_class=2, repeat_train=3, extra_train=str(tmp_path / "extra.jsonl")
     )
     train, _, _ = load_data_args(data, counts)
-    assert len(train) == 4 * 3 + 5 and counts == {"n_real_train": 4, "n_extra_train": 5}
+    assert len(train) == 4 * 3 + 5
+    assert counts == {"n_real_train": 4, "n_extra_train": 5, "extra_train_missing_labels": ["negative"]}
     assert train["text"][:4] == train["text"][4:8]  # the sampled real rows, repeated in order
     with pytest.raises(ValueError, match="repeat_train=0"):
         DataArguments(repeat_train=0)

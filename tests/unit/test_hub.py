@@ -250,3 +250,28 @@ def test_run_generate_writes_the_dataset_card_and_pushes_it(tmp_path, online, hu
     for path in (tmp_path / "gen").rglob("*"):
         if path.is_file():
             assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_failed_push_prints_the_results_and_folder_first_then_the_cause(
+    tiny_encoder, sentiment_dir, tmp_path, online, monkeypatch, capsys
+):
+    from hf_transfer.cli.train import main
+
+    def unreachable(self, repo_id, **kwargs):
+        raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    monkeypatch.setattr(HfApi, "create_repo", unreachable)
+    out = tmp_path / "run"
+    argv = ["--dataset", str(sentiment_dir), "--model_name_or_path", tiny_encoder, "--n_per_class", "2",
+            "--num_train_epochs", "1", "--disable_tqdm", "true", "--output_dir", str(out), "--push_to_hub", "true",
+            "--hub_model_id", "me/tiny"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main("finetune", argv)
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out[captured.out.index('{\n  "strategy"') :])  # after the Trainer's logs
+    assert summary["accuracy"] == json.loads((out / "results.json").read_text())["accuracy"]
+    folder_line = captured.err.index(f"Output folder: {out}")
+    cause = captured.err.index("error: pushing")
+    assert folder_line < cause and "ConnectionError: Failed to resolve" in captured.err[cause:]
+    assert "Traceback" not in captured.err

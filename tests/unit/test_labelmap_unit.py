@@ -328,10 +328,13 @@ def test_resuming_another_runs_state_is_refused_before_models_load(tiny_source, 
         AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("model loaded")
     )
     other = _two_rounds(tmp_path, tiny_source, "minilm", resume_from_checkpoint="last", threshold=0.5)
-    with pytest.raises(ConfigError, match=r"different labelmap run \(differs in: threshold\).*drop resume"):
+    with pytest.raises(ConfigError, match=r"different labelmap run \(differs in: threshold\).*--overwrite_output_dir"):
         run_labelmap(other, data)
     with pytest.raises(ConfigError, match=r"differs in: data\.n_per_class\)"):
         run_labelmap(first, DataArguments(dataset=str(sentiment_dir), n_per_class=2))
+    # Neither resuming nor overwriting, the folder is refused (one folder, one run), still before models load.
+    with pytest.raises(ConfigError, match=r"already holds another run \(_labelmap_state\).*--overwrite_output_dir"):
+        run_labelmap(_two_rounds(tmp_path, tiny_source, "minilm", threshold=0.5), data)
     # Not resuming, the old state is cleared instead, and this run's fingerprint recorded.
     state = LabelMapState(tmp_path, run_fingerprint(other, data, 1), resume=False)
     (tmp_path / STATE_DIR / "pool-1").mkdir()
@@ -363,3 +366,13 @@ def test_stopped_round_resumes_from_its_trainer_checkpoint(tiny_encoder, tiny_so
     assert resumed["rounds"] == reference["rounds"]
     state = json.loads((tmp_path / "b" / STATE_DIR / "round-1" / "checkpoint-8" / "trainer_state.json").read_text())
     assert [round(h["epoch"]) for h in state["log_history"] if "loss" in h] == [1, 2]  # epoch 1 trained once
+
+
+def test_an_unusable_output_dir_stops_before_the_source_model_loads(tiny_source, sentiment_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        AutoModelForSequenceClassification, "from_pretrained", lambda *a, **k: pytest.fail("model loaded")
+    )
+    (tmp_path / "taken").write_text("a file")
+    config = _two_rounds(tmp_path / "taken", tiny_source, "minilm")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_labelmap(config, DataArguments(dataset=str(sentiment_dir)))

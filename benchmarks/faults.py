@@ -73,14 +73,14 @@ def install_hook(scenario: str) -> None:
                 if state.global_step == 6:
                     die()
 
-        base = pipeline.PriorRegularizedTrainer
+        base = pipeline.TransferTrainer
 
         class Hooked(base):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 self.add_callback(KillAtStep())
 
-        pipeline.PriorRegularizedTrainer = Hooked
+        pipeline.TransferTrainer = Hooked
     elif scenario == "mid-checkpoint-write":
         from transformers.trainer_callback import TrainerState
 

@@ -90,7 +90,7 @@ def adapter_overhead(repeats: int = 3) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, Trainer
 
-    from hf_transfer.finetune import PriorRegularizedTrainer, load_data_args, prepare, tokenize
+    from hf_transfer.finetune import TransferTrainer, load_data_args, prepare, tokenize
 
     data_args, config = recipe_args("full-64shot", num_train_epochs=2)
     train, _, labels = load_data_args(data_args)
@@ -99,7 +99,7 @@ def adapter_overhead(repeats: int = 3) -> dict:
         for kind in ("stock", "hf_transfer"):
             torch.manual_seed(0)
             model, tokenizer = prepare(config.model_name_or_path, labels, label_descriptions=config.label_descriptions)
-            cls = Trainer if kind == "stock" else PriorRegularizedTrainer
+            cls = Trainer if kind == "stock" else TransferTrainer
             trainer = cls(
                 model=model,
                 args=config,

@@ -27,6 +27,8 @@ _LAZY = {
     "DEFAULT_GENERATOR": "defaults",
     "TransferConfig": "modeling",
     "TransferForSequenceClassification": "modeling",
+    "TransferTrainer": "trainer",
+    "WeightInterpolationCallback": "trainer",
     "FinetuneConfig": "finetune",
     "LabelMapConfig": "labelmap",
     "LabelMap": "labelmap",
@@ -59,6 +61,9 @@ _SUBMODULES = {
     "model_card",
     "hub",
     "report",
+    "trainer",
+    "output",
+    "sandbox",
 }
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
@@ -77,6 +82,7 @@ if TYPE_CHECKING:
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401
     from .report import write_report  # noqa: F401
+    from .trainer import TransferTrainer, WeightInterpolationCallback  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -206,7 +206,9 @@ def check_publish(config, template: str | Path | None = None) -> str | None:
 
 def save_model_folder(model, folder: str | Path, *, adapter_base: str | None = None) -> bool:
     """Save ``model`` so that ``AutoModelForSequenceClassification.from_pretrained(folder)`` (after
-    ``import hf_transfer``) reloads it in one call. Returns True when it was saved as a PEFT adapter.
+    ``import hf_transfer``, or with ``trust_remote_code=True`` where it is not installed: ``save_pretrained``
+    ships ``modeling.py`` and ``auto_map``) reloads it in one call. Returns True when it was saved as a PEFT
+    adapter.
 
     A plain model is saved as is. A ``PeftModel`` is saved as an adapter *with its base model embedded*:
     ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's own ``save_pretrained``) next to the

@@ -400,9 +400,11 @@ def _results_table(results: Mapping) -> list[tuple[str, str]]:
 
 
 def _usage(model_name: str, adapter: bool) -> str:
+    """Loading with hf_transfer installed (its registered class, no remote code) and, as comments, without
+    it (``trust_remote_code=True`` runs the ``modeling.py`` that ``save_pretrained`` ships in the folder)."""
     load = f'model = AutoModelForSequenceClassification.from_pretrained("{model_name}")'
     lines = [
-        "import hf_transfer  # registers the classifier with the Auto classes",
+        "import hf_transfer  # pip install hf-transfer-learning: registers the classifier with the Auto classes",
         "from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline",
         "",
         load + ("  # base + PEFT adapter" if adapter else ""),
@@ -417,6 +419,12 @@ def _usage(model_name: str, adapter: bool) -> str:
             "from peft import AutoPeftModelForSequenceClassification",
             f'model = AutoPeftModelForSequenceClassification.from_pretrained("{model_name}")',
         ]
+    lines += [
+        "",
+        "# without hf_transfer: the classifier's code ships with the model (modeling.py); allow it to run",
+        f'# model = AutoModelForSequenceClassification.from_pretrained("{model_name}", trust_remote_code=True)',
+        f'# classify = pipeline("text-classification", model="{model_name}", trust_remote_code=True)',
+    ]
     return "\n".join(lines)
 
 
@@ -426,7 +434,8 @@ def _limitations(results: Mapping, labels: list[str], dataset: str) -> list[str]
         "(no 'none of these' class).",
         f"Measured on one split of `{dataset}` with one seed; expect a few points of variance on other "
         "samples, and more on text unlike the training data.",
-        "Loading needs `import hf_transfer` (its classifier class pools the way the encoder was trained).",
+        "The classifier is a custom class (it pools the way the encoder was trained): load it after "
+        "`import hf_transfer`, or pass `trust_remote_code=True` to run the `modeling.py` shipped with the model.",
     ]
     n = results.get("n_per_class")
     if n is not None and 0 < n <= 64:

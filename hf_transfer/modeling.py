@@ -8,7 +8,11 @@ encoder, pools it as configured (mean / cls / max / pooler, optionally normalise
 head on top. Because the pooled features match the checkpoint's embedding space, the head can be
 initialised from label-description embeddings and classify before any training.
 
-This module only imports torch and transformers, so it can be shipped next to saved weights.
+This module only imports torch and transformers (no relative imports), so it can be shipped next to saved
+weights: ``save_pretrained`` copies this file into the folder as ``modeling.py`` and writes ``auto_map``
+into ``config.json`` (see the ``register_for_auto_class`` calls below the classes), so a saved model loads with
+``trust_remote_code=True`` where hf_transfer is not installed. Where it is, ``import hf_transfer`` registers
+these classes (:func:`register_auto_classes`) and transformers prefers them to the shipped copy.
 """
 
 from __future__ import annotations
@@ -139,8 +143,16 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         return self.encoder.get_input_embeddings()
 
 
+# Ship this file with every save: ``save_pretrained`` (config and model) sees ``_auto_class`` and calls
+# ``custom_object_save``, which copies this module next to the weights and adds ``auto_map`` to config.json.
+TransferConfig.register_for_auto_class()
+TransferForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+
 def register_auto_classes() -> None:
-    """Let ``AutoConfig`` / ``AutoModelForSequenceClassification`` load saved hf_transfer models."""
+    """Let ``AutoConfig`` / ``AutoModelForSequenceClassification`` load saved hf_transfer models with this
+    package's classes and without ``trust_remote_code``: a registered class counts as local code, which
+    transformers uses in preference to the ``auto_map`` copy saved in the folder."""
     from transformers import AutoModelForSequenceClassification
 
     try:

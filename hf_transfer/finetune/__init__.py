@@ -1,5 +1,6 @@
 """The finetune strategy: adapt a pretrained encoder to the target labels (full, head-only, PEFT)."""
 
+from ..trainer import TransferTrainer, WeightInterpolationCallback, soft_target_loss
 from .config import FinetuneConfig, peft_method_names
 from .features import embed_dataset
 from .model import (
@@ -13,11 +14,10 @@ from .model import (
     prepare,
 )
 from .pipeline import load_data_args, run_finetune, tokenize
-from .trainer import PriorRegularizedTrainer, WeightInterpolationCallback, prior_kl
 
 __all__ = [
     "FinetuneConfig",
-    "PriorRegularizedTrainer",
+    "TransferTrainer",
     "WeightInterpolationCallback",
     "check_prepare_args",
     "description_head",
@@ -30,7 +30,7 @@ __all__ = [
     "peft_config_for",
     "peft_method_names",
     "prepare",
-    "prior_kl",
     "run_finetune",
+    "soft_target_loss",
     "tokenize",
 ]

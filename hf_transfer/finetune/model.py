@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 from ..data import readable_label
 from ..defaults import portable_ref, resolve_model, sentence_transformers_pooling
 from ..errors import ConfigError
+from ..inference import run_batched
 from ..modeling import TransferConfig, TransferForSequenceClassification, register_auto_classes
 from .config import BUILTIN_METHODS, peft_config_class, peft_method_names, peft_type_of
 
@@ -114,7 +115,6 @@ def freeze(model: TransferForSequenceClassification, *, backbone=False, embeddin
             block.requires_grad_(False)
 
 
-@torch.inference_mode()
 def embed_texts(
     model: TransferForSequenceClassification,
     tokenizer: PreTrainedTokenizerBase,
@@ -122,20 +122,17 @@ def embed_texts(
     batch_size: int = 64,
     max_length: int = 128,
 ) -> torch.Tensor:
-    """Pooled embeddings of ``texts`` in input order; batches are length-sorted to minimise padding."""
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    device = next(model.parameters()).device
-    out = torch.empty(len(texts), model.config.hidden_size)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        ).to(device)
-        out[idx] = model.embed(**batch).float().cpu()
-    model.train(was_training)
-    return out
+    """Pooled embeddings of ``texts`` in input order, as a float32 CPU tensor (loop: ``inference.run_batched``)."""
+    embed = run_batched(
+        model,
+        tokenizer,
+        texts,
+        lambda m, batch: m.embed(**batch),
+        dim=model.config.hidden_size,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    return torch.from_numpy(embed)
 
 
 def description_head(
@@ -246,6 +243,7 @@ def prepare(
         if getattr(saved, "modules_to_save", None):  # PEFT appends its SEQ_CLS defaults ("classifier", "score"):
             names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}  # list each real module once
             saved.modules_to_save = [m for m in dict.fromkeys(saved.modules_to_save) if m in names]
+        model.eval()  # get_peft_model leaves its new layers in train mode
     return model, tokenizer
 
 

@@ -31,10 +31,10 @@ from ..output import (
     save_bytes,
     wants_resume,
 )
+from ..trainer import SOFT_TARGETS, TransferTrainer, WeightInterpolationCallback
 from .config import FinetuneConfig
 from .features import embed_dataset
 from .model import check_prepare_args, embed_texts, export_model, prepare
-from .trainer import PRIOR_COLUMN, PriorRegularizedTrainer, WeightInterpolationCallback
 
 
 def load_data_args(data_args: DataArguments, counts: dict | None = None):
@@ -176,14 +176,14 @@ def _train_and_evaluate(config: FinetuneConfig, data_args: DataArguments, train,
         if config.prior_weight > 0 and len(train):
             with torch.no_grad():
                 features = embed_texts(base, tokenizer, train["text"], max_length=config.max_length)
-                prior = base.classifier(features.to(base.classifier.weight.dtype))
-            train = train.add_column(PRIOR_COLUMN, prior.float().numpy().tolist())
+                prior = base.classifier(features.to(base.classifier.weight.dtype)).float().softmax(-1)
+            train = train.add_column(SOFT_TARGETS, prior.numpy().tolist())  # the zero-shot prediction per row
         train = tokenize(train, tokenizer, config.max_length)
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
         collator = DataCollatorWithPadding(tokenizer)
     config = config.for_train_size(len(train))  # a copy when the epochs are raised: the card shows what ran
     callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
-    trainer = PriorRegularizedTrainer(
+    trainer = TransferTrainer(
         model=model,
         args=trainer_args(config),  # push settings and token withheld: we push once, with our card
         train_dataset=train if len(train) else None,
@@ -192,7 +192,7 @@ def _train_and_evaluate(config: FinetuneConfig, data_args: DataArguments, train,
         processing_class=tokenizer,
         compute_metrics=classification(len(labels)),
         callbacks=callbacks,
-        prior_weight=config.prior_weight,
+        soft_weight=config.prior_weight,  # KL toward the zero-shot prior, T = 1
     )
     train_seconds = 0.0
     if len(train):

@@ -22,6 +22,7 @@ from ..defaults import portable_ref
 from ..distributed import partial_state
 from ..errors import ConfigError
 from ..output import check_output_dir, run_lock
+from ..state import atomic_write
 from .config import GenerateConfig
 from .filters import Scorer, apply_filters, default_scorer
 from .generation import check_generator, generate_rows, load_generator
@@ -33,7 +34,7 @@ from .prompts import (
     seed_examples_digest,
     top_up_prompts,
 )
-from .shards import ROUNDS, ShardStore, atomic_write, batch_seed
+from .shards import ROUNDS, ShardStore, batch_seed
 
 DATASET_DIR = "dataset"
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..state import atomic_write, check_fingerprint, jsonable, read_json, write_json
 
 RUN_CONFIG = "run_config.json"
 SHARDS = "shards"
@@ -44,21 +45,10 @@ class ShardStore:
         if overwrite:
             return
         config_file = self.root / RUN_CONFIG
-        if config_file.is_file():
-            try:
-                saved = json.loads(config_file.read_text())
-            except json.JSONDecodeError:
-                saved = None
-            wanted = _jsonable(fingerprint)
-            if saved != wanted:
-                saved = saved if isinstance(saved, dict) else {}
-                changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-                raise ConfigError(
-                    f"output_dir {str(self.root)!r} holds a different generation run (differs in: "
-                    f"{', '.join(changed) or 'unreadable run_config.json'}). Use another output_dir, or "
-                    f"overwrite=True to delete its shards and start again."
-                )
-        elif self.existing_shards():
+        fix = "Use another output_dir, or overwrite=True to delete its shards and start again."
+        check_fingerprint(config_file, fingerprint, what=f"output_dir {str(self.root)!r} holds a different "
+                          "generation run", fix=fix)  # fmt: skip
+        if not config_file.is_file() and self.existing_shards():
             raise ConfigError(
                 f"output_dir {str(self.root)!r} holds shards but no {RUN_CONFIG}, so they cannot be matched to "
                 f"this run. Use another output_dir, or overwrite=True to delete them."
@@ -68,20 +58,19 @@ class ShardStore:
         """Record this run's config (main process only); with ``overwrite`` first delete other runs' shards."""
         self.check(fingerprint, overwrite)
         config_file = self.root / RUN_CONFIG
-        if overwrite and self.shard_dir.exists():
-            same = config_file.is_file() and json.loads(config_file.read_text()) == _jsonable(fingerprint)
-            if not same:
-                shutil.rmtree(self.shard_dir)
+        if overwrite and self.shard_dir.exists() and read_json(config_file) != jsonable(fingerprint):
+            shutil.rmtree(self.shard_dir)
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.shard_dir.glob("*.tmp*"):  # half-written shards of a killed run
             stale.unlink(missing_ok=True)
-        atomic_write(config_file, json.dumps(_jsonable(fingerprint), indent=2, sort_keys=True))
+        write_json(config_file, fingerprint)
 
     def done(self, num_batches: int) -> set[int]:
         return {i for i in range(num_batches) if self.shard_path(i).is_file()}
 
     def write(self, batch_index: int, rows: Iterable[dict]) -> None:
-        atomic_write(self.shard_path(batch_index), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        atomic_write(self.shard_path(batch_index), text)
 
     def read(self, num_batches: int) -> list[dict]:
         """All rows of batches ``0 .. num_batches-1``, in batch order; a missing shard is an error."""
@@ -92,16 +81,3 @@ class ShardStore:
                 raise FileNotFoundError(f"Shard {path} is missing: generation did not finish.")
             rows.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
         return rows
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, sort_keys=True))

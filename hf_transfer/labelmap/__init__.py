@@ -5,27 +5,27 @@ zero-shot through the map, pseudo-label an unlabelled pool, and distil the soft 
 through the stock ``Trainer``.
 """
 
+from ..trainer import TransferTrainer, soft_target_loss
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
 from .pipeline import build_label_map, evaluate_through_map, run_labelmap
 from .predict import add_source_probs, load_source, predict_proba, source_label_names
 from .pseudo import pseudo_label, select_rows
-from .trainer import DistillationTrainer, distillation_loss
 
 __all__ = [
-    "DistillationTrainer",
     "LabelMap",
     "LabelMapConfig",
+    "TransferTrainer",
     "add_source_probs",
     "build_label_map",
-    "distillation_loss",
     "evaluate_through_map",
     "load_source",
     "predict_proba",
     "pseudo_label",
     "run_labelmap",
     "select_rows",
+    "soft_target_loss",
     "source_label_names",
     "transfer_head",
 ]

@@ -8,7 +8,6 @@ from ..config import as_mapping
 from ..errors import ConfigError
 from ..finetune.config import FinetuneConfig, check_range
 from .pseudo import check_selection
-from .trainer import check_distillation
 
 MAP_METHODS = ("auto", "explicit", "identity", "learned", "names")
 
@@ -83,7 +82,9 @@ class LabelMapConfig(FinetuneConfig):
         if self.map_method == "explicit" and not self.label_map:
             raise ConfigError("map_method='explicit' needs label_map (a source->target mapping).")
         check_selection(self.threshold, self.top_k)
-        check_distillation(self.temperature, self.distill_weight)
+        check_range("temperature", self.temperature, low=0, low_open=True)
+        check_range("distill_weight", self.distill_weight, low=0, high=1,
+                    note="0 = only gold CE, 1 = only the soft labels")  # fmt: skip
         check_range("rounds", self.rounds, low=1)
         check_range("max_pool_samples", self.max_pool_samples, low=0, low_open=True)
         check_range("inference_batch_size", self.inference_batch_size, low=1)

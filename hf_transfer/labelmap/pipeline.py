@@ -27,13 +27,13 @@ from ..hub import check_publish, push_run, trainer_args
 from ..metrics import classification, classification_scores
 from ..output import claim_output_dir, save_bytes, wants_resume
 from ..precision import resolve_bf16
+from ..trainer import SOFT_TARGETS, TransferTrainer
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN, add_source_probs, load_source, source_config, source_label_names
 from .pseudo import pseudo_label
 from .state import LabelMapState, run_fingerprint
-from .trainer import SOFT_COLUMN, DistillationTrainer
 
 
 def build_label_map(
@@ -77,11 +77,11 @@ def evaluate_through_map(eval_ds: Dataset, label_map: LabelMap) -> dict[str, flo
 
 def _training_rows(pseudo: Dataset, gold: Dataset, num_labels: int) -> Dataset:
     """Pseudo-labelled rows (soft labels from the teacher) plus gold rows (one-hot soft labels)."""
-    parts = [pseudo.select_columns(["text", "label", "soft_label"]).rename_column("soft_label", SOFT_COLUMN)]
+    parts = [pseudo.select_columns(["text", "label", "soft_label"]).rename_column("soft_label", SOFT_TARGETS)]
     if len(gold):
         eye = np.eye(num_labels, dtype=np.float32)
         gold_rows = gold.select_columns(["text", "label"]).map(
-            lambda b: {SOFT_COLUMN: eye[np.asarray(b["label"])]}, batched=True, desc="One-hot gold labels"
+            lambda b: {SOFT_TARGETS: eye[np.asarray(b["label"])]}, batched=True, desc="One-hot gold labels"
         )
         parts.append(gold_rows.cast(parts[0].features))
     return concatenate_datasets(parts)
@@ -184,7 +184,7 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
         if state:  # each round checkpoints in its own folder, so a resumed round finds its own
             args = copy.copy(args)
             args.output_dir = state.round_dir(number)
-        trainer = DistillationTrainer(
+        trainer = TransferTrainer(
             model=student,
             args=args,
             train_dataset=tokenize(rows, student_tok, config.max_length),
@@ -192,8 +192,8 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
             data_collator=DataCollatorWithPadding(student_tok),
             processing_class=student_tok,
             compute_metrics=classification(len(labels)),
+            soft_weight=config.distill_weight,  # the teacher's soft labels, temperature-scaled
             temperature=config.temperature,
-            distill_weight=config.distill_weight,
         )
         trainer.train(resume_from_checkpoint=state.last_checkpoint(number) if state else None)
         metrics = trainer.evaluate()

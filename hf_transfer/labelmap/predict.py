@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from ..defaults import resolve_model
 from ..errors import ConfigError
+from ..inference import run_batched
 
 PROBS_COLUMN = "source_probs"
 
@@ -60,7 +61,6 @@ def load_source(name_or_path: str, dtype: torch.dtype | None = None):
     return model, AutoTokenizer.from_pretrained(path), labels
 
 
-@torch.inference_mode()
 def predict_proba(
     model: PreTrainedModel,
     tokenizer,
@@ -70,20 +70,17 @@ def predict_proba(
     max_length: int = 128,
     bf16: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities for ``texts`` in input order; batches are length-sorted to cut padding."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    device = next(model.parameters()).device
-    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        ).to(device)
-        with autocast:
-            logits = model(**batch).logits
-        out[idx] = logits.float().softmax(-1).cpu().numpy()
-    return out
+    """Softmax probabilities for ``texts`` in input order, float32 (loop: ``inference.run_batched``)."""
+    return run_batched(
+        model,
+        tokenizer,
+        texts,
+        lambda m, batch: m(**batch).logits.float().softmax(-1),
+        dim=model.config.num_labels,
+        batch_size=batch_size,
+        max_length=max_length,
+        bf16=bf16,
+    )
 
 
 def add_source_probs(

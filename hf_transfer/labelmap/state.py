@@ -5,20 +5,20 @@ training and, before the next round, the student re-labelling the pool. Each fin
 the pool's probabilities for round k (``pool-k``, an Arrow column, written whole or not at all) and the
 record of a finished round (``round-k.json``); within a round the Trainer writes its own checkpoints to
 ``round-k/`` when ``save_strategy`` asks for them. Started again with ``resume_from_checkpoint=last``,
-the run skips what is there and ends as an uninterrupted run would. Without it, a run starts afresh.
+the run skips what is there and ends as an uninterrupted run would. Without it, a folder holding a state is
+refused (``hf_transfer.output.check_fresh``); ``overwrite_output_dir`` clears it and the run starts afresh.
 The leading underscore keeps the folder out of Hub pushes (``hub.IGNORE_PATTERNS``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
-from datasets import Dataset, concatenate_datasets, load_from_disk
+from datasets import Dataset, concatenate_datasets
 
-from ..errors import ConfigError
+from ..state import check_fingerprint, jsonable, load_dataset_state, read_json, save_dataset, write_json
 
 STATE_DIR = "_labelmap_state"
 RUN_FILE = "run.json"
@@ -29,7 +29,8 @@ TRAINING_FIELDS = (
     "label_smoothing_factor", "bf16", "fp16",
 )  # fmt: skip
 # Fields of the strategies' configs that do not change results: where things go, and how fast.
-NOT_RESULTS = ("output_dir", "feature_cache_dir", "cache_features", "inference_batch_size", "merge_adapter")
+NOT_RESULTS = ("output_dir", "overwrite_output_dir", "feature_cache_dir", "cache_features", "inference_batch_size",
+               "merge_adapter")  # fmt: skip
 
 
 def run_fingerprint(config, data_args, num_processes: int) -> dict:
@@ -40,7 +41,7 @@ def run_fingerprint(config, data_args, num_processes: int) -> dict:
     own = [name for name in type(config).__dataclass_fields__ if name not in base or name in TRAINING_FIELDS]
     values = {name: getattr(config, name) for name in own if name not in NOT_RESULTS}
     data = {f"data.{key}": value for key, value in vars(data_args).items()}  # a changed key is named alone
-    return json.loads(json.dumps({**values, **data, "num_processes": num_processes}, default=str))
+    return jsonable({**values, **data, "num_processes": num_processes})
 
 
 class LabelMapState:
@@ -54,16 +55,13 @@ class LabelMapState:
 
     def check(self) -> None:
         """With ``resume``, refuse a state that another config made (before any model loads)."""
-        run_file = self.root / RUN_FILE
-        if not self.resume or not run_file.is_file():
-            return
-        saved = json.loads(run_file.read_text())
-        if saved != self.fingerprint:
-            changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
-            raise ConfigError(
-                f"resume_from_checkpoint: {str(self.root)!r} holds the state of a different labelmap run (differs "
-                f"in: {', '.join(changed)}). Use another output_dir, or start over with --overwrite_output_dir "
-                f"and without resume_from_checkpoint."
+        if self.resume:
+            check_fingerprint(
+                self.root / RUN_FILE,
+                self.fingerprint,
+                what=f"resume_from_checkpoint: {str(self.root)!r} holds the state of a different labelmap run",
+                fix="Use another output_dir, or start over with --overwrite_output_dir and without "
+                "resume_from_checkpoint.",
             )
 
     def start(self) -> None:
@@ -74,7 +72,7 @@ class LabelMapState:
         if not self.resume and self.root.exists():
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_json(self.root / RUN_FILE, self.fingerprint)
+        write_json(self.root / RUN_FILE, self.fingerprint)
 
     def round_dir(self, round_number: int) -> str:
         """Where round ``round_number``'s Trainer writes (and finds) its checkpoints."""
@@ -88,38 +86,20 @@ class LabelMapState:
 
     def load_pool(self, pool: Dataset, round_number: int, column: str) -> tuple[Dataset, float] | None:
         """``pool`` with round ``round_number``'s saved probabilities and the seconds they took, or None."""
-        folder = self.root / f"pool-{round_number}"
-        if not self.resume or not (folder / "seconds.json").is_file():
-            return None
-        probs = load_from_disk(str(folder))  # memory-mapped: a large pool is not read into memory
-        if len(probs) != len(pool) or probs.column_names != [column]:
+        saved = load_dataset_state(self.root / f"pool-{round_number}") if self.resume else None
+        if saved is None or len(saved[0]) != len(pool) or saved[0].column_names != [column]:
             return None
         rest = pool.remove_columns([c for c in (column,) if c in pool.column_names])
-        return concatenate_datasets([rest, probs], axis=1), json.loads((folder / "seconds.json").read_text())
+        return concatenate_datasets([rest, saved[0]], axis=1), saved[1]
 
     def save_pool(self, pool: Dataset, round_number: int, column: str, seconds: float) -> None:
-        if not self.is_main:
-            return
-        folder = self.root / f"pool-{round_number}"
-        tmp = self.root / f"pool-{round_number}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        pool.select_columns([column]).save_to_disk(str(tmp))
-        (tmp / "seconds.json").write_text(json.dumps(seconds))  # last: its presence marks a whole folder
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        if self.is_main:
+            save_dataset(pool.select_columns([column]), self.root / f"pool-{round_number}", seconds)
 
     def load_round(self, round_number: int) -> dict | None:
-        path = self.root / f"round-{round_number}.json"
-        return json.loads(path.read_text()) if self.resume and path.is_file() else None
+        record = read_json(self.root / f"round-{round_number}.json") if self.resume else None
+        return record if isinstance(record, dict) else None  # absent (or foreign): the round runs again
 
     def save_round(self, record: dict) -> None:
-        if not self.is_main:
-            return
-        _write_json(self.root / f"round-{record['round']}.json", record)
-
-
-def _write_json(path: Path, value) -> None:
-    """Whole or not at all: a run killed mid-write leaves the old file (or none), never half a file."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+        if self.is_main:
+            write_json(self.root / f"round-{record['round']}.json", record)

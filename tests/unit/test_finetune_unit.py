@@ -11,7 +11,6 @@ import torch
 from conftest import LABELS, LAYERS
 from datasets import ClassLabel, Dataset, Features, Value
 from peft import PeftModel, PeftType
-from torch import nn
 from torch.nn import functional as F
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -20,8 +19,6 @@ from hf_transfer.config import DataArguments
 from hf_transfer.errors import ConfigError, DataError
 from hf_transfer.finetune import (
     FinetuneConfig,
-    PriorRegularizedTrainer,
-    WeightInterpolationCallback,
     embed_dataset,
     embed_texts,
     export_model,
@@ -29,10 +26,8 @@ from hf_transfer.finetune import (
     load_data_args,
     peft_config_for,
     prepare,
-    prior_kl,
     run_finetune,
 )
-from hf_transfer.finetune.trainer import PRIOR_COLUMN
 from hf_transfer.modeling import TransferForSequenceClassification
 
 from .conftest import write_jsonl
@@ -478,93 +473,6 @@ def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Trainer pieces
-# --------------------------------------------------------------------------------------------------------------
-
-
-def test_prior_kl_by_hand():
-    generator = torch.Generator().manual_seed(3)
-    logits = torch.randn(5, 3, generator=generator)
-    prior = torch.randn(5, 3, generator=generator) * 2
-    p = prior.softmax(-1)
-    expected = (p * (p.log() - logits.log_softmax(-1))).sum(-1).mean()
-    assert torch.allclose(prior_kl(logits, prior), expected, atol=1e-6)
-    assert prior_kl(logits, logits).abs().item() < 1e-6
-    assert prior_kl(logits, prior).item() > 0
-    # Direction: KL(prior || model), not KL(model || prior).
-    q = logits.softmax(-1)
-    reverse = (q * (q.log() - prior.log_softmax(-1))).sum(-1).mean()
-    assert not torch.allclose(prior_kl(logits, prior), reverse, atol=1e-4)
-
-
-def _two_layer_model():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
-    model[1].requires_grad_(False)
-    return model
-
-
-@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
-def test_weight_interpolation_callback(alpha):
-    model = _two_layer_model()
-    callback = WeightInterpolationCallback(alpha)
-    callback.on_train_begin(None, None, None, model=model)
-    start = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with torch.no_grad():  # "training" moves every weight by +1, the frozen layer by +5 (it must be left alone)
-        model[0].weight.add_(1.0)
-        model[0].bias.add_(1.0)
-        model[1].weight.add_(5.0)
-    callback.on_train_end(None, None, None, model=model)
-    assert torch.allclose(model[0].weight, start["0.weight"] + alpha)
-    assert torch.allclose(model[0].bias, start["0.bias"] + alpha)
-    assert torch.allclose(model[1].weight, start["1.weight"] + 5.0)
-
-
-@pytest.mark.parametrize("alpha", [-0.1, 1.5])
-def test_weight_interpolation_alpha_range(alpha):
-    with pytest.raises(ValueError, match="wise_alpha"):
-        WeightInterpolationCallback(alpha)
-
-
-def test_prior_regularized_loss_mixes_ce_and_kl(tmp_path, tiny_model_dir):
-    model, tokenizer = prepare(tiny_model_dir, LABELS, method="head")
-    args = FinetuneConfig(output_dir=str(tmp_path), model_name_or_path=tiny_model_dir, use_cpu=True)
-    trainer = PriorRegularizedTrainer(model=model, args=args, prior_weight=0.25, processing_class=tokenizer)
-    assert PRIOR_COLUMN in (trainer._set_signature_columns_if_needed() or trainer._signature_columns)
-    batch = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
-    labels = torch.tensor([2, 0, 1, 0])
-    prior = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
-    for training in (True, False):  # in evaluation the KL term is off
-        model.train(training)
-        torch.manual_seed(0)  # same dropout masks for the trainer's forward and the one here
-        loss = trainer.compute_loss(model, {**batch, "labels": labels, PRIOR_COLUMN: prior})
-        torch.manual_seed(0)
-        with torch.no_grad():
-            logits = model(**batch).logits
-        ce = F.cross_entropy(logits, labels)
-        expected = 0.75 * ce + 0.25 * prior_kl(logits, prior) if training else ce
-        assert torch.allclose(loss.detach(), expected, atol=1e-5), training
-
-
-def test_prior_regularized_trainer_weight_range(tmp_path, tiny_model_dir):
-    model, _ = prepare(tiny_model_dir, LABELS, method="head")
-    args = FinetuneConfig(output_dir=str(tmp_path), model_name_or_path=tiny_model_dir, use_cpu=True)
-    with pytest.raises(ValueError, match="prior_weight=1.5"):
-        PriorRegularizedTrainer(model=model, args=args, prior_weight=1.5)
-
-
-def test_weight_interpolation_goes_halfway():
-    layer = torch.nn.Linear(2, 2)
-    start = layer.weight.detach().clone()
-    callback = WeightInterpolationCallback(0.5)
-    callback.on_train_begin(None, None, None, model=layer)
-    with torch.no_grad():
-        layer.weight.add_(2.0)
-    callback.on_train_end(None, None, None, model=layer)
-    assert torch.allclose(layer.weight, start + 1.0)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # FinetuneConfig
 # --------------------------------------------------------------------------------------------------------------
 
@@ -874,26 +782,6 @@ def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp
     assert train["text"][:4] == train["text"][4:8]  # the sampled real rows, repeated in order
     with pytest.raises(ValueError, match="repeat_train=0"):
         DataArguments(repeat_train=0)
-
-
-@pytest.mark.parametrize("method", ["full", "lora"])
-def test_head_learning_rate_gives_the_head_its_own_groups(tiny_encoder, tmp_path, method):
-    model, _ = prepare(tiny_encoder, ["negative", "positive"], method=method)
-    trainable = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
-    for head_lr, expected in ((None, 1e-4), (1e-2, 1e-2)):
-        args = FinetuneConfig(output_dir=str(tmp_path), method=method, learning_rate=1e-4, head_learning_rate=head_lr)
-        trainer = PriorRegularizedTrainer(model=model, args=args)
-        trainer.create_optimizer_and_scheduler(num_training_steps=10)
-        lr_of = {id(p): g["initial_lr"] for g in trainer.optimizer.param_groups for p in g["params"]}  # peak (warm-up)
-        assert sorted(lr_of) == sorted(trainable)  # every trainable parameter in exactly one group
-        heads = [i for i, n in trainable.items() if "classifier" in n.split(".")]
-        assert heads and all(lr_of[i] == expected for i in heads)
-        assert all(lr_of[i] == 1e-4 for i in trainable if i not in heads)
-        assert sorted(set(trainer.lr_scheduler.base_lrs)) == sorted({1e-4, expected})  # the schedule scales both
-    head_only, _ = prepare(tiny_encoder, ["negative", "positive"], method="head")  # its rate is learning_rate
-    args = FinetuneConfig(output_dir=str(tmp_path), method="head", learning_rate=1e-4, head_learning_rate=1e-2)
-    trainer = PriorRegularizedTrainer(model=head_only, args=args)
-    assert [g["lr"] for g in trainer.create_optimizer().param_groups] == [1e-4, 1e-4]
 
 
 def test_head_learning_rate_resumes_and_is_checked(tiny_encoder, sentiment_dir, tmp_path):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from hf_transfer.config import DataArguments
@@ -17,7 +16,6 @@ from hf_transfer.finetune import prepare
 from hf_transfer.labelmap import (
     LabelMap,
     LabelMapConfig,
-    distillation_loss,
     pseudo_label,
     run_labelmap,
     select_rows,
@@ -25,7 +23,8 @@ from hf_transfer.labelmap import (
     transfer_head,
 )
 from hf_transfer.labelmap.state import STATE_DIR, LabelMapState, run_fingerprint
-from hf_transfer.labelmap.trainer import DistillationTrainer
+from hf_transfer.state import MARKER
+from hf_transfer.trainer import TransferTrainer
 
 SST5 = ["very negative", "negative", "neutral", "positive", "very positive"]
 BINARY = ["negative", "positive"]
@@ -163,20 +162,6 @@ def test_config_validation(tmp_path, kwargs, message):
     assert message in str(err.value)
 
 
-def test_distillation_loss_by_hand():
-    student = torch.tensor([[1.0, 0.0]])
-    teacher = torch.tensor([[0.8, 0.2]])
-    labels = torch.tensor([1])
-    t, alpha = 2.0, 0.25
-    p = torch.softmax(teacher.log() / t, -1)
-    q = torch.softmax(student / t, -1)
-    kl = (p * (p / q).log()).sum() * t * t
-    ce = F.cross_entropy(student, labels)
-    expected = (1 - alpha) * ce + alpha * kl
-    assert distillation_loss(student, teacher, labels, t, alpha).item() == pytest.approx(expected.item(), rel=1e-5)
-    assert distillation_loss(student, teacher, None, t, alpha).item() == pytest.approx(kl.item(), rel=1e-5)
-
-
 def test_source_without_id2label_is_refused():
     with pytest.raises(ConfigError, match="no id2label naming its classes"):
         source_label_names(BertConfig(num_labels=3))
@@ -295,7 +280,7 @@ def test_stopped_run_resumes_where_it_stopped(tiny_encoder, tiny_source, sentime
     reference = run_labelmap(_two_rounds(tmp_path / "a", tiny_source, tiny_encoder), data)
 
     trained, scored = [], []
-    real_train, real_probs = DistillationTrainer.train, pipeline.add_source_probs
+    real_train, real_probs = TransferTrainer.train, pipeline.add_source_probs
 
     def train(self, *args, **kwargs):
         trained.append(self.args.output_dir)
@@ -303,7 +288,7 @@ def test_stopped_run_resumes_where_it_stopped(tiny_encoder, tiny_source, sentime
             raise RuntimeError("stopped")  # in round 2, after round 1 and the re-labelled pool were saved
         return real_train(self, *args, **kwargs)
 
-    monkeypatch.setattr(DistillationTrainer, "train", train)
+    monkeypatch.setattr(TransferTrainer, "train", train)
     monkeypatch.setattr(pipeline, "add_source_probs", lambda *a, **k: scored.append(k["desc"]) or real_probs(*a, **k))
     config = _two_rounds(tmp_path / "b", tiny_source, tiny_encoder, resume_from_checkpoint="last")
     with pytest.raises(RuntimeError, match="stopped"):
@@ -314,7 +299,7 @@ def test_stopped_run_resumes_where_it_stopped(tiny_encoder, tiny_source, sentime
     assert trained == [str(tmp_path / "b" / STATE_DIR / "round-2")]  # round 1 was not trained again
     assert scored == ["Source predictions (eval)"]  # nor the pool scored or re-labelled again
     assert resumed["rounds"] == reference["rounds"] and resumed["pool_seconds"] == pytest.approx(
-        json.loads((tmp_path / "b" / STATE_DIR / "pool-1" / "seconds.json").read_text())
+        json.loads((tmp_path / "b" / STATE_DIR / "pool-1" / MARKER).read_text())
     )
     weights = [AutoModelForSequenceClassification.from_pretrained(tmp_path / d).state_dict() for d in "ab"]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -349,17 +334,17 @@ def test_stopped_round_resumes_from_its_trainer_checkpoint(tiny_encoder, tiny_so
     data = DataArguments(dataset=str(sentiment_dir))
     options = dict(rounds=1, num_train_epochs=2, save_strategy="epoch", per_device_train_batch_size=4)
     reference = run_labelmap(_two_rounds(tmp_path / "a", tiny_source, tiny_encoder, **options), data)
-    real_save = DistillationTrainer._save_checkpoint
+    real_save = TransferTrainer._save_checkpoint
 
     def save_then_stop(self, *args, **kwargs):
         real_save(self, *args, **kwargs)
         raise RuntimeError("stopped")  # right after epoch 1's checkpoint
 
-    monkeypatch.setattr(DistillationTrainer, "_save_checkpoint", save_then_stop)
+    monkeypatch.setattr(TransferTrainer, "_save_checkpoint", save_then_stop)
     config = _two_rounds(tmp_path / "b", tiny_source, tiny_encoder, resume_from_checkpoint="last", **options)
     with pytest.raises(RuntimeError, match="stopped"):
         run_labelmap(config, data)
-    monkeypatch.setattr(DistillationTrainer, "_save_checkpoint", real_save)
+    monkeypatch.setattr(TransferTrainer, "_save_checkpoint", real_save)
     checkpoints = sorted((tmp_path / "b" / STATE_DIR / "round-1").glob("checkpoint-*"))
     assert len(checkpoints) == 1
     resumed = run_labelmap(config, data)

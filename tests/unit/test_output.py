@@ -172,13 +172,13 @@ class KillAfterSave(TrainerCallback):  # kill -9 right after the first checkpoin
     def on_save(self, args, state, control, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-Trainer = pipeline.PriorRegularizedTrainer
+Trainer = pipeline.TransferTrainer
 class Killed(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(KillAfterSave())
 
-pipeline.PriorRegularizedTrainer = Killed
+pipeline.TransferTrainer = Killed
 config = FinetuneConfig(**{config})
 pipeline.run_finetune(config, DataArguments(dataset={dataset!r}, n_per_class=4))
 """

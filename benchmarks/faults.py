@@ -93,12 +93,12 @@ def install_hook(scenario: str) -> None:
 
         TrainerState.save_to_json = save_to_json
     elif scenario == "mid-save":
-        import hf_transfer.finetune.pipeline as pipeline
+        import hf_transfer.model_card as model_card
 
         def write_model_card(*args, **kwargs):
             die()  # the model and tokenizer are staged; card and results.json not yet written
 
-        pipeline.write_model_card = write_model_card
+        model_card.write_model_card = write_model_card
     elif scenario == "mid-generation-shard":
         import hf_transfer.generate.shards as shards
 

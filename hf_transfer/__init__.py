@@ -28,6 +28,9 @@ _LAZY = {
     "TransferConfig": "modeling",
     "TransferForSequenceClassification": "modeling",
     "TransferTrainer": "trainer",
+    "TransferTrainingArguments": "trainer",
+    "ModelArguments": "classifier",
+    "prepare": "classifier",
     "WeightInterpolationCallback": "trainer",
     "FinetuneConfig": "finetune",
     "LabelMapConfig": "labelmap",
@@ -62,6 +65,9 @@ _SUBMODULES = {
     "hub",
     "report",
     "trainer",
+    "classifier",
+    "inference",
+    "state",
     "output",
     "sandbox",
 }
@@ -70,6 +76,7 @@ __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:
     from . import cli, finetune, generate, hub, labelmap, metrics, model_card, report  # noqa: F401
+    from .classifier import ModelArguments, prepare  # noqa: F401
     from .config import DataArguments  # noqa: F401
     from .data import bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
     from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
@@ -82,7 +89,7 @@ if TYPE_CHECKING:
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401
     from .report import write_report  # noqa: F401
-    from .trainer import TransferTrainer, WeightInterpolationCallback  # noqa: F401
+    from .trainer import TransferTrainer, TransferTrainingArguments, WeightInterpolationCallback  # noqa: F401
 
 
 def __getattr__(name: str):

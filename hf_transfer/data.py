@@ -14,17 +14,32 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Json, Value, load_dataset, load_from_disk
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    Json,
+    Value,
+    concatenate_datasets,
+    load_dataset,
+    load_from_disk,
+)
 from datasets.exceptions import DatasetGenerationError
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import DataArguments
 
 logger = logging.getLogger(__name__)
 
@@ -534,3 +549,76 @@ def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
         )
     order = np.sort(np.concatenate(picked)) if picked else np.array([], dtype=int)
     return dataset.select(order.tolist())
+
+
+def load_data_args(data_args: DataArguments, counts: dict | None = None):
+    """Load and sample the target data described by ``data_args``: ``(train, eval, labels)``. ``counts``, if
+    given, receives ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``."""
+    kwargs = dict(
+        text_column=data_args.text_column,
+        label_column=data_args.label_column,
+        labels=data_args.labels,
+        normalize_labels=data_args.normalize_labels,
+        validation_size=data_args.validation_size,
+        seed=data_args.sample_seed,
+    )
+    if data_args.dataset.startswith("bundled:"):
+        data = load_bundled(data_args.dataset.split(":", 1)[1], **kwargs)
+    else:
+        data = load_target(data_args.dataset, **kwargs)
+    if data_args.eval_split not in data:
+        raise DataError(f"eval_split={data_args.eval_split!r} is not among the splits {list(data)}.")
+    train = data["train"]
+    if data_args.n_per_class is not None:
+        train = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
+    n_real = len(train)
+    if data_args.repeat_train > 1 and n_real:
+        train = concatenate_datasets([train] * data_args.repeat_train)
+    extra = (
+        load_extra_train(data_args.extra_train, label_names(data), normalize_labels=data_args.normalize_labels)
+        if data_args.extra_train
+        else None
+    )
+    missing: list[str] = []
+    if extra is not None:
+        train = concatenate_datasets([train, extra])
+        missing = _labels_missing(extra, label_names(data))
+        if missing:
+            warnings.warn(
+                f"extra_train={str(data_args.extra_train)!r} has no rows for label(s) {missing}: "
+                + ("the model never sees them in training (n_per_class=0)." if not n_real else "only the real rows "
+                   "teach them, outnumbered by the extra rows of the other labels.")
+                + " Add rows for them (e.g. generate with a higher n_per_label) or drop those labels.",
+                stacklevel=2,
+            )  # fmt: skip
+    if counts is not None:
+        counts.update(n_real_train=n_real, n_extra_train=len(extra) if extra is not None else 0)
+        if extra is not None:
+            counts["extra_train_missing_labels"] = missing
+    eval_ds = data[data_args.eval_split]
+    if data_args.max_eval_samples is not None:
+        eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
+    return train, eval_ds, label_names(data)
+
+
+def _labels_missing(dataset: Dataset, labels: list[str]) -> list[str]:
+    present = set(dataset.unique("label")) if len(dataset) else set()
+    return [name for i, name in enumerate(labels) if i not in present]
+
+
+def load_extra_train(source, labels: list[str], normalize_labels: bool = False) -> Dataset:
+    """Rows from ``source`` (file, folder, saved ``Dataset``) with labels re-encoded by name to ``labels``."""
+    try:
+        extra = load_target(source, labels=labels, validation_size=0, normalize_labels=normalize_labels)
+    except DataError as err:
+        raise DataError(f"extra_train={str(source)!r}: {err}") from None
+    return concatenate_datasets(list(extra.values()))
+
+
+def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
+    return dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=["text"],
+        desc="Tokenizing",
+    )

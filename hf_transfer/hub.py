@@ -277,3 +277,51 @@ def push_dataset(dataset, card_path: str | Path, target: PushTarget, *, staging_
     dataset.to_parquet(str(staging / "data" / "train-00000-of-00001.parquet"))
     shutil.copyfile(card_path, staging / "README.md")
     return push_folder(staging, target, commit_message="hf_transfer: generated dataset")
+
+
+def save_run(
+    trainer,
+    config,
+    tokenizer,
+    results: dict,
+    data_args=None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write a Hub-ready folder to ``config.output_dir``: the exported model (or PEFT adapter with its base,
+    ``merge_adapter=False``), tokenizer, ``extra_files`` (name -> text), the model card ``README.md`` and
+    ``results.json``, staged and moved into place with ``results.json`` last (:func:`save_atomically`)."""
+    from . import model_card  # looked up at call time: tests and benchmarks/faults.py stop a save inside it
+    from .classifier import export_model
+    from .defaults import portable_ref
+    from .output import RESULTS_FILE, save_atomically
+
+    out = Path(config.output_dir)
+    peft_config = model_card.peft_summary(trainer.model)  # before export: merging drops the adapter
+    model = export_model(trainer.model, merge_adapter=config.merge_adapter)
+    repo_id = resolve_repo_id(config.hub_model_id, config.output_dir) if config.push_to_hub else None
+    results_text = json.dumps(results, indent=2)
+
+    def write(folder: Path) -> None:
+        adapter = save_model_folder(model, folder, adapter_base=repo_id or str(out.resolve()))
+        tokenizer.save_pretrained(folder)
+        for name, text in (extra_files or {}).items():
+            (folder / name).write_text(text)
+        model_card.write_model_card(
+            folder,
+            results,
+            config,
+            data_args,
+            model_name=repo_id,
+            usage_ref=repo_id or portable_ref(str(out)),  # a folder on this machine: its name, not its path
+            peft_config=peft_config,
+            saved_as_adapter=adapter,
+        )
+        (folder / RESULTS_FILE).write_text(results_text)
+
+    def rescue(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / RESULTS_FILE).write_text(results_text)
+
+    save_atomically(out, write, rescue)
+    return out

@@ -1,6 +1,7 @@
 """The one batched inference loop behind every "run a model over a list of texts" in hf_transfer.
 
-Embeddings (``finetune.embed_texts``) and source-model probabilities (``labelmap.predict_proba``) differ
+Embeddings (:func:`embed_texts`, the pooled features of an hf_transfer classifier) and class probabilities
+(:func:`predict_proba`, any sequence classifier: labelmap's source, generate's consistency scorer) differ
 only in what they take from the model, so length sorting, tokenisation, ``inference_mode``, bf16 autocast,
 train/eval restoring and putting rows back in input order live here once, and a fix to any of them
 reaches both.
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from transformers import BatchEncoding, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 Forward = Callable[[nn.Module, BatchEncoding], torch.Tensor]
 """``forward(model, batch) -> (len(batch), dim)`` tensor; ``batch`` is tokenised and on the model's device."""
@@ -66,3 +67,45 @@ def run_batched(
         for module, training in modes:
             module.training = training
     return out
+
+
+def embed_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    max_length: int = 128,
+) -> torch.Tensor:
+    """Pooled embeddings of ``texts`` in input order, as a float32 CPU tensor."""
+    embed = run_batched(
+        model,
+        tokenizer,
+        texts,
+        lambda m, batch: m.embed(**batch),
+        dim=model.config.hidden_size,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    return torch.from_numpy(embed)
+
+
+def predict_proba(
+    model: PreTrainedModel,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    bf16: bool = False,
+) -> np.ndarray:
+    """Softmax probabilities for ``texts`` in input order, float32."""
+    return run_batched(
+        model,
+        tokenizer,
+        texts,
+        lambda m, batch: m(**batch).logits.float().softmax(-1),
+        dim=model.config.num_labels,
+        batch_size=batch_size,
+        max_length=max_length,
+        bf16=bf16,
+    )

@@ -20,9 +20,19 @@ treat them as any group. ``WeightInterpolationCallback`` (WiSE-FT) is the one po
 
 from __future__ import annotations
 
+import copy
+import math
+from dataclasses import dataclass, field
+
 import torch
 from torch.nn import functional as F
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.utils import logging
+
+from .classifier import ModelArguments
+from .config import check_range
+
+logger = logging.get_logger(__name__)
 
 SOFT_TARGETS = "soft_targets"
 
@@ -104,6 +114,116 @@ class TransferTrainer(Trainer):
                 group = {"params": params, "weight_decay": self.args.weight_decay if decayed else 0.0}
                 groups.append({**group, "lr": head_lr} if head else group)
         return [g for g in groups if g["params"]]
+
+
+# Peak learning rate when none is given: one value cannot suit all methods (2e-5 leaves a head trained on
+# frozen features where it started; 1e-2 wrecks a fully fine-tuned encoder). PEFT methods not named: 5e-4.
+DEFAULT_LEARNING_RATES = {"full": 2e-5, "head": 1e-2, "ia3": 3e-3}
+PEFT_LEARNING_RATE = 5e-4
+# The training options users set most and their valid ranges (``check_range``'s keywords), checked before
+# anything loads. TrainingArguments itself checks only warmup_steps >= 0 among these, with a plain ValueError.
+TRAINING_RANGES: dict[str, dict] = {
+    "learning_rate": dict(low=0, low_open=True),
+    "head_learning_rate": dict(low=0, low_open=True),
+    "num_train_epochs": dict(low=0, note="0: no training"),
+    "max_steps": dict(low=-1, note="-1: num_train_epochs decides"),
+    "min_train_steps": dict(low=0, note="0 turns it off"),
+    "per_device_train_batch_size": dict(low=1),
+    "per_device_eval_batch_size": dict(low=1),
+    "gradient_accumulation_steps": dict(low=1),
+    "warmup_steps": dict(low=0, note="below 1: a share of all steps"),
+    "weight_decay": dict(low=0),
+    "max_grad_norm": dict(low=0, note="0: no clipping"),
+}
+
+
+def default_learning_rate(method: str) -> float:
+    """The learning rate a run of ``method`` gets when the user sets none."""
+    return DEFAULT_LEARNING_RATES.get(method.lower(), PEFT_LEARNING_RATE)
+
+
+@dataclass
+class TransferTrainingArguments(TrainingArguments, ModelArguments):
+    """``TrainingArguments`` for :class:`TransferTrainer` (TRL's ``*Config`` + ``*Trainer`` pairing), with the
+    classifier's options (:class:`~hf_transfer.classifier.ModelArguments`) and defaults for few labels. Every
+    strategy that trains a classifier extends it with its own options."""
+
+    output_dir: str | None = field(default="outputs/run", metadata={"help": "Where the model and results go."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds another run: its results, checkpoints and state are "
+            "deleted first. Without it (or resume_from_checkpoint) such a folder is refused."
+        },
+    )
+    # Defaults that suit few-shot runs on small data better than TrainingArguments' own.
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Total number of training epochs."})
+    min_train_steps: int = field(
+        default=100,
+        metadata={
+            "help": "Train at least this many optimizer steps: on a small train set num_train_epochs is raised "
+            "(whole epochs) to reach it, since 10 epochs of 8 examples per class are a handful of steps. "
+            "0: num_train_epochs alone decides; max_steps > 0 always wins."
+        },
+    )
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate; default by method: full 2e-5, head 1e-2, ia3 3e-3, other PEFT 5e-4."},
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Peak learning rate of the classification head when the encoder or an adapter trains too "
+            "(full, PEFT); default: learning_rate."
+        },
+    )
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device for training."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps (a float < 1 is a share of all steps)."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy: 'no', 'epoch' or 'steps'."})
+    eval_strategy: str = field(default="no", metadata={"help": "Evaluation strategy: 'no', 'epoch' or 'steps'."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy: 'no', 'epoch' or 'steps'."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+
+    def __post_init__(self):
+        if not self.use_cpu and not torch.accelerator.is_available():
+            # Without this, a multi-process launch on a machine with no GPU initialises gloo but leaves the
+            # Trainer non-distributed (each process trains alone); use_cpu makes accelerate use MULTI_CPU.
+            self.use_cpu = True
+        ModelArguments.__post_init__(self)  # TrainingArguments' __post_init__ does not call it
+        if self.learning_rate is None:
+            self.learning_rate = default_learning_rate(self.method)
+        for name, bounds in TRAINING_RANGES.items():  # before TrainingArguments' own checks and any model load
+            check_range(name, getattr(self, name), **bounds)
+        super().__post_init__()
+
+    def for_train_size(self, n_train: int) -> TransferTrainingArguments:
+        """This config, or a copy with enough whole epochs to reach ``min_train_steps`` on ``n_train`` rows.
+
+        Few-sample fine-tuning needs iterations more than epochs (Zhang et al., 2021, "Revisiting
+        Few-sample BERT Fine-tuning"): 16 examples at batch 16 make one step an epoch."""
+        if self.max_steps > 0 or self.min_train_steps <= 0 or n_train <= 0:
+            return self
+        batches = math.ceil(n_train / (self.per_device_train_batch_size * max(self.world_size, 1)))
+        steps_per_epoch = max(batches // self.gradient_accumulation_steps, 1)
+        if self.num_train_epochs * steps_per_epoch >= self.min_train_steps:
+            return self
+        config = copy.copy(self)
+        config.num_train_epochs = float(math.ceil(self.min_train_steps / steps_per_epoch))
+        # Per-epoch saving, evaluation and logging keep their count: every `stretch` epochs, not 100 checkpoints.
+        stretch = max(math.ceil(config.num_train_epochs / max(self.num_train_epochs, 1)), 1)
+        for strategy, every in (("save_strategy", "save_steps"), ("eval_strategy", "eval_steps"),
+                                ("logging_strategy", "logging_steps")):  # fmt: skip
+            value = getattr(self, strategy)
+            if value == "epoch":
+                setattr(config, strategy, type(value)("steps"))
+                setattr(config, every, steps_per_epoch * stretch)
+        logger.info(
+            f"{n_train} training rows make {steps_per_epoch} step(s) an epoch: training "
+            f"{config.num_train_epochs:g} epochs instead of {self.num_train_epochs:g} to reach "
+            f"min_train_steps={self.min_train_steps} (set it to 0 to train num_train_epochs only)."
+        )
+        return config
 
 
 class WeightInterpolationCallback(TrainerCallback):

@@ -1,9 +1,6 @@
 """The finetune strategy: adapt a pretrained encoder to the target labels (full, head-only, PEFT)."""
 
-from ..trainer import TransferTrainer, WeightInterpolationCallback, soft_target_loss
-from .config import FinetuneConfig, peft_method_names
-from .features import embed_dataset
-from .model import (
+from ..classifier import (
     check_prepare_args,
     description_head,
     embed_texts,
@@ -11,9 +8,14 @@ from .model import (
     freeze,
     layer_stack,
     peft_config_for,
+    peft_method_names,
     prepare,
 )
-from .pipeline import load_data_args, run_finetune, tokenize
+from ..data import load_data_args, tokenize
+from ..trainer import TransferTrainer, WeightInterpolationCallback, soft_target_loss
+from .config import FinetuneConfig
+from .features import embed_dataset
+from .pipeline import run_finetune
 
 __all__ = [
     "FinetuneConfig",

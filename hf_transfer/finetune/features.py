@@ -15,8 +15,8 @@ import torch
 from datasets import Dataset, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
+from ..inference import embed_texts
 from ..modeling import TransferForSequenceClassification
-from .model import embed_texts
 
 
 def model_fingerprint(model: TransferForSequenceClassification, max_length: int) -> str:

@@ -199,8 +199,8 @@ def consistency_scores(texts: Sequence[str], label_ids: Sequence[int], scorer: S
 
 def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None, model: str = "minilm") -> Scorer:
     """The label-description zero-shot classifier of ``hf_transfer.finetune.prepare`` as ``texts -> probs``."""
-    from ..finetune.model import prepare
-    from ..labelmap.predict import predict_proba
+    from ..classifier import prepare
+    from ..inference import predict_proba
 
     descriptions = {k: v for k, v in (descriptions or {}).items() if v}
     classifier, tokenizer = prepare(model, list(labels), method="head", label_descriptions=descriptions or None)

@@ -135,7 +135,7 @@ def generate_dataset(
     if generator is None:
         check_generator(config.generator)
     if scorer is None and config.resolved_consistency_threshold() > 0:
-        from ..finetune.model import check_prepare_args
+        from ..classifier import check_prepare_args
 
         check_prepare_args(config.consistency_model, config.labels, label_descriptions=config.label_descriptions)
     check_output_dir(config.output_dir)
@@ -345,7 +345,7 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
     eval_texts, seed_examples = None, None
     if data_args is not None and str(data_args.dataset).lower() not in ("", "none"):
         from ..config import DataArguments
-        from ..finetune.pipeline import load_data_args
+        from ..data import load_data_args
 
         labels = config.target_labels or data_args.labels
         train, eval_ds, data_labels = load_data_args(DataArguments(**{**data_args.__dict__, "labels": labels}))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import as_mapping
+from ..config import as_mapping, check_range
 from ..errors import ConfigError
-from ..finetune.config import FinetuneConfig, check_range
+from ..trainer import TransferTrainingArguments
 from .pseudo import check_selection
 
 MAP_METHODS = ("auto", "explicit", "identity", "learned", "names")
 
 
 @dataclass
-class LabelMapConfig(FinetuneConfig):
+class LabelMapConfig(TransferTrainingArguments):
     """Map a source classifier's labels onto the target task, pseudo-label a pool and distil a student."""
 
     output_dir: str | None = field(default="outputs/labelmap", metadata={"help": "Where the student and results go."})

@@ -17,13 +17,13 @@ from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorWithPadding, set_seed
 
 from .. import __version__
+from ..classifier import check_prepare_args, export_model, prepare
 from ..config import DataArguments
-from ..data import readable_label
+from ..data import load_data_args, readable_label, tokenize
 from ..defaults import portable_ref
 from ..errors import ConfigError
-from ..finetune.model import embed_texts, export_model, prepare
-from ..finetune.pipeline import check_config, load_data_args, prepare_from_config, save_run, tokenize
-from ..hub import check_publish, push_run, trainer_args
+from ..hub import check_publish, push_run, save_run, trainer_args
+from ..inference import embed_texts
 from ..metrics import classification, classification_scores
 from ..output import claim_output_dir, save_bytes, wants_resume
 from ..precision import resolve_bf16
@@ -90,7 +90,7 @@ def _training_rows(pseudo: Dataset, gold: Dataset, num_labels: int) -> Dataset:
 def _student(config: LabelMapConfig, labels, source, label_map):
     if config.init_from_source:
         return transfer_head(source, label_map), None
-    return prepare_from_config(config, labels)
+    return prepare(config, labels)
 
 
 def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
@@ -114,9 +114,9 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     method = config.resolved_map_method(data_args.n_per_class, source_labels, labels)
     if method in ("explicit", "identity"):
         build_label_map(method, config, source_labels, labels)
-    check_publish(config)  # push settings and card template (check_config repeats it; cheap)
+    check_publish(config)  # push settings and card template
     if not config.init_from_source:
-        check_config(config, labels)
+        check_prepare_args(config, labels)
     pool = train.select_columns(["text"])
     if config.max_pool_samples is not None:
         pool = pool.select(range(min(config.max_pool_samples, len(pool))))

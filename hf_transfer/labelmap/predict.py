@@ -10,9 +10,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
 
-import numpy as np
 import torch
 from datasets import Dataset, Value, concatenate_datasets, load_from_disk
 from datasets import Sequence as SequenceFeature
@@ -20,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from ..defaults import resolve_model
 from ..errors import ConfigError
-from ..inference import run_batched
+from ..inference import predict_proba
 
 PROBS_COLUMN = "source_probs"
 
@@ -59,28 +57,6 @@ def load_source(name_or_path: str, dtype: torch.dtype | None = None):
     kwargs = {"dtype": dtype} if dtype is not None else {}
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs).eval()
     return model, AutoTokenizer.from_pretrained(path), labels
-
-
-def predict_proba(
-    model: PreTrainedModel,
-    tokenizer,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 64,
-    max_length: int = 128,
-    bf16: bool = False,
-) -> np.ndarray:
-    """Softmax probabilities for ``texts`` in input order, float32 (loop: ``inference.run_batched``)."""
-    return run_batched(
-        model,
-        tokenizer,
-        texts,
-        lambda m, batch: m(**batch).logits.float().softmax(-1),
-        dim=model.config.num_labels,
-        batch_size=batch_size,
-        max_length=max_length,
-        bf16=bf16,
-    )
 
 
 def add_source_probs(

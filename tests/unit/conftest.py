@@ -44,7 +44,6 @@ def make_tiny_encoder(folder, *, sentence_transformers: bool = False) -> str:
     tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
     assert len(tokenizer) == len(vocab), "the tiny tokenizer must know its words"
     tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
@@ -53,7 +52,9 @@ def make_tiny_encoder(folder, *, sentence_transformers: bool = False) -> str:
         intermediate_size=64,
         max_position_embeddings=64,
     )
-    BertModel(config).save_pretrained(folder)
+    with torch.random.fork_rng():  # fixed weights, and the caller's global RNG left as it was
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(folder)
     if sentence_transformers:
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

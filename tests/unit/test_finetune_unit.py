@@ -230,7 +230,7 @@ def test_random_head_init(tiny_model_dir):
 
 
 def test_undescribed_labels_are_described_by_their_names_in_words():
-    from hf_transfer.finetune.model import descriptions_for
+    from hf_transfer.classifier import descriptions_for
 
     labels = ["meaning_of_life", "sci/tech", "oos", "very  negative"]
     assert descriptions_for(labels, {"oos": "out of scope", "sci/tech": ["science", "tech"]}) == [

@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, Trainer
 
 from hf_transfer import ConfigError, DataArguments
 from hf_transfer.finetune import FinetuneConfig, prepare, run_finetune
-from hf_transfer.finetune.pipeline import save_run
+from hf_transfer.hub import save_run
 from hf_transfer.labelmap import LabelMapConfig
 from hf_transfer.model_card import (
     DATASET_CARD_TEMPLATE,

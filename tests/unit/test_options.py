@@ -71,7 +71,7 @@ def test_generate_temperature_nan(tmp_path):
 
 
 def test_peft_config_class():
-    from hf_transfer.finetune.config import peft_config_class  # here: the rest of the module runs without it
+    from hf_transfer.classifier import peft_config_class  # here: the rest of the module runs without it
 
     assert peft_config_class("lora") is LoraConfig and peft_config_class("dora") is LoraConfig
     assert peft_config_class("ia3") is IA3Config

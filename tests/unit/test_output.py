@@ -239,12 +239,12 @@ def test_truncated_checkpoint_files_are_skipped(tmp_path, tiny_encoder, sentimen
 
 def test_a_failed_save_leaves_no_results_and_says_where_the_model_went(tmp_path, tiny_encoder, sentiment_dir,
                                                                        monkeypatch):  # fmt: skip
-    import hf_transfer.finetune.pipeline as pipeline
+    import hf_transfer.model_card as model_card
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "write_model_card", disk_full)
+    monkeypatch.setattr(model_card, "write_model_card", disk_full)
     out = tmp_path / "run"
     with pytest.raises(SaveError) as info:
         run_finetune(config_for(out, tiny_encoder, save_strategy="epoch"),

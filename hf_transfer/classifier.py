@@ -8,43 +8,184 @@ zero-shot classifier instead of from chance.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..data import readable_label
-from ..defaults import portable_ref, resolve_model, sentence_transformers_pooling
-from ..errors import ConfigError
-from ..inference import run_batched
-from ..modeling import TransferConfig, TransferForSequenceClassification, register_auto_classes
-from .config import BUILTIN_METHODS, peft_config_class, peft_method_names, peft_type_of
+from .config import as_mapping, check_range
+from .data import readable_label
+from .defaults import DEFAULT_ENCODER, portable_ref, resolve_model, sentence_transformers_pooling
+from .errors import ConfigError
+from .inference import embed_texts
+from .modeling import POOLING_MODES, TransferConfig, TransferForSequenceClassification, register_auto_classes
+
+BUILTIN_METHODS = ("full", "head")
+
+
+def peft_method_names() -> list[str]:
+    """PEFT methods ``method=`` accepts, besides ``full`` and ``head``: every PEFT type, plus ``dora``."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return sorted([t.value.lower() for t in PEFT_TYPE_TO_CONFIG_MAPPING] + ["dora"])
+
+
+def peft_type_of(method: str):
+    """The ``PeftType`` of PEFT method ``method`` (``dora`` is LoRA with ``use_dora``)."""
+    from peft import PeftType
+
+    return PeftType.LORA if method == "dora" else PeftType[method.upper()]
+
+
+def peft_config_class(method: str) -> type:
+    """The PEFT config dataclass of ``method``: one lookup for checking ``peft_kwargs`` before the model loads
+    and for building the config from them."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return PEFT_TYPE_TO_CONFIG_MAPPING[peft_type_of(method)]
+
+
+# The classifier's numeric options and their valid ranges (``check_range``'s keywords).
+MODEL_RANGES: dict[str, dict] = {
+    "max_length": dict(low=1),
+    "freeze_layers": dict(low=0),
+    "head_init_scale": dict(low=0, low_open=True),
+}
+
+
+@dataclass
+class ModelArguments:
+    """The classifier a run builds from a pretrained encoder: every model option, declared and checked once
+    (TRL's ``ModelConfig``). :func:`prepare` takes it; each strategy's config extends it, so the CLI, recipes and
+    cards see the same fields."""
+
+    model_name_or_path: str = field(
+        default=DEFAULT_ENCODER,
+        metadata={"help": "Encoder to adapt: Hub id, local path, or 'minilm' (the embedded all-MiniLM-L6-v2)."},
+    )
+    method: str = field(
+        default="full",
+        metadata={
+            "help": "'full' (all weights), 'head' (frozen backbone; trains the head on cached features), "
+            "or a PEFT method name: 'lora', 'dora', 'ia3', 'loha', 'lokr', 'vera', ..."
+        },
+    )
+    peft_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Extra arguments for the PEFT config as a mapping or JSON, e.g. '{\"r\": 16}'."},
+    )
+    merge_adapter: bool = field(
+        default=True, metadata={"help": "Merge PEFT weights into the base model when saving (plain model export)."}
+    )
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the encoder's embedding layer."})
+    freeze_layers: int = field(default=0, metadata={"help": "Freeze the bottom k transformer layers."})
+    pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "mean, cls, max or pooler; default: what a sentence-transformers checkpoint declares, else mean."
+        },
+    )
+    normalize: bool | None = field(
+        default=None, metadata={"help": "L2-normalise pooled features; default: the checkpoint's own setting."}
+    )
+    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+    head_init: str = field(
+        default="label_descriptions",
+        metadata={
+            "help": "'label_descriptions': start the head from the encoder's embeddings of a text per label "
+            "(zero-shot before training); 'random': a fresh head."
+        },
+    )
+    label_descriptions: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Text (or list of texts, averaged) per label for head_init, as a mapping or JSON; "
+            "default: the label name."
+        },
+    )
+    head_init_scale: float = field(
+        default=10.0,
+        metadata={
+            "help": "Logit scale (inverse temperature) of a description-initialised head on normalised features."
+        },
+    )
+
+    def __post_init__(self):
+        self.method = self.method.lower()
+        if self.method not in BUILTIN_METHODS and self.method not in peft_method_names():
+            raise ConfigError(
+                f"method={self.method!r} is not known. Use 'full', 'head', or a PEFT method: "
+                f"{', '.join(peft_method_names())}."
+            )
+        for name, bounds in MODEL_RANGES.items():
+            check_range(name, getattr(self, name), **bounds)
+        self.peft_kwargs = as_mapping("peft_kwargs", self.peft_kwargs)
+        self.label_descriptions = as_mapping("label_descriptions", self.label_descriptions)
+        if self.peft_kwargs and not self.is_peft:
+            raise ConfigError(f"peft_kwargs is set but method={self.method!r} is not a PEFT method.")
+        if self.peft_kwargs:
+            self._check_peft_kwargs()
+        if self.pooling is not None and self.pooling not in POOLING_MODES:
+            raise ConfigError(f"pooling={self.pooling!r}: use {', '.join(POOLING_MODES)}.")
+        if self.head_init not in ("label_descriptions", "random"):
+            raise ConfigError(f"head_init={self.head_init!r}: use 'label_descriptions' or 'random'.")
+
+    def _check_peft_kwargs(self) -> None:
+        """Refuse ``peft_kwargs`` keys the method's PEFT config does not take: PEFT would only fail on them
+        after the encoder has loaded, with a bare ``TypeError``."""
+        config_class = peft_config_class(self.method)
+        valid = sorted(f.name for f in dataclasses.fields(config_class) if f.init)
+        unknown = sorted(set(map(str, self.peft_kwargs)) - set(valid))
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(
+                f"peft_kwargs has key(s) that {config_class.__name__} (method={self.method!r}) does not take: "
+                f"{', '.join(hints)}. Fix or remove them; see the {config_class.__name__} documentation in PEFT."
+            )
+
+    @property
+    def is_peft(self) -> bool:
+        return self.method not in BUILTIN_METHODS
+
+    def model_options(self) -> dict:
+        """This instance's model options by name (a ``FinetuneConfig`` holds many more fields)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelArguments)}
 
 
 def num_layers(config) -> int | None:
     return getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
 
 
-def check_prepare_args(
-    model_name_or_path: str,
-    labels: Sequence[str],
-    *,
-    method: str = "full",
-    freeze_layers: int = 0,
-    label_descriptions: Mapping[str, str | Sequence[str]] | None = None,
-):
-    """Validate everything that can be checked from the config alone, before weights are loaded."""
+def model_arguments(model: str | ModelArguments, **options) -> ModelArguments:
+    """``model`` as :class:`ModelArguments`: a name or path with keyword options (checked by the dataclass),
+    or a ``ModelArguments`` (any strategy config) with ``options`` replacing some of its fields."""
+    if isinstance(model, ModelArguments):
+        return ModelArguments(**{**model.model_options(), **options}) if options else model
+    return ModelArguments(model_name_or_path=model, **options)
+
+
+def check_prepare_args(model: str | ModelArguments, labels: Sequence[str], **options) -> ModelArguments:
+    """Validate everything that can be checked without weights (the options, the labels, the model's config)
+    and return the options as :class:`ModelArguments`."""
+    args = model_arguments(model, **options)
+    model_name_or_path, freeze_layers, label_descriptions = (
+        args.model_name_or_path,
+        args.freeze_layers,
+        (args.label_descriptions),
+    )
     labels = list(labels)
     if len(labels) < 2:
         raise ConfigError(f"Need at least 2 labels to classify, got {labels}.")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"Labels must be unique, got {labels}.")
-    if method not in BUILTIN_METHODS and method not in peft_method_names():
-        raise ConfigError(
-            f"method={method!r} is not known. Use 'full', 'head', or a PEFT method: {', '.join(peft_method_names())}."
-        )
     if label_descriptions:
         unknown = sorted(set(label_descriptions) - set(labels))
         if unknown:
@@ -75,7 +216,7 @@ def check_prepare_args(
                 f"freeze_layers={freeze_layers} but {model_name_or_path!r} has only {total} layers; "
                 f"use at most {total} (or method='head' to freeze the whole backbone)."
             )
-    return config
+    return args
 
 
 def load_encoder(path: str, dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, tuple[str, bool] | None]:
@@ -113,26 +254,6 @@ def freeze(model: TransferForSequenceClassification, *, backbone=False, embeddin
     if layers:
         for block in layer_stack(encoder)[:layers]:
             block.requires_grad_(False)
-
-
-def embed_texts(
-    model: TransferForSequenceClassification,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    batch_size: int = 64,
-    max_length: int = 128,
-) -> torch.Tensor:
-    """Pooled embeddings of ``texts`` in input order, as a float32 CPU tensor (loop: ``inference.run_batched``)."""
-    embed = run_batched(
-        model,
-        tokenizer,
-        texts,
-        lambda m, batch: m.embed(**batch),
-        dim=model.config.hidden_size,
-        batch_size=batch_size,
-        max_length=max_length,
-    )
-    return torch.from_numpy(embed)
 
 
 def description_head(
@@ -183,36 +304,28 @@ def peft_config_for(method: str, encoder_model_type: str, **overrides):
 
 
 def prepare(
-    model_name_or_path: str,
+    model: str | ModelArguments,
     labels: Sequence[str],
     *,
-    method: str = "full",
-    pooling: str | None = None,
-    normalize: bool | None = None,
-    head_init: str = "label_descriptions",
-    label_descriptions: Mapping[str, str | Sequence[str]] | None = None,
-    head_init_scale: float = 10.0,
-    freeze_embeddings: bool = False,
-    freeze_layers: int = 0,
-    peft_kwargs: Mapping | None = None,
-    max_length: int = 128,
     dtype: torch.dtype | None = None,
+    **options,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load ``model_name_or_path`` as a classifier over ``labels``; returns ``(model, tokenizer)``.
+    """Load ``model`` as a classifier over ``labels``; returns ``(model, tokenizer)``.
 
-    ``method`` is ``full``, ``head`` (backbone frozen) or any PEFT method name (``lora``, ``dora``,
+    ``model`` is a name or path with :class:`ModelArguments` fields as keywords (``method="lora"``,
+    ``label_descriptions={...}``, ``freeze_layers=2``, ...), or a ``ModelArguments`` itself (any strategy's
+    config). ``method`` is ``full``, ``head`` (backbone frozen) or any PEFT method name (``lora``, ``dora``,
     ``ia3``, ...), in which case the returned model is a ``PeftModel`` with the head in
     ``modules_to_save``. The model is a plain ``PreTrainedModel``: hand it to ``transformers.Trainer``.
     """
     labels = list(labels)
-    check_prepare_args(
-        model_name_or_path, labels, method=method, freeze_layers=freeze_layers, label_descriptions=label_descriptions
-    )
+    args = check_prepare_args(model, labels, **options)
+    model_name_or_path, method = args.model_name_or_path, args.method
     path = resolve_model(model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder, declared = load_encoder(path, dtype)
-    pooling = pooling or (declared[0] if declared else "mean")
-    normalize = normalize if normalize is not None else (declared[1] if declared else False)
+    pooling = args.pooling or (declared[0] if declared else "mean")
+    normalize = args.normalize if args.normalize is not None else (declared[1] if declared else False)
     encoder.config.name_or_path = portable_ref(model_name_or_path)  # saved in config.json: no local path
     config = TransferConfig(
         encoder_config=encoder.config.to_dict(),
@@ -223,21 +336,18 @@ def prepare(
     )
     config.name_or_path = portable_ref(model_name_or_path)
     model = TransferForSequenceClassification(config, encoder=encoder)
-    if head_init == "label_descriptions":
-        weights = description_head(
-            model, tokenizer, descriptions_for(labels, label_descriptions), head_init_scale, max_length
-        )
+    if args.head_init == "label_descriptions":
+        descriptions = descriptions_for(labels, args.label_descriptions)
+        weights = description_head(model, tokenizer, descriptions, args.head_init_scale, args.max_length)
         with torch.no_grad():
             model.classifier.weight.copy_(weights)
             model.classifier.bias.zero_()
-    elif head_init != "random":
-        raise ValueError(f"head_init={head_init!r}: use 'label_descriptions' or 'random'.")
-    freeze(model, backbone=method == "head", embeddings=freeze_embeddings, layers=freeze_layers)
+    freeze(model, backbone=method == "head", embeddings=args.freeze_embeddings, layers=args.freeze_layers)
     model.eval()  # like from_pretrained; the Trainer switches to train mode itself
     if method not in BUILTIN_METHODS:
         from peft import get_peft_model
 
-        peft_config = peft_config_for(method, encoder.config.model_type, **dict(peft_kwargs or {}))
+        peft_config = peft_config_for(method, encoder.config.model_type, **dict(args.peft_kwargs or {}))
         model = get_peft_model(model, peft_config)
         saved = model.peft_config["default"]
         if getattr(saved, "modules_to_save", None):  # PEFT appends its SEQ_CLS defaults ("classifier", "score"):

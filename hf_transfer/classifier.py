@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -64,6 +65,9 @@ class ModelArguments:
     (TRL's ``ModelConfig``). :func:`prepare` takes it; each strategy's config extends it, so the CLI, recipes and
     cards see the same fields."""
 
+    # fields that do not change what is trained (where things go, how fast): not fingerprinted, not in cards
+    io_fields: ClassVar[tuple[str, ...]] = ("merge_adapter",)
+
     model_name_or_path: str = field(
         default=DEFAULT_ENCODER,
         metadata={"help": "Encoder to adapt: Hub id, local path, or 'minilm' (the embedded all-MiniLM-L6-v2)."},
@@ -80,7 +84,8 @@ class ModelArguments:
         metadata={"help": "Extra arguments for the PEFT config as a mapping or JSON, e.g. '{\"r\": 16}'."},
     )
     merge_adapter: bool = field(
-        default=True, metadata={"help": "Merge PEFT weights into the base model when saving (plain model export)."}
+        default=True,
+        metadata={"help": "Merge PEFT weights into the base model when saving (plain model export)."},
     )
     freeze_embeddings: bool = field(default=False, metadata={"help": "Freeze the encoder's embedding layer."})
     freeze_layers: int = field(default=0, metadata={"help": "Freeze the bottom k transformer layers."})

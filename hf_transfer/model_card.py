@@ -39,15 +39,6 @@ KNOWN_LICENSES = {
 }
 # Options left out of the reproduction recipe: secrets, where to publish, and values set automatically.
 _NOT_IN_RECIPE = {"push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo", "hub_revision", "use_cpu"}
-_HYPERPARAMETERS = (
-    "method", "learning_rate", "head_learning_rate", "num_train_epochs", "min_train_steps",
-    "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay", "warmup_steps",
-    "lr_scheduler_type", "max_length", "seed",
-    "head_init", "head_init_scale", "pooling", "normalize", "freeze_embeddings", "freeze_layers", "prior_weight",
-    "wise_alpha",
-    # labelmap
-    "map_method", "threshold", "top_k", "temperature", "distill_weight", "rounds", "init_from_source",
-)  # fmt: skip
 
 
 def template_dirs() -> list[Path]:
@@ -367,13 +358,23 @@ def _source_score_name(results: Mapping) -> str:
 
 
 def _hyperparameters(results: Mapping, config) -> dict[str, str]:
+    """The run's options that its results depend on (``trainer.result_options``: the config's own fields and
+    the TrainingArguments that change training, declared once there), as scalars: mappings such as label
+    descriptions or a label map have sections of their own."""
+    from .trainer import result_options
+
+    if config is not None and dataclasses.is_dataclass(config):
+        options = result_options(config)
+    else:  # a card from results alone
+        options = {name: results.get(name) for name in ("method", "head_init", "seed")}
+    if results.get("map_method"):  # what 'auto' resolved to
+        options["map_method"] = results["map_method"]
     out = {}
-    for name in _HYPERPARAMETERS:
-        value = results.get(name) if name == "map_method" else getattr(config, name, None)
-        if value is None:
-            value = results.get(name)
-        if value is not None:
-            out[name] = _fmt(_plain(value))
+    for name, value in options.items():
+        value = _plain(value)
+        if value is None or isinstance(value, dict | list):
+            continue
+        out[name] = _fmt(portable_ref(value) if isinstance(value, str) else value)  # aliases, local paths
     for name in ("n_per_class", "sample_seed", "n_train"):
         if results.get(name) is not None:
             out[name] = _fmt(results[name])

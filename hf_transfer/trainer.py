@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -137,6 +138,31 @@ TRAINING_RANGES: dict[str, dict] = {
 }
 
 
+# TrainingArguments fields that change what a run trains (a strategy config's own fields all do, unless its
+# class lists them in ``io_fields``: where things go and how fast).
+TRAINING_FIELDS = (
+    "seed", "data_seed", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "optim", "max_grad_norm",
+    "label_smoothing_factor", "bf16", "fp16",
+)  # fmt: skip
+
+
+def result_options(config) -> dict:
+    """The options of ``config`` that its run's results depend on, by name, in declaration order: its own fields
+    (model options included) and :data:`TRAINING_FIELDS`, without the ``io_fields`` its classes declare. One
+    definition for what a resumable state is fingerprinted on and what a model card lists as hyper-parameters.
+    (A class attribute, not field metadata: HfArgumentParser hands metadata to argparse.)"""
+    import dataclasses
+
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    io = {name for cls in type(config).__mro__ for name in vars(cls).get("io_fields", ())}
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if (f.name not in base or f.name in TRAINING_FIELDS) and f.name not in io
+    }
+
+
 def default_learning_rate(method: str) -> float:
     """The learning rate a run of ``method`` gets when the user sets none."""
     return DEFAULT_LEARNING_RATES.get(method.lower(), PEFT_LEARNING_RATE)
@@ -148,12 +174,14 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
     classifier's options (:class:`~hf_transfer.classifier.ModelArguments`) and defaults for few labels. Every
     strategy that trains a classifier extends it with its own options."""
 
+    io_fields: ClassVar[tuple[str, ...]] = ("output_dir", "overwrite_output_dir")
+
     output_dir: str | None = field(default="outputs/run", metadata={"help": "Where the model and results go."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
             "help": "Start over in an output_dir that holds another run: its results, checkpoints and state are "
-            "deleted first. Without it (or resume_from_checkpoint) such a folder is refused."
+            "deleted first. Without it (or resume_from_checkpoint) such a folder is refused.",
         },
     )
     # Defaults that suit few-shot runs on small data better than TrainingArguments' own.

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random BERT + tokenizer on disk, and small target-data files in every format.
+"""Shared fixtures: one tiny random BERT + tokenizer on disk, and small target-data files in every format.
 
 Nothing here downloads: the Hub is switched off before any Hugging Face library is imported, the encoder
 is built from a config with a fixed seed, and the data is written by the fixtures themselves.
@@ -18,17 +18,26 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 
 import pytest  # noqa: E402
 
-# Words the tiny tokenizer knows; every text in the fixtures is made of them (no [UNK] in the data).
+# The 3-label task (target_dir, target_files): adjective x noun, 20 rows per label.
 ADJECTIVES = {
     "positive": ["good", "great", "fine", "lovely"],
     "negative": ["bad", "awful", "terrible", "boring"],
     "neutral": ["okay", "average", "plain", "ordinary"],
 }
 NOUNS = ["movie", "film", "plot", "story", "cast"]
-EXTRA_WORDS = "the a was it this very and not really so negative neutral positive".split()  # + label names
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for ws in ADJECTIVES.values() for w in ws}), *NOUNS]
-VOCAB += EXTRA_WORDS
 LABELS = sorted(ADJECTIVES)  # ['negative', 'neutral', 'positive']
+# The 2-label task (sentiment_dir): short reviews, 8 per label.
+POSITIVE = ["good movie", "great film", "fun plot", "loved it", "very good", "a great movie", "fine actors",
+            "good fun"]  # fmt: skip
+NEGATIVE = ["bad movie", "awful film", "boring plot", "hated it", "very bad", "a terrible movie", "bad actors",
+            "awful"]  # fmt: skip
+EXTRA_WORDS = "the a was it this very and not really so negative neutral positive".split()  # + label names
+# One vocabulary for every fixture: each text of both tasks tokenizes without [UNK] (checked when it is built).
+WORDS = sorted(
+    {w for ws in ADJECTIVES.values() for w in ws} | set(NOUNS) | set(EXTRA_WORDS)
+    | {w for text in POSITIVE + NEGATIVE for w in text.split()}
+)  # fmt: skip
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 
 HIDDEN = 32
 LAYERS = 2
@@ -82,7 +91,11 @@ def write_rows(path, rows: list[dict], fmt: str | None = None) -> str:
     return str(path)
 
 
-def _build_encoder(folder) -> str:
+def build_tiny_encoder(folder, *, seed: int = 0) -> str:
+    """A random 2-layer, 32-wide BERT and its WordPiece tokenizer over ``VOCAB``, saved in ``folder``.
+
+    The weights depend on ``seed`` only: they are drawn in a forked RNG, so the caller's global RNG is left as
+    it was (and a test run's order cannot change them)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -91,7 +104,9 @@ def _build_encoder(folder) -> str:
     # transformers 5 takes the vocabulary as ``vocab=`` (a ``vocab_file=`` keyword is silently ignored and
     # leaves a 5-token tokenizer that maps every word to [UNK]).
     tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
-    assert len(tokenizer) == len(VOCAB) and tokenizer.unk_token_id not in tokenizer("good movie")["input_ids"]
+    assert len(tokenizer) == len(VOCAB), "the tiny tokenizer must know its words"
+    texts = [row["text"] for row in make_rows()] + POSITIVE + NEGATIVE
+    assert all(tokenizer.unk_token_id not in ids for ids in tokenizer(texts)["input_ids"]), "a fixture text has [UNK]"
     tokenizer.model_max_length = 64
     tokenizer.save_pretrained(folder)
     config = BertConfig(
@@ -102,13 +117,35 @@ def _build_encoder(folder) -> str:
         intermediate_size=64,
         max_position_embeddings=64,
     )
-    state = torch.random.get_rng_state()
-    torch.manual_seed(1234)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         BertModel(config).eval().save_pretrained(folder)
-    finally:
-        torch.random.set_rng_state(state)
     return str(folder)
+
+
+def scores(predictions, gold, num_labels: int) -> dict[str, float]:
+    """Accuracy and macro F1 (every class counts; one never predicted nor seen scores 0), computed here."""
+    import numpy as np
+
+    predictions, gold = np.asarray(predictions), np.asarray(gold)
+    f1 = []
+    for k in range(num_labels):
+        tp = int(((predictions == k) & (gold == k)).sum())
+        fp_plus_fn = int(((predictions == k) != (gold == k)).sum())
+        f1.append(2 * tp / (2 * tp + fp_plus_fn) if tp else 0.0)
+    return {"accuracy": float((predictions == gold).mean()), "f1_macro": sum(f1) / num_labels}
+
+
+def scores_of(model_dir, dataset) -> dict[str, float]:
+    """``scores`` of a saved model's predictions on a loaded split, from its texts."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        logits = model(**tokenizer(list(dataset["text"]), padding=True, return_tensors="pt")).logits
+    return scores(logits.argmax(-1).numpy(), dataset["label"], model.config.num_labels)
 
 
 def write_sentence_transformers_files(folder, *, mode: str = "cls", normalize: bool = True) -> None:
@@ -149,8 +186,14 @@ def single_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    """A random 2-layer, 32-wide BERT and its WordPiece tokenizer, saved with ``save_pretrained``."""
-    return _build_encoder(tmp_path_factory.mktemp("tiny_bert") / "model")
+    """The tiny random BERT (``build_tiny_encoder``), saved with ``save_pretrained``."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model_dir) -> str:
+    """Another name for ``tiny_model_dir``: the same folder, so the suite builds one encoder."""
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +206,12 @@ def tiny_st_model_dir(tmp_path_factory, tiny_model_dir) -> str:
     shutil.copytree(tiny_model_dir, folder)
     write_sentence_transformers_files(Path(folder), mode="cls", normalize=True)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_st_encoder(tiny_st_model_dir) -> str:
+    """Another name for ``tiny_st_model_dir``."""
+    return tiny_st_model_dir
 
 
 @pytest.fixture(scope="session")
@@ -187,3 +236,16 @@ def target_files(tmp_path_factory, target_rows):
         fmt: {split: write_rows(folder / fmt / f"{split}.{fmt}", rows) for split, rows in target_rows.items()}
         for fmt in ("jsonl", "csv", "tsv", "parquet")
     }
+
+
+@pytest.fixture
+def sentiment_rows() -> list[dict]:
+    return [{"text": t, "label": "positive"} for t in POSITIVE] + [{"text": t, "label": "negative"} for t in NEGATIVE]
+
+
+@pytest.fixture
+def sentiment_dir(tmp_path, sentiment_rows):
+    """A folder with train.jsonl (16 rows) and validation.jsonl (8: every other row), 2 balanced labels."""
+    write_rows(tmp_path / "train.jsonl", sentiment_rows)
+    write_rows(tmp_path / "validation.jsonl", sentiment_rows[::2])
+    return tmp_path

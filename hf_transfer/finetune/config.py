@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..config import check_range
 from ..errors import ConfigError
@@ -12,6 +13,8 @@ from ..trainer import TransferTrainingArguments
 @dataclass
 class FinetuneConfig(TransferTrainingArguments):
     """Adapt a pretrained encoder to the target labels: full, head-only on cached features, or PEFT."""
+
+    io_fields: ClassVar[tuple[str, ...]] = ("feature_cache_dir", "cache_features")
 
     output_dir: str | None = field(default="outputs/finetune", metadata={"help": "Where the model and results go."})
     prior_weight: float = field(
@@ -29,10 +32,12 @@ class FinetuneConfig(TransferTrainingArguments):
         },
     )
     feature_cache_dir: str | None = field(
-        default=None, metadata={"help": "Folder for cached frozen features (method='head'); default: in memory."}
+        default=None,
+        metadata={"help": "Folder for cached frozen features (method='head'); default: in memory."},
     )
     cache_features: bool = field(
-        default=True, metadata={"help": "With method='head', embed each text once and train the head on the cache."}
+        default=True,
+        metadata={"help": "With method='head', embed each text once and train the head on the cache."},
     )
 
     def __post_init__(self):

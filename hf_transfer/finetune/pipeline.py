@@ -54,16 +54,16 @@ def _train_and_evaluate(config: FinetuneConfig, data_args: DataArguments, train,
         eval_ds = embed_dataset(
             eval_ds, base, tokenizer, max_length=config.max_length, cache_dir=config.feature_cache_dir
         )
+        if config.prior_weight > 0 and len(train):  # the zero-shot head on the cached features
+            train = _with_prior(train, base, torch.tensor(train["sentence_embedding"]))
         # Torch-formatted columns collate by stacking tensors instead of converting lists of floats per step.
         train = train.remove_columns("text").with_format("torch")
         eval_ds = eval_ds.remove_columns("text").with_format("torch")
         collator = default_data_collator
     else:
         if config.prior_weight > 0 and len(train):
-            with torch.no_grad():
-                features = embed_texts(base, tokenizer, train["text"], max_length=config.max_length)
-                prior = base.classifier(features.to(base.classifier.weight.dtype)).float().softmax(-1)
-            train = train.add_column(SOFT_TARGETS, prior.numpy().tolist())  # the zero-shot prediction per row
+            features = embed_texts(base, tokenizer, train["text"], max_length=config.max_length)
+            train = _with_prior(train, base, features)
         train = tokenize(train, tokenizer, config.max_length)
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
         collator = DataCollatorWithPadding(tokenizer)
@@ -111,6 +111,14 @@ def _train_and_evaluate(config: FinetuneConfig, data_args: DataArguments, train,
         "hf_transfer_version": __version__,
     }
     return results, trainer, tokenizer, config  # the config that ran (epochs raised by for_train_size)
+
+
+def _with_prior(train, model, features: torch.Tensor):
+    """``train`` with the zero-shot prediction per row (the description head on the row's pooled features) as
+    its ``soft_targets``, computed once before training: the prior that ``prior_weight`` anchors to."""
+    with torch.no_grad():
+        prior = model.classifier(features.to(model.classifier.weight.dtype)).float().softmax(-1)
+    return train.add_column(SOFT_TARGETS, prior.numpy().tolist())
 
 
 def _resume_target(config: FinetuneConfig) -> str | bool | None:

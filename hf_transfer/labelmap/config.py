@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..config import as_mapping, check_range
 from ..errors import ConfigError
@@ -15,6 +16,8 @@ MAP_METHODS = ("auto", "explicit", "identity", "learned", "names")
 @dataclass
 class LabelMapConfig(TransferTrainingArguments):
     """Map a source classifier's labels onto the target task, pseudo-label a pool and distil a student."""
+
+    io_fields: ClassVar[tuple[str, ...]] = ("inference_batch_size",)
 
     output_dir: str | None = field(default="outputs/labelmap", metadata={"help": "Where the student and results go."})
     source_model: str | None = field(

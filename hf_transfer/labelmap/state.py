@@ -22,24 +22,13 @@ from ..state import check_fingerprint, jsonable, load_dataset_state, read_json, 
 
 STATE_DIR = "_labelmap_state"
 RUN_FILE = "run.json"
-# TrainingArguments fields that change what a round trains (the strategies' own fields are all compared).
-TRAINING_FIELDS = (
-    "seed", "data_seed", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "optim", "max_grad_norm",
-    "label_smoothing_factor", "bf16", "fp16",
-)  # fmt: skip
-# Fields of the strategies' configs that do not change results: where things go, and how fast.
-NOT_RESULTS = ("output_dir", "overwrite_output_dir", "feature_cache_dir", "cache_features", "inference_batch_size",
-               "merge_adapter")  # fmt: skip
 
 
 def run_fingerprint(config, data_args, num_processes: int) -> dict:
     """What the saved state depends on: data, source model, map, selection and the student's training."""
-    from transformers import TrainingArguments
+    from ..trainer import result_options
 
-    base = {f.name for f in TrainingArguments.__dataclass_fields__.values()}
-    own = [name for name in type(config).__dataclass_fields__ if name not in base or name in TRAINING_FIELDS]
-    values = {name: getattr(config, name) for name in own if name not in NOT_RESULTS}
+    values = result_options(config)
     data = {f"data.{key}": value for key, value in vars(data_args).items()}  # a changed key is named alone
     return jsonable({**values, **data, "num_processes": num_processes})
 

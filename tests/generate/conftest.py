@@ -60,12 +60,9 @@ def make_tiny_causal_lm(folder, *, seed: int = 0, chat_template: str | None = CH
         initializer_range=0.5,  # peaked logits: greedy decoding is not decided by rounding noise
         tie_word_embeddings=False,
     )
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):  # fixed weights, and the caller's global RNG left as it was
+        torch.manual_seed(seed)
         LlamaForCausalLM(config).eval().save_pretrained(folder)
-    finally:
-        torch.random.set_rng_state(state)
     tokenizer.save_pretrained(folder)
     return str(folder)
 

@@ -214,9 +214,9 @@ def test_run_generate_saves_a_dataset_finetune_can_load(tmp_path, tiny_lm_dir, t
     ds = load_from_disk(str(out / "dataset"))
     assert ds.features["label"].names == results["labels"] and len(ds) == results["n_rows"]
     assert generation_stats(ds)["kept"] == len(ds)
-    if len(ds) >= 2 * len(results["labels"]):
-        data = load_target(str(out / "dataset"), validation_size=0)
-        assert data["train"].column_names == ["text", "label"]
+    data = load_target(str(out / "dataset"), validation_size=0)  # as finetune's extra_train or dataset reads it
+    assert data["train"].column_names == ["text", "label"] and data["train"]["text"] == ds["text"]
+    assert data["train"].features["label"].names == results["labels"] and data["train"]["label"] == ds["label"]
 
 
 def test_run_generate_from_labels_alone(tmp_path, tiny_lm_dir):

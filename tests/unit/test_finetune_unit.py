@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import LABELS, LAYERS
+from conftest import LABELS, LAYERS, scores_of, write_rows
 from datasets import ClassLabel, Dataset, Features, Value
 from peft import PeftModel, PeftType
 from torch.nn import functional as F
@@ -29,14 +29,12 @@ from hf_transfer.finetune import (
     run_finetune,
 )
 from hf_transfer.modeling import TransferForSequenceClassification
-
-from .conftest import write_jsonl
+from hf_transfer.trainer import soft_target_loss
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TEXTS = ["a very good movie", "the boring plot", "an okay cast", "the terrible film and the plain story"]
 ADAPTER_MARKERS = ("lora_", "hada_", "ia3_")
-BINARY_LABELS = ["negative", "positive"]  # the sentiment_dir task (conftest.LABELS has 3)
 
 
 def trainable(model) -> set[str]:
@@ -130,26 +128,6 @@ def test_peft_config_overrides_win():
     assert set(config.modules_to_save) >= {"classifier", "pooler"}
 
 
-@pytest.mark.parametrize(
-    ("method", "wrapper"),
-    [("full", TransferForSequenceClassification), ("head", TransferForSequenceClassification),
-     ("lora", PeftModel), ("dora", PeftModel), ("ia3", PeftModel), ("loha", PeftModel)],
-)  # fmt: skip
-def test_methods_train_the_right_parameters(tiny_encoder, method, wrapper):
-    model, _ = prepare(tiny_encoder, BINARY_LABELS, method=method)
-    assert isinstance(model, wrapper)
-    names = trainable(model)
-    assert any("classifier" in n for n in names), "the head must always train"
-    if method == "full":
-        assert names == {n for n, _ in model.named_parameters()}
-    elif method == "head":
-        assert names == {"classifier.weight", "classifier.bias"}
-    else:
-        assert "classifier" in model.peft_config["default"].modules_to_save
-        assert not any("encoder." in n and "lora_" not in n and "ia3_" not in n and "hada_" not in n
-                       and "magnitude" not in n for n in names)  # fmt: skip
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Pooling detection and the label-description head
 # --------------------------------------------------------------------------------------------------------------
@@ -238,20 +216,6 @@ def test_undescribed_labels_are_described_by_their_names_in_words():
     ]  # fmt: skip
 
 
-def test_label_description_head_is_scaled_cosine(tiny_encoder):
-    descriptions = {"negative": ["bad movie", "awful film"], "positive": "good movie"}
-    model, tok = prepare(
-        tiny_encoder, BINARY_LABELS, label_descriptions=descriptions, head_init_scale=7.0, normalize=True
-    )
-    with torch.no_grad():
-        neg = F.normalize(F.normalize(embed_texts(model, tok, ["bad movie", "awful film"]), dim=-1).mean(0), dim=-1)
-        pos = F.normalize(embed_texts(model, tok, ["good movie"])[0], dim=-1)
-        text = embed_texts(model, tok, ["boring plot"])[0]
-        logits = model(**tok(["boring plot"], return_tensors="pt")).logits[0]
-    expected = 7.0 * torch.stack([text @ neg, text @ pos])
-    assert torch.allclose(logits, expected, atol=1e-5)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Freezing
 # --------------------------------------------------------------------------------------------------------------
@@ -287,14 +251,6 @@ def test_layer_stack_finds_the_bert_layers(tiny_model_dir):
     assert len(layer_stack(model.encoder)) == LAYERS
 
 
-def test_partial_freezing(tiny_encoder):
-    model, _ = prepare(tiny_encoder, BINARY_LABELS, freeze_embeddings=True, freeze_layers=1)
-    names = trainable(model)
-    assert not any(n.startswith("encoder.embeddings.") for n in names)
-    assert not any(n.startswith("encoder.encoder.layer.0.") for n in names)
-    assert any(n.startswith("encoder.encoder.layer.1.") for n in names)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Bad input is refused before any weights load
 # --------------------------------------------------------------------------------------------------------------
@@ -304,8 +260,12 @@ def test_partial_freezing(tiny_encoder):
     ("labels", "kwargs", "fragments"),
     [
         (LABELS, {"method": "lorax"}, ["method='lorax' is not known", "lora"]),
-        (LABELS, {"freeze_layers": LAYERS + 1}, [f"freeze_layers={LAYERS + 1}", f"only {LAYERS} layers"]),
-        (LABELS, {"label_descriptions": {"mixed": "so so", "positive": "good"}}, ["['mixed']", "labels:"]),
+        (LABELS, {"freeze_layers": LAYERS + 1}, [f"freeze_layers={LAYERS + 1} but", f"only {LAYERS} layers"]),
+        (
+            LABELS,
+            {"label_descriptions": {"mixed": "so so", "positive": "good"}},
+            ["label(s) ['mixed'] that the task does not have", "labels:"],
+        ),
         (["positive"], {}, ["at least 2 labels", "['positive']"]),
         ([], {}, ["at least 2 labels"]),
         (["a", "b", "a"], {}, ["unique"]),
@@ -331,28 +291,6 @@ def test_run_finetune_checks_descriptions_before_loading(tmp_path, tiny_model_di
     with pytest.raises(ConfigError, match="'mixed'"):
         run_finetune(config, DataArguments(dataset=str(target_dir)))
     assert not (tmp_path / "results.json").exists()
-
-
-def _no_weights(*args, **kwargs):
-    raise AssertionError("weights were loaded before the input was validated")
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"method": "lorax"}, "method='lorax' is not known"),
-        ({"freeze_layers": 3}, "freeze_layers=3 but"),
-        ({"label_descriptions": {"neutral": "meh"}}, "label(s) ['neutral'] that the task does not have"),
-        ({"labels": ["only"]}, "at least 2 labels"),
-        ({"labels": ["a", "a"]}, "unique"),
-    ],
-)
-def test_bad_input_fails_before_any_weights_load(tiny_encoder, monkeypatch, kwargs, message):
-    monkeypatch.setattr(AutoModel, "from_pretrained", _no_weights)
-    labels = kwargs.pop("labels", BINARY_LABELS)
-    with pytest.raises(ValueError) as err:
-        prepare(tiny_encoder, labels, **kwargs)
-    assert message in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -387,18 +325,6 @@ def test_export_without_merge_keeps_the_peft_model(tiny_model_dir):
     assert export_model(model, merge_adapter=False) is model
     plain, _ = prepare(tiny_model_dir, LABELS, method="head")
     assert export_model(plain) is plain
-
-
-def test_lora_export_merges_into_a_plain_model(tiny_encoder):
-    model, tok = prepare(tiny_encoder, BINARY_LABELS, method="lora", peft_kwargs={"r": 4, "init_lora_weights": False})
-    model.eval()
-    batch = tok(["good movie", "bad plot"], padding=True, return_tensors="pt")
-    with torch.no_grad():
-        before = model(**batch).logits
-        merged = export_model(model)
-        after = merged(**batch).logits
-    assert type(merged) is TransferForSequenceClassification
-    assert torch.allclose(before, after, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -459,19 +385,6 @@ def test_embed_dataset_cache_is_reused(tmp_path, head_model, monkeypatch):
         embed_dataset(ds, model, tokenizer, cache_dir=str(tmp_path), max_length=4)
 
 
-def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path):
-    model, tok = prepare(tiny_encoder, BINARY_LABELS, method="head")
-    ds = Dataset.from_dict({"text": ["good movie", "a very bad film", "fun"], "label": [1, 0, 1]})
-    out = embed_dataset(ds, model, tok, cache_dir=str(tmp_path))
-    expected = embed_texts(model, tok, ds["text"])
-    assert torch.allclose(torch.tensor(out["sentence_embedding"]), expected, atol=1e-6)
-    files = list(tmp_path.glob("features-*.arrow"))
-    assert len(files) == 1
-    stamp = files[0].stat().st_mtime_ns
-    again = embed_dataset(ds, model, tok, cache_dir=str(tmp_path))
-    assert files[0].stat().st_mtime_ns == stamp and again["sentence_embedding"] == out["sentence_embedding"]
-
-
 # --------------------------------------------------------------------------------------------------------------
 # FinetuneConfig
 # --------------------------------------------------------------------------------------------------------------
@@ -481,7 +394,6 @@ def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path
     ("kwargs", "fragment"),
     [
         ({"method": "bogus"}, "method='bogus' is not known"),
-        ({"prior_weight": 1.5}, "prior_weight=1.5 must be in [0, 1]"),
         ({"prior_weight": -0.1}, "prior_weight=-0.1 must be in [0, 1]"),
         ({"wise_alpha": 1.01}, "wise_alpha=1.01 must be in [0, 1]"),
         ({"wise_alpha": -1.0}, "wise_alpha=-1.0 must be in [0, 1]"),
@@ -494,7 +406,6 @@ def test_embed_dataset_adds_features_and_reuses_its_cache(tiny_encoder, tmp_path
         ({"pooling": "sum"}, "pooling='sum'"),
         ({"head_init": "zeros"}, "head_init='zeros'"),
         ({"prior_weight": 0.5, "head_init": "random"}, "needs head_init='label_descriptions'"),
-        ({"max_length": 0}, "max_length=0"),
     ],
 )
 def test_finetune_config_rejects(tmp_path, kwargs, fragment):
@@ -515,28 +426,6 @@ def test_finetune_config_normalises_values(tmp_path):
     assert config.label_descriptions == {"positive": ["good", "great"]}
     assert not FinetuneConfig(output_dir=str(tmp_path), method="head").is_peft
     assert FinetuneConfig(output_dir=str(tmp_path), method="dora").is_peft
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"method": "nope"}, "method='nope' is not known"),
-        ({"prior_weight": 1.5}, "prior_weight=1.5"),
-        ({"wise_alpha": -0.1}, "wise_alpha=-0.1"),
-        ({"peft_kwargs": {"r": 4}}, "not a PEFT method"),
-        ({"label_descriptions": "{not json"}, "label_descriptions must be a mapping or a JSON object"),
-        ({"freeze_layers": -1}, "freeze_layers=-1"),
-    ],
-)
-def test_finetune_config_validation(tmp_path, kwargs, message):
-    with pytest.raises(ValueError) as err:
-        FinetuneConfig(output_dir=str(tmp_path), **kwargs)
-    assert message in str(err.value)
-
-
-def test_finetune_config_parses_json_mappings(tmp_path):
-    config = FinetuneConfig(output_dir=str(tmp_path), method="LoRA", peft_kwargs='{"r": 4}')
-    assert (config.method, config.peft_kwargs, config.is_peft) == ("lora", {"r": 4}, True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -581,14 +470,6 @@ def finetune_config(tmp_path, model_dir, **overrides) -> FinetuneConfig:
     return FinetuneConfig(**values)
 
 
-def accuracy_of(model_dir, dataset) -> float:
-    """Accuracy of a saved model on a loaded split, computed here from the texts."""
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    predictions = logits_of(model, tokenizer, list(dataset["text"])).argmax(-1)
-    return (predictions == torch.tensor(list(dataset["label"]))).float().mean().item()
-
-
 def state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -603,7 +484,6 @@ def test_run_finetune_end_to_end(tmp_path, tiny_model_dir, target_dir, method):
 
     assert results["method"] == method and results["labels"] == LABELS
     assert results["n_train"] == 36 and results["n_eval"] == 12
-    assert 0.0 <= results["accuracy"] <= 1.0 and 0.0 <= results["f1_macro"] <= 1.0
     assert results["train_seconds"] > 0
     out = tmp_path / "run"
     assert json.loads((out / "results.json").read_text()) == results
@@ -612,7 +492,8 @@ def test_run_finetune_end_to_end(tmp_path, tiny_model_dir, target_dir, method):
     assert type(reloaded) is TransferForSequenceClassification
     assert reloaded.config.id2label == dict(enumerate(LABELS))
     _, eval_ds, _ = load_data_args(DataArguments(dataset=str(target_dir)))
-    assert accuracy_of(out, eval_ds) == pytest.approx(results["accuracy"])
+    # the reported scores are the saved model's on the eval split
+    assert scores_of(out, eval_ds) == pytest.approx({"accuracy": results["accuracy"], "f1_macro": results["f1_macro"]})
 
     start = state(prepare(tiny_model_dir, LABELS)[0])
     trained = state(reloaded)
@@ -633,7 +514,44 @@ def test_run_finetune_with_n_per_class_zero_only_evaluates(tmp_path, tiny_model_
     saved = state(AutoModelForSequenceClassification.from_pretrained(out))
     assert all(torch.equal(saved[k], start[k]) for k in start)
     _, test_ds, _ = load_data_args(DataArguments(dataset=str(target_dir), eval_split="test"))
-    assert accuracy_of(out, test_ds) == pytest.approx(results["accuracy"])
+    assert scores_of(out, test_ds) == pytest.approx({"accuracy": results["accuracy"], "f1_macro": results["f1_macro"]})
+
+
+def saved_run(tmp_path, model_dir, data, **overrides) -> AutoModelForSequenceClassification:
+    """run_finetune into ``tmp_path / 'run'``, then the model it saved, reloaded."""
+    run_finetune(finetune_config(tmp_path, model_dir, **overrides), data)
+    return AutoModelForSequenceClassification.from_pretrained(tmp_path / "run")
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "head"])  # head: the prior on its cached features
+def test_prior_weight_keeps_the_trained_model_closer_to_the_zero_shot_prior(
+    tmp_path, tiny_model_dir, target_dir, method
+):
+    """On its train texts, a run with prior_weight ends nearer the description head's predictions (the prior)
+    than the same run, same seed, without it: the KL term is what holds it there."""
+    data = DataArguments(dataset=str(target_dir), n_per_class=4)
+    texts = list(load_data_args(data)[0]["text"])
+    start, tokenizer = prepare(tiny_model_dir, LABELS)
+    prior = logits_of(start, tokenizer, texts).softmax(-1)
+    kl = {}
+    for weight in (0.0, 0.5):
+        model = saved_run(tmp_path / str(weight), tiny_model_dir, data, method=method, prior_weight=weight)
+        kl[weight] = soft_target_loss(logits_of(model, tokenizer, texts), prior).item()  # KL(prior || model)
+    assert kl[0.5] < 0.5 * kl[0.0], kl
+
+
+def test_wise_alpha_keeps_that_share_of_each_weight_change(tmp_path, tiny_model_dir, target_dir):
+    """WiSE-FT: with wise_alpha=0.5 every weight ends exactly halfway between the start and where the same
+    run ends with wise_alpha=1 (same seed: the same training, bit for bit, before the interpolation)."""
+    data = DataArguments(dataset=str(target_dir), n_per_class=4)
+    start = state(prepare(tiny_model_dir, LABELS)[0])
+    tuned = state(saved_run(tmp_path / "tuned", tiny_model_dir, data, method="full", wise_alpha=1.0))
+    half = state(saved_run(tmp_path / "half", tiny_model_dir, data, method="full", wise_alpha=0.5))
+    moved = {k for k in start if not torch.equal(tuned[k], start[k])}
+    assert "classifier.weight" in moved and any(k.startswith("encoder.encoder.layer.") for k in moved)
+    off = {k: (half[k] - (start[k] + 0.5 * (tuned[k] - start[k]))).abs().max().item() for k in start}
+    assert max(off.values()) < 1e-6, {k: v for k, v in off.items() if v >= 1e-6}
+    assert max((half[k] - tuned[k]).abs().max().item() for k in moved) > 1e-3  # far from the atol
 
 
 def test_run_finetune_wise_alpha_zero_returns_the_start(tmp_path, tiny_model_dir, target_dir):
@@ -643,24 +561,6 @@ def test_run_finetune_wise_alpha_zero_returns_the_start(tmp_path, tiny_model_dir
     start = state(prepare(tiny_model_dir, LABELS)[0])
     saved = state(AutoModelForSequenceClassification.from_pretrained(tmp_path / "run"))
     assert all(torch.equal(saved[k], start[k]) for k in start)
-
-
-@pytest.mark.parametrize(("method", "n_per_class"), [("full", 4), ("head", 4), ("lora", 4), ("full", 0)])
-def test_run_finetune_end_to_end_with_prior_weight_and_wise_alpha(
-    tiny_encoder, sentiment_dir, tmp_path, method, n_per_class
-):
-    """Two labels, with the prior-KL term (full), WiSE-FT interpolation (lora) and an evaluate-only run."""
-    out = tmp_path / "run"
-    config = FinetuneConfig(output_dir=str(out), model_name_or_path=tiny_encoder, method=method,
-                            num_train_epochs=1, disable_tqdm=True, prior_weight=0.3 if method == "full" else 0.0,
-                            wise_alpha=0.5 if method == "lora" else 1.0)  # fmt: skip
-    results = run_finetune(config, DataArguments(dataset=str(sentiment_dir), n_per_class=n_per_class))
-    assert results["n_train"] == 2 * n_per_class and results["n_eval"] == 8
-    assert 0.0 <= results["accuracy"] <= 1.0 and "f1_macro" in results
-    assert json.loads((out / "results.json").read_text())["method"] == method
-    reloaded = AutoModelForSequenceClassification.from_pretrained(out)
-    assert isinstance(reloaded, TransferForSequenceClassification)
-    assert reloaded.config.id2label == {0: "negative", 1: "positive"}
 
 
 @pytest.mark.parametrize(
@@ -752,7 +652,7 @@ def test_extra_train_rows_are_appended_by_label_name(tiny_encoder, sentiment_dir
 
 
 def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_path):
-    write_jsonl(tmp_path / "extra.jsonl", [{"text": "so so", "label": "neutral"}])
+    write_rows(tmp_path / "extra.jsonl", [{"text": "so so", "label": "neutral"}])
     with pytest.raises(DataError, match=r"extra_train=.*neutral"):
         load_data_args(
             DataArguments(dataset=str(sentiment_dir), n_per_class=2, extra_train=str(tmp_path / "extra.jsonl"))
@@ -760,7 +660,7 @@ def test_extra_train_with_an_unknown_label_names_the_option(sentiment_dir, tmp_p
 
 
 def test_extra_train_without_a_label_warns_and_is_recorded(tiny_encoder, sentiment_dir, tmp_path):
-    write_jsonl(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 3)
+    write_rows(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 3)
     data = DataArguments(dataset=str(sentiment_dir), n_per_class=0, extra_train=str(tmp_path / "extra.jsonl"))
     config = FinetuneConfig(output_dir=str(tmp_path / "run"), model_name_or_path=tiny_encoder, method="head",
                             num_train_epochs=1, disable_tqdm=True)  # fmt: skip
@@ -771,7 +671,7 @@ def test_extra_train_without_a_label_warns_and_is_recorded(tiny_encoder, sentime
 
 
 def test_repeat_train_weights_the_real_rows_before_extra_rows(sentiment_dir, tmp_path):
-    write_jsonl(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 5)
+    write_rows(tmp_path / "extra.jsonl", [{"text": "loved it", "label": "positive"}] * 5)
     counts: dict = {}
     data = DataArguments(
         dataset=str(sentiment_dir), n_per_class=2, repeat_train=3, extra_train=str(tmp_path / "extra.jsonl")

@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import scores, scores_of
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from hf_transfer.config import DataArguments
+from hf_transfer.data import load_data_args
 from hf_transfer.errors import ConfigError
 from hf_transfer.finetune import prepare
 from hf_transfer.labelmap import (
@@ -22,6 +24,7 @@ from hf_transfer.labelmap import (
     source_label_names,
     transfer_head,
 )
+from hf_transfer.labelmap.predict import load_source, predict_proba
 from hf_transfer.labelmap.state import STATE_DIR, LabelMapState, run_fingerprint
 from hf_transfer.state import MARKER
 from hf_transfer.trainer import TransferTrainer
@@ -210,16 +213,28 @@ def test_run_labelmap_end_to_end(tiny_encoder, tiny_source, sentiment_dir, tmp_p
     n_per_class = options.pop("n_per_class", None)
     config = LabelMapConfig(output_dir=str(tmp_path / "out"), source_model=tiny_source,
                             model_name_or_path=tiny_encoder, num_train_epochs=1, min_train_steps=0,
-                            disable_tqdm=True, inference_bf16=False, **options)  # fmt: skip
+                            per_device_train_batch_size=4, learning_rate=5e-3, disable_tqdm=True,
+                            inference_bf16=False, **options)  # fmt: skip
     results = run_labelmap(config, DataArguments(dataset=str(sentiment_dir), n_per_class=n_per_class))
-    assert 0 <= results["zero_shot_accuracy"] <= 1 and 0 <= results["accuracy"] <= 1
     assert len(results["rounds"]) == config.rounds
     saved = json.loads((tmp_path / "out" / "label_map.json").read_text())
     assert saved["target_labels"] == BINARY
+    # The reported scores are those of what was saved: the student, and the source through the saved map.
+    _, eval_ds, _ = load_data_args(DataArguments(dataset=str(sentiment_dir)))
+    reported = {"accuracy": results["accuracy"], "f1_macro": results["f1_macro"]}
+    assert scores_of(tmp_path / "out", eval_ds) == pytest.approx(reported)
+    source, source_tok, _ = load_source(tiny_source)
+    label_map = LabelMap(saved["source_labels"], BINARY, np.array(saved["matrix"]))
+    mapped = label_map.predict_proba(predict_proba(source, source_tok, eval_ds["text"])).argmax(1)
+    reported = {"accuracy": results["zero_shot_accuracy"], "f1_macro": results["zero_shot_f1_macro"]}
+    assert scores(mapped, eval_ds["label"], len(BINARY)) == pytest.approx(reported)
     if config.map_method == "identity":
         assert saved["method"] == "identity" and saved["hard_map"] == {"negative": "negative", "positive": "positive"}
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert student.config.id2label == {0: "negative", 1: "positive"}
+    # ... and that student was distilled: its head moved from where the run started it
+    start = transfer_head(source, label_map) if config.init_from_source else prepare(config, BINARY)[0]
+    assert (student.classifier.weight - start.classifier.weight).abs().max().item() > 1e-3
 
 
 def test_bad_map_fails_before_the_source_model_loads(tiny_source, sentiment_dir, tmp_path, monkeypatch):

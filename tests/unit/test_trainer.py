@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import NEGATIVE, POSITIVE
 from datasets import Dataset
 from torch import nn
 from torch.nn import functional as F
@@ -12,8 +13,6 @@ from transformers import DataCollatorWithPadding
 
 from hf_transfer.finetune import FinetuneConfig, prepare, tokenize
 from hf_transfer.trainer import SOFT_TARGETS, TransferTrainer, WeightInterpolationCallback, soft_target_loss
-
-from .conftest import NEGATIVE, POSITIVE
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 LABELS = ["negative", "positive"]

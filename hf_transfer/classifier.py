@@ -181,11 +181,8 @@ def check_prepare_args(model: str | ModelArguments, labels: Sequence[str], **opt
     """Validate everything that can be checked without weights (the options, the labels, the model's config)
     and return the options as :class:`ModelArguments`."""
     args = model_arguments(model, **options)
-    model_name_or_path, freeze_layers, label_descriptions = (
-        args.model_name_or_path,
-        args.freeze_layers,
-        (args.label_descriptions),
-    )
+    model_name_or_path, freeze_layers = args.model_name_or_path, args.freeze_layers
+    label_descriptions = args.label_descriptions
     labels = list(labels)
     if len(labels) < 2:
         raise ConfigError(f"Need at least 2 labels to classify, got {labels}.")

@@ -246,6 +246,19 @@ class PushError(HfTransferError):
         self.folder = str(folder)
         self.results = results
 
+    @classmethod
+    def after(cls, err: Exception, folder: str | Path, target: PushTarget, results: dict | None) -> PushError:
+        """The error for a push of the saved ``folder`` that raised ``err``: the first line of the cause and how
+        to push it later (a network or auth failure is told in one line, not a traceback)."""
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
+        kind = " --repo-type dataset" if target.repo_type == "dataset" else ""
+        return cls(
+            f"pushing {str(folder)!r} to {target.repo_id!r} failed: {type(err).__name__}: {cause}. The folder is "
+            f"saved; push it later with `hf upload {target.repo_id} {folder}{kind}` or hf_transfer.hub.push_folder.",
+            folder=folder,
+            results=results,
+        )
+
 
 def push_run(folder: str | Path, config, results: dict | None = None, repo_type: str = "model") -> str | None:
     """Push a saved run folder when ``config`` asks for it (``push_to_hub``); returns the repo id or None.
@@ -258,13 +271,7 @@ def push_run(folder: str | Path, config, results: dict | None = None, repo_type:
     try:
         return push_folder(folder, target, commit_message=f"hf_transfer: {Path(folder).name}")
     except Exception as err:  # noqa: BLE001 - whatever failed, the saved folder is what the user needs to know
-        raise PushError(
-            f"pushing {str(folder)!r} to {target.repo_id!r} failed: {type(err).__name__}: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}. The folder is saved; push it "
-            f"later with `hf upload {target.repo_id} {folder}` or hf_transfer.hub.push_folder.",
-            folder=folder,
-            results=results,
-        ) from err
+        raise PushError.after(err, folder, target, results) from err
 
 
 def push_dataset(dataset, card_path: str | Path, target: PushTarget, *, staging_dir: str | Path) -> str:

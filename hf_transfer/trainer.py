@@ -21,6 +21,7 @@ treat them as any group. ``WeightInterpolationCallback`` (WiSE-FT) is the one po
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -152,8 +153,6 @@ def result_options(config) -> dict:
     (model options included) and :data:`TRAINING_FIELDS`, without the ``io_fields`` its classes declare. One
     definition for what a resumable state is fingerprinted on and what a model card lists as hyper-parameters.
     (A class attribute, not field metadata: HfArgumentParser hands metadata to argparse.)"""
-    import dataclasses
-
     base = {f.name for f in dataclasses.fields(TrainingArguments)}
     io = {name for cls in type(config).__mro__ for name in vars(cls).get("io_fields", ())}
     return {

@@ -408,11 +408,6 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
                 try:
                     results["hub_dataset_id"] = push_dataset(dataset, card, target, staging_dir=out / "hub_upload")
                 except Exception as err:  # noqa: BLE001 - the saved dataset is what the user needs to know about
-                    raise PushError(
-                        f"pushing the dataset in {str(out / DATASET_DIR)!r} to {target.repo_id!r} failed: "
-                        f"{type(err).__name__}: {str(err).strip()[:300]}. The dataset is saved; push it later.",
-                        folder=out / DATASET_DIR,
-                        results=results,
-                    ) from err
+                    raise PushError.after(err, out / DATASET_DIR, target, results) from err
     partial_state().wait_for_everyone()
     return results

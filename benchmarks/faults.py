@@ -66,21 +66,21 @@ def install_hook(scenario: str) -> None:
     if scenario == "mid-epoch":
         from transformers import TrainerCallback
 
-        import hf_transfer.finetune.pipeline as pipeline
+        import hf_transfer.run as run
 
         class KillAtStep(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step == 6:
                     die()
 
-        base = pipeline.TransferTrainer
+        base = run.TransferTrainer  # the one trainer of every run
 
         class Hooked(base):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 self.add_callback(KillAtStep())
 
-        pipeline.TransferTrainer = Hooked
+        run.TransferTrainer = Hooked
     elif scenario == "mid-checkpoint-write":
         from transformers.trainer_callback import TrainerState
 

@@ -32,6 +32,11 @@ _LAZY = {
     "ModelArguments": "classifier",
     "prepare": "classifier",
     "WeightInterpolationCallback": "trainer",
+    "RunResult": "results",
+    "fit": "run",
+    "run_training": "run",
+    "FinetuneResult": "finetune",
+    "LabelMapResult": "labelmap",
     "FinetuneConfig": "finetune",
     "LabelMapConfig": "labelmap",
     "LabelMap": "labelmap",
@@ -43,7 +48,7 @@ _LAZY = {
     "run_generate": "generate",
     "build_model_card": "model_card",
     "write_model_card": "model_card",
-    "build_dataset_card": "model_card",
+    "build_dataset_card": "generate",
     "push_folder": "hub",
     "write_report": "report",
     "STRATEGIES": "registry",
@@ -70,6 +75,8 @@ _SUBMODULES = {
     "state",
     "output",
     "sandbox",
+    "results",
+    "run",
 }
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
@@ -81,14 +88,16 @@ if TYPE_CHECKING:
     from .data import bundled_datasets, label_names, load_bundled, load_target, sample_per_class  # noqa: F401
     from .defaults import DEFAULT_ENCODER, DEFAULT_GENERATOR, resolve_model  # noqa: F401
     from .errors import ConfigError, DataError, HfTransferError  # noqa: F401
-    from .finetune import FinetuneConfig, run_finetune  # noqa: F401
-    from .generate import GenerateConfig, generate_dataset, generation_stats, run_generate  # noqa: F401
+    from .finetune import FinetuneConfig, FinetuneResult, run_finetune  # noqa: F401
+    from .generate import GenerateConfig, build_dataset_card, generate_dataset, generation_stats, run_generate  # noqa: F401
     from .hub import push_folder  # noqa: F401
-    from .labelmap import LabelMap, LabelMapConfig, run_labelmap  # noqa: F401
-    from .model_card import build_dataset_card, build_model_card, write_model_card  # noqa: F401
+    from .labelmap import LabelMap, LabelMapConfig, LabelMapResult, run_labelmap  # noqa: F401
+    from .model_card import build_model_card, write_model_card  # noqa: F401
     from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401
     from .report import write_report  # noqa: F401
+    from .results import RunResult  # noqa: F401
+    from .run import fit, run_training  # noqa: F401
     from .trainer import TransferTrainer, TransferTrainingArguments, WeightInterpolationCallback  # noqa: F401
 
 

@@ -10,63 +10,70 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 
+def option(default, help: str):
+    """A dataclass field with its ``--help`` text (for ``HfArgumentParser``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class DataArguments:
     """Target data for a run; ``dataset`` accepts ``bundled:<name>``, a file, a folder or a Hub id."""
 
-    dataset: str = field(
-        default="bundled:sst2",
-        metadata={
-            "help": "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news, sst5, sms_spam, "
-            "sentiment_sentences_amazon, sentiment_sentences_imdb), a JSONL/CSV/Parquet file, "
-            "a folder with train/validation/test files or a saved DatasetDict, or a Hub dataset id."
-        },
+    dataset: str = option(
+        "bundled:sst2",
+        "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news, sst5, sms_spam, sentiment_sentences_amazon, "
+        "sentiment_sentences_imdb; multi-label: goemotions), a JSONL/CSV/Parquet file, a folder with "
+        "train/validation/test files or a saved DatasetDict, or a Hub dataset id.",
     )
-    text_column: str = field(default="text", metadata={"help": "Column holding the input text."})
-    label_column: str = field(default="label", metadata={"help": "Column holding the class label."})
-    labels: list[str] | None = field(
-        default=None,
-        metadata={"help": "Label names in the order to use; default: the data's ClassLabel order, else sorted."},
+    text_column: str = option("text", "Column holding the input text.")
+    label_column: str = option(
+        "label", "Column holding the class label (multi-label: a list of labels; default falls back to 'labels')."
     )
-    normalize_labels: bool = field(
-        default=False,
-        metadata={
-            "help": "Strip whitespace around label names and merge names that differ only by case ('Positive', "
-            "'positive ') into one: the spelling in labels if given, else the most frequent in train. Default: "
-            "such variants stop the run with an error that lists them."
-        },
+    task: str = option(
+        "auto",
+        "'single_label', 'multi_label', or 'auto': multi-label when the label column holds lists, label_separator "
+        "splits it, or label_columns are given.",
     )
-    n_per_class: int | None = field(
-        default=None,
-        metadata={"help": "Train on a stratified sample of this many rows per class (0 = no training); default: all."},
+    label_separator: str | None = option(
+        None, "Multi-label from text: the label column joins a row's labels with this separator (e.g. ',')."
     )
-    sample_seed: int = field(default=0, metadata={"help": "Seed for the n-per-class sample."})
-    extra_train: str | None = field(
-        default=None,
-        metadata={
-            "help": "More training rows appended to the (sampled) train split, labels matched by name: e.g. a "
-            "generated dataset folder (hf-transfer generate's <output_dir>/dataset). With n_per_class=0 the "
-            "model trains on these rows alone."
-        },
+    label_columns: list[str] | None = option(
+        None, "Multi-label from one 0/1 column per label: the columns (names or globs like 'tag_*'), in label order."
     )
-    eval_split: str = field(default="validation", metadata={"help": "Split to evaluate on."})
-    validation_size: float = field(
-        default=0.1, metadata={"help": "Share of train carved out (stratified) when the data has no validation split."}
+    labels: list[str] | None = option(None, "Label names in order; default: the data's ClassLabel order, else sorted.")
+    normalize_labels: bool = option(
+        False,
+        "Strip whitespace around label names and merge case variants ('Positive', 'positive ') into one: the spelling "
+        "in labels if given, else the most frequent in train. Default: such variants are an error that lists them.",
     )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on at most this many rows of the eval split (first rows)."}
+    n_per_class: int | None = option(
+        None,
+        "Train rows per class, sampled stratified (0 = no training); multi-label: at least this many rows per label "
+        "(and rows with no label, if the data has them), rarest label first. Default: all.",
     )
-
-    repeat_train: int = field(
-        default=1,
-        metadata={
-            "help": "Repeat the (sampled) real train rows this many times before extra_train is appended, so a "
-            "few real labels are not drowned by many synthetic ones (e.g. 10 with 1 epoch = each real row seen "
-            "as often as in a 10-epoch run on real rows alone)."
-        },
+    sample_seed: int = option(0, "Seed for the n-per-class sample.")
+    extra_train: str | None = option(
+        None,
+        "More training rows appended to the (sampled) train split, labels matched by name, e.g. a generated dataset "
+        "folder (hf-transfer generate's <output_dir>/dataset). With n_per_class=0 the model trains on these alone.",
+    )
+    eval_split: str = option("validation", "Split to evaluate on.")
+    validation_size: float = option(
+        0.1, "Share of train carved out (stratified) when the data has no validation split."
+    )
+    max_eval_samples: int | None = option(None, "Evaluate on at most this many rows of the eval split (first rows).")
+    repeat_train: int = option(
+        1,
+        "Repeat the (sampled) real train rows this many times before extra_train is appended, so a few real labels "
+        "are not drowned by many synthetic ones (10 with 1 epoch = each real row seen as often as in 10 epochs on "
+        "real rows alone).",
     )
 
     def __post_init__(self):
+        if self.task not in ("auto", "single_label", "multi_label"):
+            raise ConfigError(f"task={self.task!r} must be 'auto', 'single_label' or 'multi_label'.")
+        if isinstance(self.label_columns, str):
+            self.label_columns = [self.label_columns]
         check_range("repeat_train", self.repeat_train, low=1, note="1 = each real row once per epoch")
         check_range("n_per_class", self.n_per_class, low=0, note="0 means: do not train")
         check_range("validation_size", self.validation_size, low=0, high=1, high_open=True)
@@ -86,19 +93,9 @@ def as_mapping(name: str, value):
     return parsed
 
 
-def check_range(
-    name: str,
-    value,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    note: str = "",
-) -> None:
-    """Raise ``ConfigError`` naming ``name``, ``value`` and the valid range unless ``low <= value <= high``
-    (``<`` at an open end; ``None``: no bound), so a bad number fails before anything loads rather than as
-    NaN losses or a crash mid-run. ``None`` is an unset option and passes."""
+def check_range(name: str, value, *, low=None, high=None, low_open=False, high_open=False, note: str = "") -> None:
+    """Raise ``ConfigError`` unless ``low <= value <= high`` (``<`` at an open end; ``None``: no bound), so a bad
+    number fails before anything loads rather than as NaN losses mid-run. ``value=None`` (unset) passes."""
     if value is None:
         return
     if not isinstance(value, numbers.Real):

@@ -1,9 +1,5 @@
-"""Target data in, a validated ``DatasetDict`` out: ``text`` column, ``label`` as ``ClassLabel``.
-
-Everything a strategy needs to know about the target task (which splits, which labels, in which order)
-is settled here, once, and checked before any model is loaded: the expensive steps downstream can then
-trust their input.
-"""
+"""Target data in, a validated ``DatasetDict`` out (``text``, ``label`` as ``ClassLabel``): splits and label order
+are settled and checked here, before any model loads, so the expensive steps downstream can trust their input."""
 
 from __future__ import annotations
 
@@ -37,6 +33,19 @@ from datasets import (
 from datasets.exceptions import DatasetGenerationError
 
 from .errors import DataError
+from .multi_label import (
+    MULTI_LABEL,
+    SINGLE_LABEL,
+    TASKS,
+    as_lists,
+    check_lists,
+    encode_lists,
+    from_label_columns,
+    is_list_feature,
+    sample_per_label,
+    split_joined,
+    strata,
+)
 
 if TYPE_CHECKING:
     from .config import DataArguments
@@ -45,13 +54,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-SPLIT_ALIASES = {
-    "train": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "dev": "validation",
-    "test": "test",
-}
+SPLIT_ALIASES = dict(train="train", validation="validation", valid="validation", dev="validation", test="test")
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 SNIFF_BYTES = 8192
 NUMBER = r"^\s*[-+]?[0-9]+(\.[0-9]*)?\s*$"  # a label id (or a number) written as text, e.g. "1" in a CSV
@@ -81,7 +84,7 @@ def _split_files(folder: Path) -> dict[str, list[str]]:
 
 
 def _read_files(files: Mapping[str, str | Sequence[str]]) -> DatasetDict:
-    files = {split: [paths] if isinstance(paths, str | os.PathLike) else list(paths) for split, paths in files.items()}
+    files = {s: [str(p) for p in ([ps] if isinstance(ps, str | os.PathLike) else ps)] for s, ps in files.items()}
     suffixes = {Path(p).suffix for paths in files.values() for p in paths}
     unknown = suffixes - set(FILE_BUILDERS)
     formats = {"tsv" if s == ".tsv" else FILE_BUILDERS[s] for s in suffixes - unknown}  # tsv: csv + tab
@@ -101,10 +104,10 @@ def _read_files(files: Mapping[str, str | Sequence[str]]) -> DatasetDict:
             if not head.strip():
                 raise DataError(f"Split {split!r} is empty: {p!r} has no rows. Remove it or fill it.")
             if builder == "csv":
-                _check_delimiter(str(p), head, delimiter)
-    kwargs = {"delimiter": "\t"} if delimiter == "\t" and builder == "csv" else {}
+                _check_delimiter(p, head, delimiter)
+    kwargs = {"delimiter": "\t"} if delimiter == "\t" else {}  # only .tsv files, read by the csv builder
     try:
-        loaded = _load_files(builder, {k: [str(p) for p in v] for k, v in files.items()}, kwargs)
+        return _load_files(builder, files, kwargs)
     except (DatasetGenerationError, ValueError) as err:
         for split, paths in files.items():  # find the split at fault: usually one with a header but no rows
             try:
@@ -114,15 +117,11 @@ def _read_files(files: Mapping[str, str | Sequence[str]]) -> DatasetDict:
             if rows == 0:
                 raise DataError(f"Split {split!r} is empty: {paths} has no rows. Remove it or fill it.") from None
         raise DataError(f"Could not read {files}: {type(err).__name__}: {err}") from None
-    return loaded
 
 
 def _load_files(builder: str, files: dict[str, list[str]], kwargs: dict) -> DatasetDict:
-    """``load_dataset`` on local files; a CSV whose column changes type part-way is read again as text.
-
-    pandas infers each CSV column's type from its first 10,000-row chunk, so a label column of ids that turns
-    into names further down fails to cast (and before this looked like an empty file). Read as text, the
-    label checks of :func:`load_target` can then say which column mixes what, and where."""
+    """``load_dataset`` on local files. pandas types a CSV column by its first 10,000-row chunk, so ids turning
+    into names further down fail to cast: such a CSV is read again as text, for the label checks to explain."""
     try:
         return load_dataset(builder, data_files=files, **kwargs)
     except DatasetGenerationError:
@@ -137,9 +136,8 @@ def _load_files(builder: str, files: dict[str, list[str]], kwargs: dict) -> Data
 
 
 def _check_delimiter(path: str, head: bytes, delimiter: str) -> None:
-    """A file whose header is one column with the delimiter its extension implies, but several with another
-    (a ``;`` or tab file saved as ``.csv``, a comma file saved as ``.tsv``): say so, rather than "no column
-    'label'" later. A genuine one-column file (no other delimiter sniffed) keeps the usual message."""
+    """A header that is one column with its extension's delimiter but several with another (``;`` saved as
+    ``.csv``): say so, rather than "no column 'label'" later. A true one-column file passes."""
     sample = head.decode("utf-8-sig", errors="replace")
     if len(head) == SNIFF_BYTES and "\n" in sample:
         sample = sample.rsplit("\n", 1)[0]  # drop the line cut in half
@@ -209,11 +207,8 @@ def _check_columns(data: DatasetDict, text_column: str, label_column: str) -> No
     for split, ds in data.items():
         missing = [c for c in (text_column, label_column) if c not in ds.column_names]
         if missing:
-            hints = []
-            for column in missing:
-                close = difflib.get_close_matches(column, ds.column_names, n=1, cutoff=0.5)
-                if close:
-                    hints.append(f"Did you mean {close[0]!r} for {column!r}?")
+            close = {c: difflib.get_close_matches(c, ds.column_names, n=1, cutoff=0.5) for c in missing}
+            hints = [f"Did you mean {near[0]!r} for {c!r}?" for c, near in close.items() if near]
             raise DataError(
                 f"Split {split!r} has no column {', '.join(repr(c) for c in missing)}; its columns are "
                 f"{ds.column_names}. Pass text_column=/label_column= to name the right ones."
@@ -226,9 +221,13 @@ def _column(ds: Dataset, name: str) -> pa.ChunkedArray:
     return ds.with_format("arrow")[name]
 
 
+def _is_text(column: pa.ChunkedArray) -> bool:
+    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+
+
 def _check_texts(ds: Dataset, split: str) -> None:
     column = _column(ds, "text")
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+    if not _is_text(column):
         raise DataError(
             f"Split {split!r}: the text column holds {column.type}, not strings. Cast it to text first "
             f"(e.g. dataset.map(lambda r: {{'text': str(r['text'])}}))."
@@ -236,9 +235,8 @@ def _check_texts(ds: Dataset, split: str) -> None:
     bad = pc.or_(pc.is_null(column), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column.fill_null(""))), 0))
     n_bad = pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
     if n_bad:
-        first = int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])
         raise DataError(
-            f"Split {split!r}: {n_bad} row(s) have empty or missing text (first at row {first}). "
+            f"Split {split!r}: {n_bad} row(s) have empty or missing text (first at row {_first_row(bad)}). "
             f"Drop them first, e.g. dataset.filter(lambda r: r['text'] and r['text'].strip())."
         )
 
@@ -249,9 +247,7 @@ def _first_row(mask) -> int:
 
 def _label_kinds(ds: Dataset) -> dict[str, tuple[int, object]]:
     """The kinds of value in a split's label column (``number``, ``string``, ...): first row and value of each.
-
-    Arrow does the scanning; a string column is judged by its distinct values, and rows are only looked up
-    for a column that mixes kinds."""
+    A string column is judged by its distinct values; rows are only scanned when it mixes kinds."""
     feature = ds.features["label"]
     column = _column(ds, "label")
     if isinstance(feature, Json):  # what datasets makes of a JSON column whose rows differ in type
@@ -264,7 +260,7 @@ def _label_kinds(ds: Dataset) -> dict[str, tuple[int, object]]:
                 row = _first_row(pc.equal(first, char))
                 kinds[kind] = (row, json.loads(storage[row].as_py()))
         return kinds
-    if isinstance(feature, Value) and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+    if isinstance(feature, Value) and _is_text(column):
         numeric = pc.match_substring_regex(pc.unique(column).drop_null(), NUMBER)
         if not len(numeric):
             return {}
@@ -283,15 +279,20 @@ def _label_kinds(ds: Dataset) -> dict[str, tuple[int, object]]:
 
 
 def _check_label_kinds(data: DatasetDict, label_column: str, labels: Sequence[str] | None) -> None:
-    """Labels written as ids in some rows and as names in others (``1`` and ``"pos"``) are two spellings of
-    classes that cannot be matched up: JSONL gives a column that cannot be encoded at all, CSV a silent extra
-    class "1". Stop before either. With ``labels=`` given, text that looks like a number is taken as a name."""
+    """Labels as ids in some rows and names in others (``1``, ``"pos"``) cannot be matched up (JSONL: a column that
+    cannot be encoded; CSV: a silent extra class "1"): stop. With ``labels=``, numeric text is taken as a name."""
     found: dict[str, tuple[str, int, object]] = {}
     is_json = False
     for split, ds in data.items():
         kinds = _label_kinds(ds)
         if isinstance(ds.features["label"], Json):
             is_json = True
+            if "list" in kinds:
+                listed = ", ".join(f"{kind} {value!r} at row {row}" for kind, (row, value) in kinds.items())
+                raise DataError(
+                    f"Split {split!r}: label column {label_column!r} mixes lists and scalars ({listed}). For "
+                    f"multi-label data give every row a list (['joy'], or [] for none of the labels)."
+                )
             if not ({"number", "string"} <= set(kinds) <= {"number", "string", "null"}):
                 raise DataError(
                     f"Split {split!r}: label column {label_column!r} is a JSON column "
@@ -313,8 +314,10 @@ def _check_label_kinds(data: DatasetDict, label_column: str, labels: Sequence[st
 
 def _label_counts(ds: Dataset) -> Counter:
     """Rows per label name (as text) in one split; every name of a ``ClassLabel``, used or not."""
-    feature = ds.features["label"]
-    counts = pc.value_counts(_column(ds, "label"))
+    feature, column = ds.features["label"], _column(ds, "label")
+    if is_list_feature(feature):  # multi-label: every label of every row
+        feature, column = feature.feature, pc.list_flatten(column)
+    counts = pc.value_counts(column)
     pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
     if isinstance(feature, ClassLabel):
         spelled = Counter(dict.fromkeys(feature.names, 0))
@@ -324,12 +327,8 @@ def _label_counts(ds: Dataset) -> Counter:
 
 
 def _label_variants(data: DatasetDict, labels: Sequence[str] | None, normalize: bool) -> dict[str, str]:
-    """Label names that differ only by case or surrounding whitespace ("negative " / "negative", "Positive" /
-    "positive") would become separate classes, each with part of the rows: stop, unless ``normalize``.
-
-    With ``normalize``, returns the spelling -> canonical name map: names are stripped, and case variants take
-    the spelling of ``labels=`` if given, else the most frequent one in train (ties: the first in sorted order).
-    """
+    """Names differing only by case or surrounding whitespace would split a class: stop, unless ``normalize``,
+    then return spelling -> canonical name (that of ``labels=``, else the most frequent in train, ties sorted)."""
     sources: dict[str, Counter] = {split: _label_counts(ds) for split, ds in data.items()}
     given = [str(x) for x in labels] if labels is not None else []
     groups: dict[str, dict[str, list[str]]] = {}  # stripped, casefolded name -> spelling -> where it occurs
@@ -338,10 +337,6 @@ def _label_variants(data: DatasetDict, labels: Sequence[str] | None, normalize: 
             where = source if source == "labels=" else f"{source}: {n} row{'s' * (n != 1)}"
             groups.setdefault(name.strip().casefold(), {}).setdefault(name, []).append(where)
     variants = [spellings for spellings in groups.values() if len(spellings) > 1]
-
-    def describe(spellings: dict[str, list[str]]) -> str:
-        return " / ".join(f"{name!r} ({', '.join(where)})" for name, where in sorted(spellings.items()))
-
     clash = [spellings for spellings in variants if sum("labels=" in where for where in spellings.values()) > 1]
     if clash:
         raise DataError(
@@ -350,9 +345,10 @@ def _label_variants(data: DatasetDict, labels: Sequence[str] | None, normalize: 
             f"Give each class once, spelled one way."
         )
     if variants and not normalize:
+        listed = "; ".join(" / ".join(f"{n!r} ({', '.join(w)})" for n, w in sorted(s.items())) for s in variants)
         raise DataError(
             f"Label names differ only by case or surrounding whitespace, so they would become separate classes: "
-            f"{'; '.join(describe(s) for s in variants)}. Fix the spelling in the data, or pass "
+            f"{listed}. Fix the spelling in the data, or pass "
             f"normalize_labels=True to strip whitespace and merge case variants into one name."
         )
     if not normalize:
@@ -360,12 +356,10 @@ def _label_variants(data: DatasetDict, labels: Sequence[str] | None, normalize: 
     train = Counter()
     for name, n in sources["train"].items():
         train[name.strip()] += n
-    rename: dict[str, str] = {}
-    merged = []
+    rename, merged = {}, []
     for spellings in groups.values():
         chosen = [n.strip() for n, where in spellings.items() if "labels=" in where]
-        stripped = sorted({n.strip() for n in spellings})
-        canonical = chosen[0] if chosen else min(stripped, key=lambda n: (-train[n], n))
+        canonical = chosen[0] if chosen else min({n.strip() for n in spellings}, key=lambda n: (-train[n], n))
         rename.update({n: canonical for n in spellings if n != canonical})
         if len(spellings) > 1 or canonical not in spellings:
             merged.append(f"{' / '.join(repr(n) for n in sorted(spellings))} -> {canonical!r}")
@@ -374,10 +368,10 @@ def _label_variants(data: DatasetDict, labels: Sequence[str] | None, normalize: 
     return rename
 
 
-def _label_names(
-    data: DatasetDict, labels: Sequence[str] | None, train_split: str, rename: Mapping[str, str]
-) -> list[str]:
-    feature = data[train_split].features["label"]
+def _label_names(data: DatasetDict, labels: Sequence[str] | None, rename: Mapping[str, str]) -> list[str]:
+    feature, column = data["train"].features["label"], _column(data["train"], "label")
+    if is_list_feature(feature):
+        feature, column = feature.feature, pc.list_flatten(column)
     if labels is not None:
         names = [str(x) for x in labels]
         if len(set(names)) != len(names):
@@ -385,17 +379,20 @@ def _label_names(
         return [rename.get(n, n) for n in names]
     if isinstance(feature, ClassLabel):
         return list(dict.fromkeys(rename.get(n, n) for n in feature.names))
-    values = data[train_split].unique("label")
+    values = pc.unique(column).to_pylist()
     if any(v is None for v in values):
-        raise DataError(f"Split {train_split!r} has rows with no label; drop or fill them first.")
+        raise DataError("Split 'train' has rows with no label; drop or fill them first.")
     values = [rename.get(v, v) if isinstance(v, str) else v for v in values]
     return list(dict.fromkeys(str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))))
 
 
-def _encode_labels(ds: Dataset, split: str, names: list[str], train_split: str, rename: Mapping[str, str]) -> Dataset:
+def _encode_labels(ds: Dataset, split: str, names: list[str], rename: Mapping[str, str]) -> Dataset:
     feature = ds.features["label"]
+    if is_list_feature(feature):
+        spell = feature.feature.int2str if isinstance(feature.feature, ClassLabel) else str
+        return encode_lists(ds, split, names, rename, lambda v: rename.get(spell(v), spell(v)))
     if isinstance(feature, ClassLabel):
-        if len(ds) and min(ds.unique("label")) < 0:
+        if min(ds.unique("label")) < 0:  # ds is not empty: load_target checked
             raise DataError(
                 f"Split {split!r} has unlabelled rows (label -1, as in hidden test sets). Drop them "
                 f"(dataset.filter(lambda r: r['label'] >= 0)) or leave that split out."
@@ -409,15 +406,14 @@ def _encode_labels(ds: Dataset, split: str, names: list[str], train_split: str, 
     values = [to_name(v) for v in ds.unique("label")]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        where = "the train split" if split != train_split else "the given labels="
+        where = "the train split" if split != "train" else "the given labels="
         raise DataError(
             f"Split {split!r} has label(s) {unknown} that {where} does not have (known: {names}). "
             f"Fix the labels, pass labels=[...] listing every class, or drop those rows."
         )
     index = {name: i for i, name in enumerate(names)}
-    target = ClassLabel(names=names)
     features = ds.features.copy()
-    features["label"] = target
+    features["label"] = ClassLabel(names=names)
     return ds.map(
         lambda batch: {"label": [index[to_name(v)] for v in batch["label"]]},
         batched=True,
@@ -435,17 +431,19 @@ def load_target(
     validation_size: float | int = 0.1,
     seed: int = 0,
     normalize_labels: bool = False,
+    task: str = "auto",
+    label_separator: str | None = None,
+    label_columns: Sequence[str] | None = None,
 ) -> DatasetDict:
-    """Load target data as a ``DatasetDict`` with ``text`` and a ``ClassLabel`` ``label``, validated.
+    """Load ``source`` (see :func:`read_source`) as a validated ``DatasetDict`` with ``text`` and a ``ClassLabel``
+    ``label`` in the order of ``labels``, else the data's ``ClassLabel``, else sorted; a stratified validation split
+    is carved from train when none exists. Case/whitespace label variants: see :func:`_label_variants`.
 
-    ``source`` is a JSONL/CSV/TSV/Parquet file, a ``{split: file}`` mapping, a folder (saved
-    ``DatasetDict`` or ``train``/``validation``/``test`` files), a ``Dataset``/``DatasetDict``, or a Hub id.
-    Label order is ``labels`` when given, the ``ClassLabel`` order when the data has one, else sorted.
-    A stratified ``validation`` split is carved from train (``validation_size``) when none exists.
-    Label names that differ only by case or surrounding whitespace (in any split or ``labels``) are an error;
-    with ``normalize_labels=True`` names are stripped and case variants merged into one spelling: the one in
-    ``labels`` if given, else the most frequent in train, ties broken by sorted order (logged as a warning).
-    """
+    Multi-label (``label`` a ``List(ClassLabel)``, :mod:`hf_transfer.multi_label`) when the label column holds
+    lists, when ``label_separator`` splits joined labels, when ``label_columns`` names one 0/1 column per label
+    (names or globs), or when ``task="multi_label"`` forces it."""
+    if task not in TASKS:
+        raise DataError(f"task={task!r} is not one of {', '.join(TASKS)}.")
     data = read_source(source)
     data = DatasetDict({SPLIT_ALIASES.get(k, k): v for k, v in data.items()})
     if "train" not in data:
@@ -453,28 +451,66 @@ def load_target(
     for split, ds in data.items():
         if len(ds) == 0:
             raise DataError(f"Split {split!r} is empty; remove it or point it at a file with rows.")
+    if label_columns:
+        data, column_labels = from_label_columns(data, label_columns)
+        label_column, labels = "label", labels if labels is not None else column_labels
+    elif label_column == "label" and "label" not in data["train"].column_names:
+        label_column = "labels" if "labels" in data["train"].column_names else label_column  # HF's multi-label name
     _check_columns(data, text_column, label_column)
-    renames = {text_column: "text", label_column: "label"}
+    renames = {k: v for k, v in {text_column: "text", label_column: "label"}.items() if k != v}
     data = DatasetDict(
-        {
-            split: ds.select_columns([text_column, label_column]).rename_columns(
-                {k: v for k, v in renames.items() if k != v}
-            )
-            for split, ds in data.items()
-        }
+        {s: ds.select_columns([text_column, label_column]).rename_columns(renames) for s, ds in data.items()}
     )
     for split, ds in data.items():
         _check_texts(ds, split)
     _check_label_kinds(data, label_column, labels)
+    listed = is_list_feature(data["train"].features["label"])
+    if label_separator and not listed:
+        data, listed = split_joined(data, label_separator), True
+    if task == SINGLE_LABEL and listed:
+        raise DataError(
+            f"task='single_label', but label column {label_column!r} holds lists of labels (multi-label data). "
+            f"Use task='multi_label' (or 'auto'), or give one label per row."
+        )
+    if task == MULTI_LABEL and not listed:
+        data, listed = as_lists(data), True
+    if listed:
+        check_lists(data)
     rename = _label_variants(data, labels, normalize_labels)
-    names = _label_names(data, labels, "train", rename)
-    data = DatasetDict({split: _encode_labels(ds, split, names, "train", rename) for split, ds in data.items()})
+    names = _label_names(data, labels, rename)
+    data = DatasetDict({split: _encode_labels(ds, split, names, rename) for split, ds in data.items()})
     if "validation" not in data and validation_size:
-        counts = np.bincount(np.asarray(_column(data["train"], "label")), minlength=len(names))
-        size = _validation_share(counts, names, validation_size)
-        parts = data["train"].train_test_split(test_size=size, stratify_by_column="label", seed=seed)
-        data["train"], data["validation"] = parts["train"], parts["test"]
+        carve = _carve_lists if listed else _carve
+        data["train"], data["validation"] = carve(data["train"], names, validation_size, seed)
     return data
+
+
+def _carve(train: Dataset, names: list[str], validation_size, seed: int) -> tuple[Dataset, Dataset]:
+    counts = np.bincount(np.asarray(_column(train, "label")), minlength=len(names))
+    size = _validation_share(counts, names, validation_size)
+    parts = train.train_test_split(test_size=size, stratify_by_column="label", seed=seed)
+    return parts["train"], parts["test"]
+
+
+def _carve_lists(train: Dataset, names: list[str], validation_size, seed: int) -> tuple[Dataset, Dataset]:
+    """Multi-label: stratified by each row's rarest label, rare strata pooled until both sides can hold one row of
+    every stratum (a row of each label where the data allows it)."""
+    n = len(train)
+    n_val = _validation_rows(float(validation_size) if validation_size < 1 else int(validation_size), n)
+    if not 0 < n_val < n:
+        raise DataError(
+            f"validation_size={validation_size} of {n} train rows leaves no row on one side. Pass a smaller share "
+            f"or row count, provide a validation file, or pass validation_size=0."
+        )
+    for min_rows in range(2, n + 1):
+        stratum = strata(train, min_rows)
+        k = len(np.unique(stratum))
+        if k <= min(n_val, n - n_val):
+            break
+    column = ClassLabel(num_classes=int(stratum.max()) + 1)
+    with_strata = train.add_column("_stratum", stratum.tolist()).cast_column("_stratum", column)
+    parts = with_strata.train_test_split(test_size=validation_size, stratify_by_column="_stratum", seed=seed)
+    return parts["train"].remove_columns("_stratum"), parts["test"].remove_columns("_stratum")
 
 
 def _validation_rows(size: float | int, n: int) -> int:
@@ -482,9 +518,8 @@ def _validation_rows(size: float | int, n: int) -> int:
 
 
 def _validation_share(counts: np.ndarray, names: list[str], validation_size: float | int) -> float | int:
-    """``validation_size`` as ``train_test_split`` takes it, once sure a stratified split can be carved: every
-    class needs 2 train rows, and each side as many rows as there are classes (else a raw sklearn-style error).
-    """
+    """``validation_size`` for ``train_test_split``, once sure a stratified split can be carved (2 train rows per
+    class, each side a row of every class), rather than a raw sklearn-style error."""
     tiny = [names[i] for i, c in enumerate(counts) if c < 2]
     if tiny:
         raise DataError(
@@ -517,25 +552,26 @@ def _validation_share(counts: np.ndarray, names: list[str], validation_size: flo
 
 def label_names(data: Dataset | DatasetDict) -> list[str]:
     """The ordered label names of a dataset loaded by :func:`load_target`."""
-    ds = data["train"] if isinstance(data, DatasetDict) else data
-    return list(ds.features["label"].names)
+    feature = (data["train"] if isinstance(data, DatasetDict) else data).features["label"]
+    return list((feature.feature if is_list_feature(feature) else feature).names)
 
 
 def readable_label(label: str) -> str:
-    """A label name as words (``"meaning_of_life"`` -> ``"meaning of life"``): an identifier-style name embeds
-    as odd sub-word pieces, so a label without a description is described by its name in plain words."""
+    """A label name as words (``"meaning_of_life"`` -> ``"meaning of life"``): identifiers embed as odd sub-words."""
     return " ".join(label.replace("_", " ").split()) or label
 
 
 def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
-    """Stratified sample of exactly ``n`` rows per class (seeded), for few-shot experiments."""
+    """Stratified sample of exactly ``n`` rows per class (seeded), for few-shot experiments; multi-label data: at
+    least ``n`` rows per label (:func:`hf_transfer.multi_label.sample_per_label`)."""
     if n < 0:
         raise DataError(f"n_per_class={n} must be >= 0.")
+    if is_list_feature(dataset.features["label"]):
+        return sample_per_label(dataset, n, seed)
     labels = np.asarray(dataset["label"])
     names = dataset.features["label"].names
     rng = np.random.default_rng(seed)
-    picked = []
-    short = []
+    picked, short = [], []
     for class_id, name in enumerate(names):
         idx = np.flatnonzero(labels == class_id)
         if len(idx) < n:
@@ -552,40 +588,40 @@ def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
 
 
 def load_data_args(data_args: DataArguments, counts: dict | None = None):
-    """Load and sample the target data described by ``data_args``: ``(train, eval, labels)``. ``counts``, if
-    given, receives ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``."""
-    kwargs = dict(
-        text_column=data_args.text_column,
-        label_column=data_args.label_column,
-        labels=data_args.labels,
-        normalize_labels=data_args.normalize_labels,
-        validation_size=data_args.validation_size,
-        seed=data_args.sample_seed,
-    )
-    if data_args.dataset.startswith("bundled:"):
-        data = load_bundled(data_args.dataset.split(":", 1)[1], **kwargs)
-    else:
-        data = load_target(data_args.dataset, **kwargs)
+    """Load and sample the target data of ``data_args``: ``(train, eval, labels)``. ``counts``, if given, receives
+    ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``."""
+    names = ("text_column", "label_column", "labels", "normalize_labels", "task", "label_separator", "label_columns")
+    kwargs = {k: getattr(data_args, k) for k in names}
+    kwargs.update(validation_size=data_args.validation_size, seed=data_args.sample_seed)
+    name = data_args.dataset
+    bundled = name.startswith("bundled:")
+    data = load_bundled(name.removeprefix("bundled:"), **kwargs) if bundled else load_target(name, **kwargs)
     if data_args.eval_split not in data:
         raise DataError(f"eval_split={data_args.eval_split!r} is not among the splits {list(data)}.")
+    labels = label_names(data)
     train = data["train"]
     if data_args.n_per_class is not None:
         train = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
     n_real = len(train)
     if data_args.repeat_train > 1 and n_real:
         train = concatenate_datasets([train] * data_args.repeat_train)
-    extra = (
-        load_extra_train(data_args.extra_train, label_names(data), normalize_labels=data_args.normalize_labels)
-        if data_args.extra_train
-        else None
-    )
-    missing: list[str] = []
-    if extra is not None:
+    extra, missing = None, []
+    if data_args.extra_train:
+        source = data_args.extra_train
+        try:
+            task = MULTI_LABEL if is_list_feature(train.features["label"]) else SINGLE_LABEL
+            splits = load_target(source, labels=labels, validation_size=0, task=task,
+                                 normalize_labels=data_args.normalize_labels)  # fmt: skip
+        except DataError as err:
+            raise DataError(f"extra_train={str(source)!r}: {err}") from None
+        extra = concatenate_datasets(list(splits.values()))
         train = concatenate_datasets([train, extra])
-        missing = _labels_missing(extra, label_names(data))
+        present = set(pc.unique(pc.list_flatten(_column(extra, "label"))).to_pylist()) \
+            if is_list_feature(extra.features["label"]) else set(extra.unique("label"))  # fmt: skip
+        missing = [label for i, label in enumerate(labels) if i not in present]
         if missing:
             warnings.warn(
-                f"extra_train={str(data_args.extra_train)!r} has no rows for label(s) {missing}: "
+                f"extra_train={str(source)!r} has no rows for label(s) {missing}: "
                 + ("the model never sees them in training (n_per_class=0)." if not n_real else "only the real rows "
                    "teach them, outnumbered by the extra rows of the other labels.")
                 + " Add rows for them (e.g. generate with a higher n_per_label) or drop those labels.",
@@ -598,21 +634,7 @@ def load_data_args(data_args: DataArguments, counts: dict | None = None):
     eval_ds = data[data_args.eval_split]
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
-    return train, eval_ds, label_names(data)
-
-
-def _labels_missing(dataset: Dataset, labels: list[str]) -> list[str]:
-    present = set(dataset.unique("label")) if len(dataset) else set()
-    return [name for i, name in enumerate(labels) if i not in present]
-
-
-def load_extra_train(source, labels: list[str], normalize_labels: bool = False) -> Dataset:
-    """Rows from ``source`` (file, folder, saved ``Dataset``) with labels re-encoded by name to ``labels``."""
-    try:
-        extra = load_target(source, labels=labels, validation_size=0, normalize_labels=normalize_labels)
-    except DataError as err:
-        raise DataError(f"extra_train={str(source)!r}: {err}") from None
-    return concatenate_datasets(list(extra.values()))
+    return train, eval_ds, labels
 
 
 def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:

@@ -1,8 +1,5 @@
-"""Embedded offline defaults: short names that resolve to model files shipped inside PyPI packages.
-
-Every other argument that names a model is passed through untouched (any Hub id or local path), so
-online users lose nothing; offline users get a working encoder and generator without a download.
-"""
+"""Embedded offline defaults: short names that resolve to model files shipped inside PyPI packages, so offline
+users get a working encoder and generator; any other model name (Hub id, local path) passes through untouched."""
 
 from __future__ import annotations
 
@@ -48,12 +45,8 @@ def resolve_model(name_or_path: str) -> str:
     if entry is None:
         return name_or_path
     root = _package_dir(entry.package)
-    if root is not None:
-        folder = root / entry.subdir if entry.subdir else root
-        marker = folder / (entry.gguf_file or "config.json")
-        if marker.exists():
-            return str(folder)
-    return entry.hub_id
+    folder = root / entry.subdir if root is not None else None  # Path / "" is the path itself
+    return str(folder) if folder and (folder / (entry.gguf_file or "config.json")).exists() else entry.hub_id
 
 
 def resolve_gguf_file(name_or_path: str) -> str | None:
@@ -65,7 +58,7 @@ def resolve_gguf_file(name_or_path: str) -> str | None:
 
 
 def sentence_transformers_pooling(model_path: str) -> tuple[str, bool] | None:
-    """Read (pooling mode, normalise) from a local sentence-transformers checkpoint, if it is one."""
+    """(pooling mode, normalise) of a local sentence-transformers checkpoint, ``None`` if it is not one."""
     folder = Path(model_path)
     modules_file = folder / "modules.json"
     if not modules_file.is_file():
@@ -74,21 +67,18 @@ def sentence_transformers_pooling(model_path: str) -> tuple[str, bool] | None:
     normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
     mode = "mean"
     for module in modules:
-        if module.get("type", "").endswith("Pooling"):
-            cfg_file = folder / module.get("path", "") / "config.json"
-            if cfg_file.is_file():
-                cfg = json.loads(cfg_file.read_text())
-                if cfg.get("pooling_mode_cls_token"):
-                    mode = "cls"
-                elif cfg.get("pooling_mode_max_tokens"):
-                    mode = "max"
+        cfg_file = folder / module.get("path", "") / "config.json"
+        if module.get("type", "").endswith("Pooling") and cfg_file.is_file():
+            cfg = json.loads(cfg_file.read_text())
+            mode = (
+                "cls" if cfg.get("pooling_mode_cls_token") else "max" if cfg.get("pooling_mode_max_tokens") else mode
+            )
     return mode, normalize
 
 
 def portable_ref(name_or_path: str | None) -> str | None:
-    """How a saved file (``config.json``, ``results.json``, the card) names a model or data path: an embedded
-    alias or its installed folder by its Hub id, an absolute local path by its last part (a path on this
-    machine means nothing where the folder is pushed or copied), anything else as given."""
+    """A model or data path as saved files name it: an embedded alias (or its folder) by its Hub id, an absolute
+    path by its last part (it means nothing on another machine), anything else as given."""
     if not name_or_path:
         return name_or_path
     name = str(name_or_path)

@@ -1,10 +1,6 @@
-"""The process group every strategy shares, including CPU-only multi-process launches.
-
-``PartialState()`` only joins a ``torchrun``/``accelerate launch`` group on an accelerator: with no GPU it
-silently runs each process alone (``DistributedType.NO``), so two processes would each do all the work.
-``TrainingArguments(use_cpu=True)`` avoids that for the Trainer; code that runs before or without a Trainer
-(generation, pseudo-labelling from a user script) calls :func:`partial_state` instead.
-"""
+"""The process group every strategy shares, including CPU-only multi-process launches: without an accelerator
+``PartialState()`` runs each launched process alone, so each would do all the work. The Trainer avoids that with
+``use_cpu=True``; code that runs before or without one calls :func:`partial_state`."""
 
 from __future__ import annotations
 
@@ -12,8 +8,7 @@ from accelerate import PartialState
 
 
 def partial_state() -> PartialState:
-    """The shared ``PartialState``; on a machine without an accelerator it is created with ``cpu=True`` so a
-    multi-process launch forms a gloo group. Later plain ``PartialState()`` calls return the same state."""
+    """The shared state, created with ``cpu=True`` where there is no accelerator so processes form a gloo group."""
     if PartialState._shared_state:  # already initialised (e.g. by TrainingArguments): reuse, never re-init
         return PartialState()
     import torch

@@ -1,14 +1,11 @@
 """Publishing to the Hub: settings checked before any model loads, then one push of the finished folder.
 
-Why not let the stock ``Trainer`` push: with ``push_to_hub=True`` it creates the repo in ``__init__`` (a
-network call before training), pushes at every save, and ``Trainer.push_to_hub`` rewrites ``README.md``
-with its auto-generated card. hf_transfer trains with the push settings and the token withheld from the
-Trainer (:func:`trainer_args`, so they never reach ``training_args.bin``), saves the folder with our card,
-then uploads it once with ``HfApi.upload_folder`` -- the call ``Trainer.push_to_hub`` itself ends with.
+Not the ``Trainer``'s own push: it creates the repo before training, pushes at every save and overwrites
+our ``README.md``. So the Trainer gets no push settings or token (:func:`trainer_args`, keeping them out of
+``training_args.bin``) and the saved folder is uploaded once with ``HfApi.upload_folder``.
 
-The token comes from ``hub_token`` or huggingface_hub's own lookup (``HF_TOKEN``, ``hf auth login``). It is
-handed to ``HfApi`` calls only: never printed, logged, or written to a file, and a folder holding a file
-that contains it is refused rather than uploaded.
+The token (``hub_token`` or huggingface_hub's lookup) goes to ``HfApi`` calls only: never printed, logged or
+written, and a folder holding a file that contains it is refused rather than uploaded.
 """
 
 from __future__ import annotations
@@ -20,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +32,7 @@ _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 @dataclass(frozen=True)
 class PushTarget:
-    """Where a folder goes: ``repo_id`` (``name`` or ``namespace/name``), its type and visibility."""
+    """Where a folder goes: ``repo_id`` (``name`` or ``namespace/name``), type, visibility, revision."""
 
     repo_id: str
     repo_type: str = "model"
@@ -44,17 +42,15 @@ class PushTarget:
 
 
 def is_offline() -> bool:
-    """True when huggingface_hub is in offline mode (``HF_HUB_OFFLINE=1``), checked now, not at import."""
+    """Offline mode, read now: huggingface_hub's constant is fixed at its import."""
     from huggingface_hub import constants
 
-    def env_true(name: str) -> bool:
-        return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-    return bool(constants.HF_HUB_OFFLINE) or env_true("HF_HUB_OFFLINE") or env_true("TRANSFORMERS_OFFLINE")
+    env = (os.environ.get(name, "").strip().upper() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return bool(constants.HF_HUB_OFFLINE) or any(value in ("1", "ON", "YES", "TRUE") for value in env)
 
 
 def check_repo_id(repo_id: str, option: str = "hub_model_id") -> str:
-    """``repo_id`` if it has the Hub's form (``name`` or ``namespace/name``), else a ``ConfigError``."""
+    """``repo_id`` if it has the Hub's form, else a ``ConfigError`` saying what is wrong."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     problem = None
@@ -80,8 +76,8 @@ def check_repo_id(repo_id: str, option: str = "hub_model_id") -> str:
 
 
 def resolve_repo_id(hub_model_id: str | None, output_dir: str | None) -> str:
-    """The repo to push to: ``hub_model_id``, else the name of ``output_dir`` (the Trainer's own rule; the
-    Hub puts a bare name in the token owner's namespace). ``ConfigError`` when neither gives a valid id."""
+    """``hub_model_id``, else the name of ``output_dir`` (the Trainer's rule; the Hub puts a bare name in the
+    token owner's namespace)."""
     if hub_model_id:
         return check_repo_id(hub_model_id)
     name = Path(str(output_dir)).resolve().name if output_dir else ""
@@ -94,8 +90,8 @@ def resolve_repo_id(hub_model_id: str | None, output_dir: str | None) -> str:
 
 
 def check_push(push_to_hub: bool, hub_model_id: str | None, output_dir: str | None) -> str | None:
-    """Everything about publishing that can fail before a model loads: the repo id's form (also when not
-    pushing, to catch typos) and offline mode. Returns the repo id when pushing, else ``None``."""
+    """The repo id when pushing, else ``None``; fails early on a bad id (checked even when not pushing, to
+    catch typos) or offline mode."""
     if not push_to_hub:
         if hub_model_id:
             check_repo_id(hub_model_id)
@@ -111,13 +107,10 @@ def check_push(push_to_hub: bool, hub_model_id: str | None, output_dir: str | No
 
 
 def check_config_push(config) -> str | None:
-    """:func:`check_push` on a ``FinetuneConfig``/``LabelMapConfig`` (``TrainingArguments`` fields) or a
-    ``GenerateConfig``."""
     return check_push(getattr(config, "push_to_hub", False), getattr(config, "hub_model_id", None), config.output_dir)
 
 
 def push_target(config, repo_type: str = "model") -> PushTarget | None:
-    """The :class:`PushTarget` a config asks for, or ``None`` when it does not push."""
     repo_id = check_config_push(config)
     if repo_id is None:
         return None
@@ -131,9 +124,7 @@ def push_target(config, repo_type: str = "model") -> PushTarget | None:
 
 
 def trainer_args(config):
-    """The arguments to give the ``Trainer``: ``config`` itself, or, when it pushes or holds a token, a
-    shallow copy without them (no repo created mid-run, no push per save, no token in ``training_args.bin``).
-    The caller pushes after saving, with :func:`push_folder`."""
+    """``config``, or a shallow copy without push settings and token for the ``Trainer`` (see module doc)."""
     if not getattr(config, "push_to_hub", False) and getattr(config, "hub_token", None) is None:
         return config
     args = copy.copy(config)
@@ -143,8 +134,7 @@ def trainer_args(config):
 
 
 def push_folder(folder: str | Path, target: PushTarget, *, commit_message: str | None = None) -> str:
-    """Create ``target.repo_id`` if needed and upload ``folder`` to it (``HfApi.create_repo`` +
-    ``HfApi.upload_folder``, skipping checkpoints and logs). Returns the repo id."""
+    """Create ``target.repo_id`` if needed and upload ``folder`` to it, minus IGNORE_PATTERNS; returns the id."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -173,7 +163,7 @@ def push_folder(folder: str | Path, target: PushTarget, *, commit_message: str |
 
 
 def _refuse_token_leak(folder: Path, token: str | None) -> None:
-    """Refuse to upload a folder in which any file contains the token (checked in overlapping chunks)."""
+    """Refuse a folder in which any uploaded file contains the token (read in overlapping chunks)."""
     if token is None:
         from huggingface_hub import get_token
 
@@ -195,9 +185,7 @@ def _refuse_token_leak(folder: Path, token: str | None) -> None:
 
 
 def check_publish(config, template: str | Path | None = None) -> str | None:
-    """The publishing checks a strategy runs before loading models: push settings (:func:`check_config_push`)
-    and that the card template exists (default: the model card's; generate passes the dataset card's).
-    Returns the repo id when pushing."""
+    """Push settings and card template (default: the model card's), checked before models load."""
     from .model_card import MODEL_CARD_TEMPLATE, check_card_template
 
     check_card_template(template or MODEL_CARD_TEMPLATE)  # exists, and reaches for no Python (sandbox.py)
@@ -205,17 +193,9 @@ def check_publish(config, template: str | Path | None = None) -> str | None:
 
 
 def save_model_folder(model, folder: str | Path, *, adapter_base: str | None = None) -> bool:
-    """Save ``model`` so that ``AutoModelForSequenceClassification.from_pretrained(folder)`` (after
-    ``import hf_transfer``, or with ``trust_remote_code=True`` where it is not installed: ``save_pretrained``
-    ships ``modeling.py`` and ``auto_map``) reloads it in one call. Returns True when it was saved as a PEFT
-    adapter.
-
-    A plain model is saved as is. A ``PeftModel`` is saved as an adapter *with its base model embedded*:
-    ``adapter_config.json`` + ``adapter_model.safetensors`` (PEFT's own ``save_pretrained``) next to the
-    base classifier's ``config.json`` + ``model.safetensors`` (the adapter unloaded from a copy), which
-    transformers loads as base + adapter, and ``AutoPeftModelForSequenceClassification`` loads from the
-    adapter config's ``base_model_name_or_path`` (set to ``adapter_base``: the repo id when pushing, else
-    this folder).
+    """Save ``model`` so that one ``AutoModelForSequenceClassification.from_pretrained(folder)`` reloads it;
+    True when saved as a PEFT adapter. An adapter is saved beside its base classifier, so transformers loads
+    base + adapter and PEFT's Auto classes find the base at ``adapter_base`` (the repo id, else this folder).
     """
     from peft import PeftModel
 
@@ -224,8 +204,7 @@ def save_model_folder(model, folder: str | Path, *, adapter_base: str | None = N
     if not isinstance(model, PeftModel):
         model.save_pretrained(folder)
         return False
-    # the base classifier, embeddings included, is saved whole beside the adapter: no need for PEFT to look
-    # the base up by name (offline, or a local name, that only warns) to decide whether to copy embeddings
+    # the base, embeddings included, is saved whole beside it: PEFT need not look the base up by name
     model.save_pretrained(folder, save_embedding_layers=False)
     base = copy.deepcopy(model)  # unload from a copy: the caller's model keeps its adapter
     # the classifier the adapter was trained on, without the adapter (prompt-learning methods inject nothing)
@@ -239,7 +218,7 @@ def save_model_folder(model, folder: str | Path, *, adapter_base: str | None = N
 
 
 class PushError(HfTransferError):
-    """The run finished and is saved, but publishing it failed; ``folder`` and ``results`` say what is safe."""
+    """The run is saved but publishing failed; ``folder`` and ``results`` say what is safe."""
 
     def __init__(self, message: str, *, folder: str | Path, results: dict | None = None):
         super().__init__(message)
@@ -248,8 +227,7 @@ class PushError(HfTransferError):
 
     @classmethod
     def after(cls, err: Exception, folder: str | Path, target: PushTarget, results: dict | None) -> PushError:
-        """The error for a push of the saved ``folder`` that raised ``err``: the first line of the cause and how
-        to push it later (a network or auth failure is told in one line, not a traceback)."""
+        """One line of ``err`` (not a traceback) and how to push ``folder`` later."""
         cause = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
         kind = " --repo-type dataset" if target.repo_type == "dataset" else ""
         return cls(
@@ -261,10 +239,8 @@ class PushError(HfTransferError):
 
 
 def push_run(folder: str | Path, config, results: dict | None = None, repo_type: str = "model") -> str | None:
-    """Push a saved run folder when ``config`` asks for it (``push_to_hub``); returns the repo id or None.
-
-    A failed push (network, auth, a refused token leak) raises :class:`PushError`, which carries the saved
-    folder and the results so that the caller can show them before the cause."""
+    """Push a saved run folder when ``config`` asks to; returns the repo id or None. Raises
+    :class:`PushError` on any failure, so the caller can show the saved folder and results first."""
     target = push_target(config, repo_type=repo_type)
     if target is None:
         return None
@@ -275,9 +251,8 @@ def push_run(folder: str | Path, config, results: dict | None = None, repo_type:
 
 
 def push_dataset(dataset, card_path: str | Path, target: PushTarget, *, staging_dir: str | Path) -> str:
-    """Push a ``datasets.Dataset`` as ``data/train-00000-of-00001.parquet`` (features, ``ClassLabel``
-    included, kept in the Parquet schema) with the card at ``card_path`` as its ``README.md``: staged in
-    ``staging_dir``, then :func:`push_folder`. Returns the repo id."""
+    """Push ``dataset`` as one Parquet file (its features, ``ClassLabel`` included, kept in the schema) with
+    ``card_path`` as ``README.md``, staged in ``staging_dir``. Returns the repo id."""
     staging = Path(staging_dir)
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "data").mkdir(parents=True)
@@ -287,26 +262,21 @@ def push_dataset(dataset, card_path: str | Path, target: PushTarget, *, staging_
 
 
 def save_run(
-    trainer,
-    config,
-    tokenizer,
-    results: dict,
-    data_args=None,
-    extra_files: dict[str, str] | None = None,
+    trainer, config, tokenizer, results: Mapping, data_args=None, extra_files: dict[str, str] | None = None
 ) -> Path:
-    """Write a Hub-ready folder to ``config.output_dir``: the exported model (or PEFT adapter with its base,
-    ``merge_adapter=False``), tokenizer, ``extra_files`` (name -> text), the model card ``README.md`` and
-    ``results.json``, staged and moved into place with ``results.json`` last (:func:`save_atomically`)."""
+    """Write a Hub-ready folder to ``config.output_dir`` (model, tokenizer, ``extra_files``, card, results),
+    staged and moved into place with ``results.json`` last."""
     from . import model_card  # looked up at call time: tests and benchmarks/faults.py stop a save inside it
     from .classifier import export_model
     from .defaults import portable_ref
-    from .output import RESULTS_FILE, save_atomically
+    from .output import save_atomically
+    from .results import RESULTS_FILE, RunResult
 
     out = Path(config.output_dir)
     peft_config = model_card.peft_summary(trainer.model)  # before export: merging drops the adapter
     model = export_model(trainer.model, merge_adapter=config.merge_adapter)
     repo_id = resolve_repo_id(config.hub_model_id, config.output_dir) if config.push_to_hub else None
-    results_text = json.dumps(results, indent=2)
+    results_text = RunResult.from_dict(results).to_json()
 
     def write(folder: Path) -> None:
         adapter = save_model_folder(model, folder, adapter_base=repo_id or str(out.resolve()))

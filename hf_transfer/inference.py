@@ -1,11 +1,5 @@
-"""The one batched inference loop behind every "run a model over a list of texts" in hf_transfer.
-
-Embeddings (:func:`embed_texts`, the pooled features of an hf_transfer classifier) and class probabilities
-(:func:`predict_proba`, any sequence classifier: labelmap's source, generate's consistency scorer) differ
-only in what they take from the model, so length sorting, tokenisation, ``inference_mode``, bf16 autocast,
-train/eval restoring and putting rows back in input order live here once, and a fix to any of them
-reaches both.
-"""
+"""The one batched inference loop behind :func:`embed_texts` and :func:`predict_proba`: they differ only in what
+they take from the model, so sorting, tokenisation, autocast and mode restoring live once and a fix reaches both."""
 
 from __future__ import annotations
 
@@ -16,8 +10,8 @@ import torch
 from torch import nn
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
+# ``forward(model, batch) -> (len(batch), dim)`` tensor; ``batch`` is tokenised and on the model's device.
 Forward = Callable[[nn.Module, BatchEncoding], torch.Tensor]
-"""``forward(model, batch) -> (len(batch), dim)`` tensor; ``batch`` is tokenised and on the model's device."""
 
 
 def run_batched(
@@ -31,13 +25,8 @@ def run_batched(
     max_length: int = 128,
     bf16: bool = False,
 ) -> np.ndarray:
-    """``forward`` over ``texts`` as a float32 ``(len(texts), dim)`` array, row ``i`` for ``texts[i]``.
-
-    Texts are batched in length order so each batch pads to similar lengths. The model runs in eval mode
-    under ``inference_mode`` and, with ``bf16``, bfloat16 autocast (``bf16=False`` turns autocast off, so an
-    autocast region around the call cannot change the results); each module's train/eval mode is put back
-    afterwards, even when ``forward`` raises. ``dim`` is needed so that no texts still give ``(0, dim)``.
-    """
+    """``forward`` over ``texts`` as a float32 ``(len(texts), dim)`` array in input order, batched in length order
+    (little padding). ``bf16=False`` disables autocast, so an outer autocast region cannot change the results."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     texts = list(texts)  # one pass over e.g. a datasets Column instead of one lookup per row
@@ -45,6 +34,7 @@ def run_batched(
     if not texts:
         return out
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    encode = dict(padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     device = next(model.parameters()).device
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
@@ -52,9 +42,7 @@ def run_batched(
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                batch = tokenizer(
-                    [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-                ).to(device)
+                batch = tokenizer([texts[i] for i in idx], **encode).to(device)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                     rows = forward(model, batch)
                 if tuple(rows.shape) != (len(idx), dim):
@@ -77,16 +65,8 @@ def embed_texts(
     max_length: int = 128,
 ) -> torch.Tensor:
     """Pooled embeddings of ``texts`` in input order, as a float32 CPU tensor."""
-    embed = run_batched(
-        model,
-        tokenizer,
-        texts,
-        lambda m, batch: m.embed(**batch),
-        dim=model.config.hidden_size,
-        batch_size=batch_size,
-        max_length=max_length,
-    )
-    return torch.from_numpy(embed)
+    kwargs = dict(dim=model.config.hidden_size, batch_size=batch_size, max_length=max_length)
+    return torch.from_numpy(run_batched(model, tokenizer, texts, lambda m, b: m.embed(**b), **kwargs))
 
 
 def predict_proba(
@@ -98,14 +78,13 @@ def predict_proba(
     max_length: int = 128,
     bf16: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities for ``texts`` in input order, float32."""
-    return run_batched(
-        model,
-        tokenizer,
-        texts,
-        lambda m, batch: m(**batch).logits.float().softmax(-1),
-        dim=model.config.num_labels,
-        batch_size=batch_size,
-        max_length=max_length,
-        bf16=bf16,
-    )
+    """Probabilities for ``texts`` in input order, float32: softmax over the labels, or for a multi-label model
+    (``problem_type="multi_label_classification"``) a sigmoid per label."""
+    kwargs = dict(dim=model.config.num_labels, batch_size=batch_size, max_length=max_length, bf16=bf16)
+    multi = getattr(model.config, "problem_type", None) == "multi_label_classification"
+
+    def forward(m, b):
+        logits = m(**b).logits.float()
+        return logits.sigmoid() if multi else logits.softmax(-1)
+
+    return run_batched(model, tokenizer, texts, forward, **kwargs)

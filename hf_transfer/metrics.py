@@ -1,8 +1,5 @@
-"""Offline classification metrics as ``evaluate.Metric`` subclasses, plus a Trainer ``compute_metrics``.
-
-``evaluate.load("accuracy")`` downloads a script from the Hub; these classes give the same interface
-(``compute``, ``add_batch``, ``evaluate.combine``) with no network.
-"""
+"""Offline classification metrics: the interface of ``evaluate.load("accuracy")`` (``compute``, ``add_batch``,
+``evaluate.combine``) without downloading a script from the Hub; plus a Trainer ``compute_metrics``."""
 
 from __future__ import annotations
 
@@ -15,46 +12,42 @@ import numpy as np
 _FEATURES = datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})
 
 
-class Accuracy(evaluate.Metric):
-    """Fraction of predictions equal to the references."""
+def _metric_info(description: str, inputs: str) -> evaluate.MetricInfo:
+    return evaluate.MetricInfo(description=description, citation="", inputs_description=inputs, features=_FEATURES)
 
+
+def _accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
+    return float((predictions == references).mean()) if len(references) else 0.0
+
+
+class Accuracy(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description="Accuracy: fraction of correct predictions.",
-            citation="",
-            inputs_description="predictions, references: integer class ids",
-            features=_FEATURES,
-        )
+        return _metric_info("Accuracy: fraction of correct predictions.", "predictions, references: integer class ids")
 
     def _compute(self, predictions, references) -> dict[str, float]:
-        predictions, references = np.asarray(predictions), np.asarray(references)
-        return {"accuracy": float((predictions == references).mean()) if len(references) else 0.0}
+        return {"accuracy": _accuracy(np.asarray(predictions), np.asarray(references))}
 
 
 class F1(evaluate.Metric):
-    """F1 averaged over classes (``average="macro"``) or pooled over rows (``"micro"``)."""
+    """F1 averaged over classes (``average="macro"``) or pooled over rows (``"micro"``, equal to accuracy)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description="F1 score for single-label classification.",
-            citation="",
-            inputs_description="predictions, references: integer class ids; average: 'macro' or 'micro'",
-            features=_FEATURES,
+        return _metric_info(
+            "F1 score for single-label classification.",
+            "predictions, references: integer class ids; average: 'macro' or 'micro'",
         )
 
     def _compute(self, predictions, references, average: str = "macro", num_labels: int | None = None):
         predictions, references = np.asarray(predictions), np.asarray(references)
         if average == "micro":
-            return {"f1": float((predictions == references).mean()) if len(references) else 0.0}
+            return {"f1": _accuracy(predictions, references)}
         if average != "macro":
             raise ValueError(f"average={average!r}: use 'macro' or 'micro'.")
         classes = np.arange(num_labels) if num_labels else np.union1d(predictions, references)
         scores = []
         for c in classes:
-            tp = np.sum((predictions == c) & (references == c))
-            fp = np.sum((predictions == c) & (references != c))
-            fn = np.sum((predictions != c) & (references == c))
-            scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+            tp = np.sum((predictions == c) & (references == c))  # 2tp + fp + fn = #predicted + #true
+            scores.append(0.0 if tp == 0 else 2 * tp / (np.sum(predictions == c) + np.sum(references == c)))
         return {"f1": float(np.mean(scores)) if scores else 0.0}
 
 
@@ -73,10 +66,49 @@ def classification(num_labels: int | None = None) -> Callable:
         logits, references = eval_pred.predictions, eval_pred.label_ids
         if isinstance(logits, tuple):
             logits = logits[0]
-        predictions = np.asarray(logits).argmax(axis=-1)
         references = np.asarray(references)
         if references.ndim > 1:  # soft targets: score against their argmax
             references = references.argmax(axis=-1)
-        return classification_scores(predictions, references, num_labels)
+        return classification_scores(np.asarray(logits).argmax(axis=-1), references, num_labels)
+
+    return compute_metrics
+
+
+def multi_label_scores(predicted: np.ndarray, references: np.ndarray) -> dict:
+    """Scores of bool ``(rows, labels)`` predictions: micro-, macro- and samples-F1, subset accuracy, and per
+    label precision, recall and F1 (lists in label order). F1 is 0 where a label is neither true nor predicted
+    (scikit-learn's ``zero_division=0``); a row with no true and no predicted label scores 1 in samples-F1."""
+    predicted, references = np.asarray(predicted, dtype=bool), np.asarray(references) > 0.5
+    tp = (predicted & references).sum(0).astype(float)
+    n_pred, n_true = predicted.sum(0).astype(float), references.sum(0).astype(float)
+
+    def ratio(num, den):
+        return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+
+    f1 = ratio(2 * tp, n_pred + n_true)
+    row_tp = (predicted & references).sum(1).astype(float)
+    row_den = predicted.sum(1) + references.sum(1)
+    samples = np.where(row_den > 0, ratio(2 * row_tp, row_den.astype(float)), 1.0)
+    return {
+        "f1_micro": float(ratio(2 * tp.sum(keepdims=True), (n_pred + n_true).sum(keepdims=True))[0]),
+        "f1_macro": float(f1.mean()) if len(f1) else 0.0,
+        "f1_samples": float(samples.mean()) if len(samples) else 0.0,
+        "subset_accuracy": float((predicted == references).all(1).mean()) if len(references) else 0.0,
+        "precision_per_label": ratio(tp, n_pred).tolist(),
+        "recall_per_label": ratio(tp, n_true).tolist(),
+        "f1_per_label": f1.tolist(),
+    }
+
+
+def multi_label(thresholds=None) -> Callable:
+    """A ``compute_metrics`` for multi-label logits: a label is predicted where its sigmoid reaches its
+    threshold (``thresholds``, one per label, default 0.5); the Trainer gets the scalar scores."""
+
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        cut = np.asarray(thresholds if thresholds is not None else [0.5] * probs.shape[1])
+        scores = multi_label_scores(probs >= cut, eval_pred.label_ids)
+        return {k: v for k, v in scores.items() if not isinstance(v, list)}
 
     return compute_metrics

@@ -19,15 +19,15 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, sandbox
+from . import sandbox
 from .defaults import portable_ref
 from .errors import ConfigError
+from .results import RunResult
 
 if TYPE_CHECKING:
     from huggingface_hub import RepoCard
 
 MODEL_CARD_TEMPLATE = "model_card.md"
-DATASET_CARD_TEMPLATE = "dataset_card.md"
 CARD_NAME = "README.md"
 LIBRARY_TAG = "hf-transfer"
 
@@ -75,7 +75,7 @@ def check_card_template(template: str | Path = MODEL_CARD_TEMPLATE) -> Path:
     return path
 
 
-def _render_card(card_class: type[RepoCard], card_data, path: Path, variables: Mapping[str, Any]) -> RepoCard:
+def render_card(card_class: type[RepoCard], card_data, path: Path, variables: Mapping[str, Any]) -> RepoCard:
     """``card_class.from_template(card_data, template_path=path, **variables)``, rendered in the sandbox:
     huggingface_hub renders with a plain ``jinja2.Template``, which would run code in a hostile template.
     The same variables (the card data's fields, then ``variables``, and ``card_data`` as YAML) and Jinja's
@@ -222,95 +222,100 @@ def build_model_card(
     license: str | None = None,
     template: str | Path = MODEL_CARD_TEMPLATE,
 ):
-    """The ``huggingface_hub.ModelCard`` of one run, from its ``results`` (what the strategy measured and
-    writes to ``results.json``), its config and data arguments. Pure: no file or network access besides
+    """The ``huggingface_hub.ModelCard`` of one run, from its :class:`~hf_transfer.results.RunResult` (or the
+    mapping of a ``results.json``), its config and data arguments. Pure: no file or network access besides
     reading the template. ``model_name`` names the model in ``model-index`` (default: the output folder's
     name); ``usage_ref`` is what the how-to-use snippet loads (a repo id or folder; default: ``model_name``).
-
-    Metadata: ``library_name`` (``peft`` for an adapter, else ``transformers``), ``base_model``,
-    ``datasets``, ``tags`` (``hf-transfer``, the strategy, the method), ``pipeline_tag``, ``license`` where
-    known, and ``model-index`` with accuracy and macro-F1 on the evaluation split.
+    What only one strategy knows (its training data, reference scores, extra rows) comes from the result's
+    own methods.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    result = RunResult.from_dict(results)
     path = template_path(template)
-    strategy = results.get("strategy", "finetune")
-    method = results.get("method") or getattr(config, "method", None) or "full"
+    method = result.method or getattr(config, "method", None) or "full"
     # local paths are shown by their last part: the card travels with the folder, the machine's paths do not
-    model_arg = portable_ref(getattr(config, "model_name_or_path", None) or results.get("model"))
-    source_model = portable_ref(results.get("source_model") or getattr(config, "source_model", None))
-    from_source = bool(getattr(config, "init_from_source", False))
-    base_model = source_model if from_source else model_arg
-    base_refs = [ref for ref in dict.fromkeys([hub_model_ref(base_model), hub_model_ref(source_model)]) if ref]
-    dataset = results.get("dataset") or getattr(data_args, "dataset", None) or "unknown"
+    bases = [portable_ref(m) for m in result.base_models()] or [None]
+    base_model = bases[0] or portable_ref(getattr(config, "model_name_or_path", None))
+    base_refs = [ref for ref in dict.fromkeys(hub_model_ref(m) for m in [base_model, *bases[1:]]) if ref]
+    dataset = result.dataset or getattr(data_args, "dataset", None) or "unknown"
     dataset_ref = hub_dataset_ref(dataset)
-    eval_split = results.get("eval_split") or getattr(data_args, "eval_split", None) or "validation"
-    labels = list(results.get("labels") or [])
+    eval_split = result.eval_split or getattr(data_args, "eval_split", None) or "validation"
     model_name = model_name or Path(str(getattr(config, "output_dir", None) or "hf-transfer-model")).name
-    dataset_name = dataset_ref or dataset.removeprefix("bundled:")
     common = dict(
         task_type="text-classification",
         task_name="Text Classification",
         dataset_type=dataset_ref or dataset,
-        dataset_name=dataset_name,
+        dataset_name=dataset_ref or dataset.removeprefix("bundled:"),
         dataset_split=eval_split,
     )
+    metrics = [("accuracy", result.accuracy, "Subset accuracy" if result.multi_label else "Accuracy", None),
+               ("f1", result.f1_macro, "Macro F1", {"average": "macro"})]  # fmt: skip
+    if result.multi_label:
+        metrics += [("f1", result.f1_micro, "Micro F1", {"average": "micro"}),
+                    ("f1", result.f1_samples, "Samples F1", {"average": "samples"})]  # fmt: skip
     eval_results = [
-        EvalResult(metric_type="accuracy", metric_value=float(results["accuracy"]), metric_name="Accuracy", **common),
-        EvalResult(
-            metric_type="f1",
-            metric_value=float(results["f1_macro"]),
-            metric_name="Macro F1",
-            metric_args={"average": "macro"},
-            **common,
-        ),
+        EvalResult(metric_type=kind, metric_value=float(value), metric_name=name, metric_args=args, **common)
+        for kind, value, name, args in metrics
+        if value is not None
     ]
-    license = license or next((KNOWN_LICENSES[r] for r in base_refs if r in KNOWN_LICENSES), None)
     card_data = ModelCardData(
         library_name="peft" if saved_as_adapter else "transformers",
         base_model=(base_refs[0] if len(base_refs) == 1 else base_refs) or None,
         datasets=[dataset_ref] if dataset_ref else None,
-        tags=[LIBRARY_TAG, strategy, method, "text-classification"],
+        tags=[LIBRARY_TAG, result.strategy, method, "text-classification"]
+        + (["multi-label-classification"] if result.multi_label else []),
         pipeline_tag="text-classification",
-        license=license,
+        license=license or next((KNOWN_LICENSES[r] for r in base_refs if r in KNOWN_LICENSES), None),
         metrics=["accuracy", "f1"],
         model_name=model_name,
         eval_results=eval_results,
     )
-    n_per_class = results.get("n_per_class")
+    references = result.references()
+    summary = f"Accuracy {result.accuracy:.3f}, macro-F1 {result.f1_macro:.3f}"
+    if result.multi_label:
+        summary = (
+            f"Micro-F1 {result.f1_micro:.3f}, macro-F1 {result.f1_macro:.3f}, subset accuracy {result.accuracy:.3f}"
+        )
+    summary += "".join(f" ({r.name}: {r.accuracy:.3f})" for r in references) + "."
     variables = dict(
         model_name=model_name,
-        version=results.get("hf_transfer_version", __version__),
-        labels=labels,
-        strategy=strategy,
+        version=result.hf_transfer_version,
+        labels=list(result.labels),
+        strategy=result.strategy,
         method=method,
         base_model=base_model or "unknown",
         base_model_ref=hub_model_ref(base_model),
-        source_model=source_model,
-        head_init=("mapped from the source classifier's head" if from_source else results.get("head_init"))
-        or getattr(config, "head_init", "label_descriptions"),
+        source_model=None,
+        head_init=result.head_init or getattr(config, "head_init", "label_descriptions"),
         dataset=dataset,
         dataset_ref=dataset_ref,
         eval_split=eval_split,
-        n_eval=results.get("n_eval", "?"),
-        labels_used=_labels_used(results, n_per_class),
-        summary=_summary(strategy, results),
+        n_eval=result.n_eval if result.n_eval is not None else "?",
+        labels_used=result.training_data(),
+        summary=summary,
         peft=json.dumps(dict(peft_config), indent=2) if peft_config else None,
         saved_as_adapter=saved_as_adapter,
         label_descriptions={
             k: ", ".join(f"“{t}”" for t in ([v] if isinstance(v, str) else v))
             for k, v in (getattr(config, "label_descriptions", None) or {}).items()
         },
-        label_map=results.get("label_map"),
-        map_method=results.get("map_method"),
-        synthetic=synthetic_recipe(results.get("extra_train")) or synthetic_recipe(dataset),
-        hyperparameters=_hyperparameters(results, config),
-        results_table=_results_table(results),
+        label_map=None,
+        map_method=None,
+        synthetic=None,
+        multi_label=result.multi_label,
+        per_label=[
+            (name, scores, t)
+            for (name, scores), t in zip((result.per_label or {}).items(), result.label_thresholds or [])
+        ],  # fmt: skip
+        hyperparameters=_hyperparameters(result, config),
+        results_table=_results_table(result, references),
         usage=_usage(usage_ref or model_name, saved_as_adapter),
-        limitations=_limitations(results, labels, dataset),
+        limitations=_limitations(result, dataset),
     )
-    variables.update(_reproduce(strategy, results, config, data_args))
-    return _render_card(ModelCard, card_data, path, variables)
+    variables.update(result.card_variables())
+    variables.update(_reproduce(result, config, data_args))
+    return render_card(ModelCard, card_data, path, variables)
 
 
 def write_model_card(folder: str | Path, results: Mapping, config=None, data_args=None, **kwargs) -> Path:
@@ -322,81 +327,39 @@ def write_model_card(folder: str | Path, results: Mapping, config=None, data_arg
     return path
 
 
-def _labels_used(results: Mapping, n_per_class) -> str:
-    if results.get("strategy") == "labelmap":
-        gold = f"{n_per_class} gold labels per class" if n_per_class else "no gold labels"
-        pool = results.get("n_pool")
-        how = "by the teacher" if results.get("map_method") == "identity" else "through the map"
-        return f"{gold}; an unlabelled pool of {pool} rows pseudo-labelled {how}"
-    n_train = results.get("n_train")
-    if results.get("extra_train"):  # synthetic (or other extra) rows joined the real sample
-        real = "all real rows" if n_per_class is None else f"{n_per_class} real per class" if n_per_class else "0 real"
-        return f"{real}, plus the rows of `{results['extra_train']}` ({n_train} training rows in all)"
-    if n_per_class == 0:
-        return "none (zero-shot: the head comes from label descriptions)"
-    if n_per_class is None:
-        return f"all {n_train} training rows" if n_train is not None else "all training rows"
-    return f"{n_per_class} per class ({n_train} rows)" if n_train is not None else f"{n_per_class} per class"
-
-
-def _summary(strategy: str, results: Mapping) -> str:
-    acc = results.get("accuracy")
-    text = f"Accuracy {acc:.3f}, macro-F1 {results.get('f1_macro', float('nan')):.3f}" if acc is not None else ""
-    if strategy == "labelmap" and results.get("zero_shot_accuracy") is not None:
-        text += f" ({_source_score_name(results)}: {results['zero_shot_accuracy']:.3f})"
-    return text + "." if text else ""
-
-
-def _source_score_name(results: Mapping) -> str:
-    """What the source model's own accuracy is: a zero-shot floor through a map, or, when the source already
-    classifies the target task (identity map: self-training), its teacher."""
-    return (
-        "the teacher (source model) alone"
-        if results.get("map_method") == "identity"
-        else "zero-shot through the label map"
-    )
-
-
-def _hyperparameters(results: Mapping, config) -> dict[str, str]:
+def _hyperparameters(result: RunResult, config) -> dict[str, str]:
     """The run's options that its results depend on (``trainer.result_options``: the config's own fields and
-    the TrainingArguments that change training, declared once there), as scalars: mappings such as label
-    descriptions or a label map have sections of their own."""
+    the TrainingArguments that change training, declared once there) and the values the run settled itself,
+    as scalars: mappings such as label descriptions or a label map have sections of their own."""
     from .trainer import result_options
 
     if config is not None and dataclasses.is_dataclass(config):
         options = result_options(config)
     else:  # a card from results alone
-        options = {name: results.get(name) for name in ("method", "head_init", "seed")}
-    if results.get("map_method"):  # what 'auto' resolved to
-        options["map_method"] = results["map_method"]
+        options = {"method": result.method, "head_init": result.head_init, "seed": result.seed}
     out = {}
-    for name, value in options.items():
+    for name, value in {**options, **result.card_hyperparameters()}.items():
         value = _plain(value)
         if value is None or isinstance(value, dict | list):
             continue
         out[name] = _fmt(portable_ref(value) if isinstance(value, str) else value)  # aliases, local paths
-    for name in ("n_per_class", "sample_seed", "n_train"):
-        if results.get(name) is not None:
-            out[name] = _fmt(results[name])
     return out
 
 
-def _results_table(results: Mapping) -> list[tuple[str, str]]:
-    rows = [("accuracy", f"{results['accuracy']:.4f}"), ("macro-F1", f"{results['f1_macro']:.4f}")]
-    if results.get("zero_shot_accuracy") is not None:
-        name = _source_score_name(results)
-        rows.append((f"accuracy, {name}", f"{results['zero_shot_accuracy']:.4f}"))
-        rows.append((f"macro-F1, {name}", f"{results['zero_shot_f1_macro']:.4f}"))
-    for r in results.get("rounds") or []:
-        rows.append((f"round {r['round']}: pseudo-labelled rows", str(r["pseudo_labelled"])))
-        if r.get("pseudo_label_accuracy") is not None:
-            rows.append((f"round {r['round']}: pseudo-label accuracy", f"{r['pseudo_label_accuracy']:.4f}"))
-    if results.get("train_seconds") is not None:
-        rows.append(("training time (s)", f"{results['train_seconds']:.1f}"))
-    if results.get("wall_seconds") is not None:
-        procs = results.get("num_processes", 1)
+def _results_table(result: RunResult, references) -> list[tuple[str, str]]:
+    rows = [("subset accuracy" if result.multi_label else "accuracy", f"{result.accuracy:.4f}"),
+            ("macro-F1", f"{result.f1_macro:.4f}")]  # fmt: skip
+    if result.multi_label:
+        rows += [("micro-F1", f"{result.f1_micro:.4f}"), ("samples-F1", f"{result.f1_samples:.4f}")]
+    for r in references:
+        rows += [(f"accuracy, {r.name}", f"{r.accuracy:.4f}"), (f"macro-F1, {r.name}", f"{r.f1_macro:.4f}")]
+    rows += result.card_rows()
+    if result.train_seconds is not None:
+        rows.append(("training time (s)", f"{result.train_seconds:.1f}"))
+    if result.wall_seconds is not None:
+        procs = result.num_processes
         rows.append((f"wall time, whole run (s, {procs} process{'es' if procs != 1 else ''})",
-                     f"{results['wall_seconds']:.1f}"))  # fmt: skip
+                     f"{result.wall_seconds:.1f}"))  # fmt: skip
     return rows
 
 
@@ -429,37 +392,32 @@ def _usage(model_name: str, adapter: bool) -> str:
     return "\n".join(lines)
 
 
-def _limitations(results: Mapping, labels: list[str], dataset: str) -> list[str]:
+def _limitations(result: RunResult, dataset: str) -> list[str]:
     items = [
-        f"It only knows the labels {', '.join(labels)}; every input is forced into one of them "
-        "(no 'none of these' class).",
+        f"It only knows the labels {', '.join(result.labels)}; "
+        + (
+            "each is predicted where its probability reaches its threshold, tuned on the training rows."
+            if result.multi_label
+            else "every input is forced into one of them (no 'none of these' class)."
+        ),
         f"Measured on one split of `{dataset}` with one seed; expect a few points of variance on other "
         "samples, and more on text unlike the training data.",
         "The classifier is a custom class (it pools the way the encoder was trained): load it after "
         "`import hf_transfer`, or pass `trust_remote_code=True` to run the `modeling.py` shipped with the model.",
     ]
-    n = results.get("n_per_class")
+    n = result.n_per_class
     if n is not None and 0 < n <= 64:
         items.append(f"Trained on only {n} labelled examples per class: the numbers above are noisy.")
-    if results.get("strategy") == "labelmap":
-        items.append("Pseudo-labels inherit the source classifier's biases and errors on the new domain.")
-    return items
+    return items + result.card_limitations()
 
 
-def _reproduce(strategy: str, results: Mapping, config, data_args) -> dict:
-    if results.get("recipe"):
-        command = f"hf-transfer {strategy} --config {results['recipe']}"
-        return dict(
-            reproduce_intro=f"The run's recipe is `{results['recipe']}` in the hf_transfer repository:",
-            command=command + f"\n# data-parallel:\naccelerate launch -m hf_transfer.cli {strategy} "
-            f"--config {results['recipe']}",
-            recipe_yaml=None,
-        )
+def _reproduce(result: RunResult, config, data_args) -> dict:
+    strategy = result.strategy
     options = recipe_options(config, data_args)
     return dict(
         reproduce_intro="Save the options below as `recipe.yaml` (every option that differs from its default; "
         "flags override any of them), then:",
-        command=f"pip install hf-transfer-learning=={results.get('hf_transfer_version', __version__)}\n"
+        command=f"pip install hf-transfer-learning=={result.hf_transfer_version}\n"
         f"hf-transfer {strategy} --config recipe.yaml\n"
         f"# or data-parallel:\naccelerate launch -m hf_transfer.cli {strategy} --config recipe.yaml",
         recipe_yaml=_yaml(options) if options else "{}",
@@ -492,123 +450,3 @@ def synthetic_recipe(dataset: str | None) -> dict | None:
         "kept": stats.get("kept", "?"),
         "removed": stats.get("removed", {}),
     }
-
-
-# --------------------------------------------------------------------------------------------- dataset card
-
-
-def build_dataset_card(
-    dataset,
-    config,
-    stats: Mapping | None = None,
-    *,
-    data_args=None,
-    n_seed_examples: int = 0,
-    repo_id: str | None = None,
-    template=DATASET_CARD_TEMPLATE,
-):
-    """The ``huggingface_hub.DatasetCard`` of a generated dataset: generator, prompts, seeds, each filter's
-    setting and how many rows it removed, and the label distribution. ``config`` is the
-    :class:`~hf_transfer.generate.GenerateConfig` of the run (``data_args`` its target data, if any);
-    ``stats`` default to the dataset's own; ``repo_id`` is where it is pushed, for the how-to-use snippet."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    path = template_path(template)
-    if stats is None:
-        stats = json.loads(dataset.info.description or "{}")
-    labels = dataset.features["label"].names
-    counts = dict.fromkeys(labels, 0)
-    for label_id in dataset["label"]:
-        counts[labels[label_id]] += 1
-    generator_ref = hub_model_ref(config.generator)
-    n = len(dataset)
-    card_data = DatasetCardData(
-        license=KNOWN_LICENSES.get(generator_ref or ""),
-        task_categories=["text-classification"],
-        size_categories=[_size_category(n)],
-        annotations_creators=["machine-generated"],
-        language_creators=["machine-generated"],
-        source_datasets=["original"],
-        pretty_name=f"Synthetic {' / '.join(labels)} examples from {portable_ref(config.generator)}",
-        tags=[LIBRARY_TAG, "generate", "synthetic"],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-    )
-    removed = stats.get("removed", {})
-    settings = {
-        "cleaning": "strip preambles, label prefixes and prompt echoes; first line only",
-        "length": f"{config.min_words} to {config.max_words} words",
-        "contamination": f"shares {config.contamination_ngram} consecutive words with an eval text"
-        if config.contamination_ngram
-        else "off",
-        "exact_duplicate": "identical text (after normalising case and spaces)",
-        "near_duplicate": f"character 5-gram Jaccard ≥ {config.near_dup_threshold}",
-        "consistency": f"scorer's P(intended label) < {stats.get('consistency_threshold', '?')} "
-        f"(scorer: {config.consistency_model})",
-        "surplus": f"rows beyond {config.target_per_label} per label (top-up rounds)"
-        if getattr(config, "target_per_label", None)
-        else "off",
-        "balance": "every label subsampled to the rarest label's count"
-        if getattr(config, "balance", "none") != "none"
-        else "off",
-    }
-    filters = [(name, settings.get(name, ""), count) for name, count in removed.items()]
-    local = f"{portable_ref(str(config.output_dir))}/dataset"  # no path of this machine in the card
-    usage = "\n".join(
-        [
-            "from datasets import load_dataset, load_from_disk",
-            f'ds = load_dataset("{repo_id or "<repo id>"}", split="train")   # from the Hub',
-            f'ds = load_from_disk("{local}")  # the local copy',
-            "",
-            "# train on it (finetune strategy):",
-            f"# hf-transfer finetune --dataset {local}",
-        ]
-    )
-    flags = [
-        f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else _flag_value(value)}"
-        for name, value in recipe_options(config, data_args).items()
-    ]
-    variables = dict(
-        version=__version__,
-        generator=portable_ref(config.generator),
-        n_rows=n,
-        labels=labels,
-        templates=f"`{config.templates}`"
-        + (" (`hf_transfer/generate/templates/default.yaml`)" if config.templates == "default" else ""),  # fmt: skip
-        n_per_label=config.n_per_label,
-        n_seed_examples=n_seed_examples,
-        n_shots=config.n_shots,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens,
-        bf16=config.use_bf16,
-        seed=config.seed,
-        label_descriptions=config.label_descriptions or {},
-        generated=stats.get("generated", "?"),
-        kept=stats.get("kept", n),
-        filters=filters,
-        label_distribution=counts,
-        usage=usage,
-        command=" ".join(["hf-transfer generate", *flags]),
-    )
-    return _render_card(DatasetCard, card_data, path, variables)
-
-
-def _flag_value(value) -> str:
-    if isinstance(value, dict):
-        return "'" + json.dumps(value) + "'"
-    text = str(value)
-    return f"'{text}'" if " " in text else text
-
-
-def write_dataset_card(folder: str | Path, dataset, config, stats: Mapping | None = None, **kwargs) -> Path:
-    """Render :func:`build_dataset_card` into ``<folder>/README.md``; returns the path."""
-    path = Path(folder) / CARD_NAME
-    build_dataset_card(dataset, config, stats, **kwargs).save(path)
-    return path
-
-
-def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"

@@ -1,22 +1,14 @@
 """A sequence classifier that pools the way its encoder was trained to.
 
-Sentence-transformers checkpoints (all-MiniLM-L6-v2 and friends) are trained with mean pooling and L2
-normalisation; their ``[CLS]`` token and BERT pooler carry no trained sentence meaning. The stock
-``AutoModelForSequenceClassification`` classifies from the pooler, which throws away exactly what
-transfer learning wants to keep. ``TransferForSequenceClassification`` wraps any ``AutoModel``
-encoder, pools it as configured (mean / cls / max / pooler, optionally normalised) and puts a linear
-head on top. Because the pooled features match the checkpoint's embedding space, the head can be
-initialised from label-description embeddings and classify before any training.
-
-This module only imports torch and transformers (no relative imports), so it can be shipped next to saved
-weights: ``save_pretrained`` copies this file into the folder as ``modeling.py`` and writes ``auto_map``
-into ``config.json`` (see the ``register_for_auto_class`` calls below the classes), so a saved model loads with
-``trust_remote_code=True`` where hf_transfer is not installed. Where it is, ``import hf_transfer`` registers
-these classes (:func:`register_auto_classes`) and transformers prefers them to the shipped copy.
+The stock ``AutoModelForSequenceClassification`` classifies from the pooler, which in sentence-transformers
+checkpoints carries no trained meaning (they are trained with mean pooling); pooling as trained keeps the embedding
+space, so the head can start from label-description embeddings. Only torch and transformers are imported, as
+``save_pretrained`` ships this file next to the weights for ``trust_remote_code=True`` loading without hf_transfer.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
@@ -38,6 +30,8 @@ class TransferConfig(PreTrainedConfig):
     pooling: Literal["mean", "cls", "max", "pooler"] = "mean"
     normalize: bool = False
     classifier_dropout: float = 0.0
+    # multi-label: the probability at which each label is predicted (chosen on training data when trained)
+    label_thresholds: list[float] | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -78,11 +72,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -
 
 
 class TransferForSequenceClassification(TransferPreTrainedModel):
-    """Encoder → pooling → (normalise) → dropout → linear head.
-
-    ``forward`` also accepts precomputed ``sentence_embedding`` (the pooled, normalised features), which
-    lets a frozen backbone be run once and the head be trained on cached features by the stock Trainer.
-    """
+    """Encoder → pooling → (normalise) → dropout → linear head. ``forward`` also takes a precomputed
+    ``sentence_embedding``, so the stock Trainer can train the head on cached features of a frozen backbone."""
 
     def __init__(self, config: TransferConfig, encoder: PreTrainedModel | None = None):
         super().__init__(config)
@@ -102,14 +93,11 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         **kwargs,
     ) -> torch.Tensor:
         """The pooled (and, if configured, L2-normalised) sentence embedding."""
-        encoder_kwargs = {"attention_mask": attention_mask, **kwargs}
         if token_type_ids is not None:
-            encoder_kwargs["token_type_ids"] = token_type_ids
-        outputs = self.encoder(input_ids=input_ids, return_dict=True, **encoder_kwargs)
-        if self.config.pooling == "pooler":
-            pooled = outputs.pooler_output
-        else:
-            pooled = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
+            kwargs["token_type_ids"] = token_type_ids
+        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
+        mode = self.config.pooling
+        pooled = outputs.pooler_output if mode == "pooler" else pool(outputs.last_hidden_state, attention_mask, mode)
         if self.config.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         return pooled
@@ -125,41 +113,42 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         if sentence_embedding is None:
-            extra = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {}
-            for key in ("output_attentions", "output_hidden_states", "position_ids"):
-                if kwargs.get(key) is not None:
-                    extra[key] = kwargs[key]
+            given = {**kwargs, "inputs_embeds": inputs_embeds}
+            keys = ("inputs_embeds", "output_attentions", "output_hidden_states", "position_ids")
+            extra = {key: given[key] for key in keys if given.get(key) is not None}
             sentence_embedding = self.embed(input_ids, attention_mask, token_type_ids, **extra)
         logits = self.classifier(self.dropout(sentence_embedding.to(self.classifier.weight.dtype)))
         loss = None
-        if labels is not None:
-            if not labels.is_floating_point():
-                loss = nn.functional.cross_entropy(logits, labels.long())
-            else:  # soft targets (distributions over labels)
-                loss = nn.functional.cross_entropy(logits, labels.to(logits.dtype))
+        if labels is not None and self.config.problem_type == "multi_label_classification":
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())  # multi-hot
+        elif labels is not None:  # float labels are soft targets (distributions over labels)
+            targets = labels.to(logits.dtype) if labels.is_floating_point() else labels.long()
+            loss = nn.functional.cross_entropy(logits, targets)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def decide(self, logits: torch.Tensor) -> torch.Tensor:
+        """Predicted labels from logits: class ids (single-label), or a bool ``(batch, labels)`` matrix of
+        the labels whose sigmoid reaches ``config.label_thresholds`` (0.5 where none are saved)."""
+        if self.config.problem_type != "multi_label_classification":
+            return logits.argmax(-1)
+        thresholds = self.config.label_thresholds or [0.5] * logits.shape[-1]
+        return logits.float().sigmoid() >= torch.tensor(thresholds, device=logits.device)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.get_input_embeddings()
 
 
-# Ship this file with every save: ``save_pretrained`` (config and model) sees ``_auto_class`` and calls
-# ``custom_object_save``, which copies this module next to the weights and adds ``auto_map`` to config.json.
+# Ship this file with every save: ``save_pretrained`` copies it next to the weights and adds ``auto_map``.
 TransferConfig.register_for_auto_class()
 TransferForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
 
 def register_auto_classes() -> None:
-    """Let ``AutoConfig`` / ``AutoModelForSequenceClassification`` load saved hf_transfer models with this
-    package's classes and without ``trust_remote_code``: a registered class counts as local code, which
-    transformers uses in preference to the ``auto_map`` copy saved in the folder."""
+    """Load saved models with this package's classes, no ``trust_remote_code``: transformers prefers a
+    registered (local) class to the folder's ``auto_map`` copy."""
     from transformers import AutoModelForSequenceClassification
 
-    try:
+    with contextlib.suppress(ValueError):  # already registered (module reloaded)
         AutoConfig.register(TransferConfig.model_type, TransferConfig)
-    except ValueError:  # already registered (module reloaded)
-        pass
-    try:
+    with contextlib.suppress(ValueError):
         AutoModelForSequenceClassification.register(TransferConfig, TransferForSequenceClassification)
-    except ValueError:
-        pass

@@ -1,20 +1,7 @@
-"""A run's output folder: checked before any model loads, held by one run at a time, saved so that a
-folder never looks finished when it is not.
-
-Why each part exists:
-
-- :func:`check_output_dir` fails fast (a ``ConfigError`` before weights load) where saving would fail at the
-  end, after the training it was meant to keep: a path that is a file, a read-only or virtual file system
-  (``/proc``, ``/sys``), too little free space for the model and checkpoints the run will write.
-- :func:`check_fresh` keeps one folder for one run: a folder holding another run's results, checkpoints or
-  state is refused unless the run resumes it or ``overwrite_output_dir`` asks to clear it (as generate's
-  shard store already did), so results of two runs never mix.
-- :func:`run_lock` refuses a second process on the same folder while the first runs (``filelock``'s
-  ``flock``: the kernel releases it when the holder exits, crashes or is killed).
-- :func:`save_atomically` writes the final model, tokenizer, card and ``results.json`` into a staging folder
-  inside the output folder, then moves them into place with ``results.json`` last: a run killed mid-save
-  leaves its checkpoints and no ``results.json``, never a folder that looks complete. If saving fails, the
-  error says what failed, where the trained model was rescued to, and which checkpoint is the last good one.
+"""A run's output folder: checked before any model loads (so saving cannot fail after the training it keeps),
+held by one run at a time (a ``flock`` the kernel releases when the holder dies), holding one run only (another
+run's results, checkpoints or state are refused unless resumed or overwritten), and saved through a staging
+folder with ``results.json`` moved last, so a run killed mid-save never leaves a folder that looks complete.
 """
 
 from __future__ import annotations
@@ -52,16 +39,9 @@ class SaveError(HfTransferError, OSError):
     """Saving a finished run failed; the message says where the trained weights are safe."""
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def check_output_dir(output_dir: str | os.PathLike, need_bytes: int = 0) -> None:
-    """Raise ``ConfigError`` unless ``output_dir`` can hold a run: a folder (or creatable), writable, on a real
-    file system, with ``need_bytes`` (plus a margin) free. Creates nothing that stays."""
+    """Raise ``ConfigError`` unless ``output_dir`` is (or can become) a writable folder on a real file system
+    with ``need_bytes`` (plus a margin) free. Creates nothing that stays."""
     path = Path(output_dir).expanduser()
     resolved = path.resolve()
     if any(resolved == Path(root) or Path(root) in resolved.parents for root in VIRTUAL_ROOTS):
@@ -71,7 +51,9 @@ def check_output_dir(output_dir: str | os.PathLike, need_bytes: int = 0) -> None
         )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"output_dir={str(output_dir)!r} is a file, not a folder. Use another output_dir.")
-    base = _existing_ancestor(path)
+    base = path.absolute()
+    while not base.exists() and base != base.parent:  # the nearest existing ancestor
+        base = base.parent
     if not base.is_dir():
         raise ConfigError(f"output_dir={str(output_dir)!r}: {str(base)!r} is a file, so the folder cannot be made.")
     try:
@@ -92,8 +74,7 @@ def check_output_dir(output_dir: str | os.PathLike, need_bytes: int = 0) -> None
 
 
 def probe_write(folder: Path) -> None:
-    """Create and delete a file in ``folder``: the only reliable test of writability (permissions, read-only
-    mounts, ACLs, quotas all show up here and nowhere else)."""
+    """Create and delete a file in ``folder``: the only reliable test of writability (read-only mounts, ACLs)."""
     with tempfile.NamedTemporaryFile(dir=folder, prefix="._hf_transfer_probe"):
         pass
 
@@ -103,8 +84,7 @@ def _mib(n: int) -> str:
 
 
 def weights_bytes(model_name_or_path: str | None) -> int:
-    """Size of a model's weights, read before it loads: its weight files when it is a local folder, else an
-    estimate from its config (float32 parameters). 0 when neither can be known."""
+    """Weight bytes before the model loads: local weight files, else a float32 estimate from its config, else 0."""
     if not model_name_or_path:
         return 0
     from .defaults import resolve_model
@@ -113,11 +93,9 @@ def weights_bytes(model_name_or_path: str | None) -> int:
         folder = Path(resolve_model(model_name_or_path))
     except Exception:  # noqa: BLE001 - an unresolvable name is reported by the model checks themselves
         return 0
-    if folder.is_dir():
-        for pattern in ("*.safetensors", "*.bin"):
-            files = list(folder.glob(pattern))
-            if files:
-                return sum(f.stat().st_size for f in files)
+    files = (list(folder.glob("*.safetensors")) or list(folder.glob("*.bin"))) if folder.is_dir() else []
+    if files:
+        return sum(f.stat().st_size for f in files)
     try:
         from transformers import AutoConfig
 
@@ -125,16 +103,14 @@ def weights_bytes(model_name_or_path: str | None) -> int:
     except Exception:  # noqa: BLE001
         return 0
     config = getattr(config, "encoder_config", None) or config
-    hidden = getattr(config, "hidden_size", 0) or 0
-    layers = getattr(config, "num_hidden_layers", 0) or 0
-    vocab = getattr(config, "vocab_size", 0) or 0
-    positions = getattr(config, "max_position_embeddings", 0) or 0
+    keys = ("hidden_size", "num_hidden_layers", "vocab_size", "max_position_embeddings")
+    hidden, layers, vocab, positions = (getattr(config, key, 0) or 0 for key in keys)
     return 4 * (12 * layers * hidden * hidden + (vocab + positions) * hidden)
 
 
 def save_bytes(model_name_or_path: str | None, save_strategy) -> int:
-    """Bytes a run of this model writes: the exported model, plus one checkpoint when it checkpoints (the
-    Trainer writes the next before rotating the last, so the margin covers two)."""
+    """Bytes a run writes: the model, plus two checkpoints when it checkpoints (the Trainer writes the next one
+    before rotating the last)."""
     weights = weights_bytes(model_name_or_path)
     checkpoints = str(getattr(save_strategy, "value", save_strategy)) != "no"
     return weights * (1 + (2 * CHECKPOINT_FACTOR if checkpoints else 0))
@@ -146,17 +122,13 @@ def run_state_entries(output_dir: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [folder / RESULTS_FILE] if (folder / RESULTS_FILE).is_file() else []
-    for pattern in RUN_STATE:
-        found += sorted(folder.glob(pattern))
-    return found
+    return found + [p for pattern in RUN_STATE for p in sorted(folder.glob(pattern))]
 
 
 def check_fresh(output_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
-    """One folder, one run: refuse a folder that holds another run's results, checkpoints or state, unless
-    this run resumes it or overwrites it. Read-only, so every process can call it (all raise together)."""
-    if resume or overwrite:
-        return
-    found = run_state_entries(output_dir)
+    """Refuse a folder holding another run unless this run resumes or overwrites it. Read-only, so every process
+    can call it (all raise together)."""
+    found = [] if resume or overwrite else run_state_entries(output_dir)
     if found:
         names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
         raise ConfigError(
@@ -167,8 +139,7 @@ def check_fresh(output_dir: str | os.PathLike, *, resume: bool, overwrite: bool)
 
 
 def clear_run(output_dir: str | os.PathLike) -> None:
-    """Delete what :func:`run_state_entries` finds (``overwrite_output_dir``), so no stale checkpoint is resumed
-    and no old ``results.json`` describes the new model. Other files are left alone."""
+    """Delete a previous run's results, checkpoints and state (``overwrite_output_dir``); leave other files."""
     for path in run_state_entries(output_dir):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -176,9 +147,7 @@ def clear_run(output_dir: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def run_lock(output_dir: str | os.PathLike) -> Iterator[None]:
     """Hold ``output_dir``'s lock for the block, or raise ``ConfigError`` at once if another process holds it.
-
-    ``flock`` locks are released by the kernel when their holder dies, so a crashed or killed run never leaves
-    a stale lock behind."""
+    The kernel releases a ``flock`` when its holder dies, so a killed run leaves no stale lock."""
     from filelock import FileLock, Timeout
 
     folder = Path(output_dir)
@@ -204,10 +173,7 @@ def run_lock(output_dir: str | os.PathLike) -> Iterator[None]:
 
 
 def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint-N`` in ``folder`` that a kill did not cut short, or ``None``.
-
-    The Trainer writes ``trainer_state.json`` last, so a checkpoint without it (or with a truncated weight or
-    state file) was interrupted: it is skipped with a warning and the next older one is used."""
+    """The newest ``checkpoint-N`` in ``folder`` that a kill did not cut short (others: skipped, warned), or None."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
@@ -222,21 +188,18 @@ def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why checkpoint folder ``path`` cannot be resumed from, or ``None`` when it is whole."""
-    state = path / "trainer_state.json"
-    if not state.is_file():
+    from .state import UNREADABLE, read_json
+
+    state = read_json(path / "trainer_state.json")  # the Trainer writes it last
+    if state is None:
         return "no trainer_state.json: it was being written when the run stopped"
-    try:
-        json.loads(state.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    if state is UNREADABLE:
         return "trainer_state.json is truncated"
     weights = list(path.glob("*.safetensors"))
     if not weights and not list(path.glob("*.bin")):
         return "no model weights"
-    for file in weights:
-        if not _safetensors_whole(file):
-            return f"{file.name} is truncated"
-    for file in [*path.glob("*.pt"), *path.glob("*.pth")]:  # torch.save writes zip archives
-        if not zipfile.is_zipfile(file):
+    for file in [*weights, *path.glob("*.pt"), *path.glob("*.pth")]:  # torch.save writes zip archives
+        if not (_safetensors_whole(file) if file.suffix == ".safetensors" else zipfile.is_zipfile(file)):
             return f"{file.name} is truncated"
     return None
 
@@ -257,10 +220,9 @@ def _safetensors_whole(file: Path) -> bool:
 
 
 def save_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None], rescue: Callable[[Path], None]):
-    """Call ``write(staging_folder)``, then move what it wrote into ``output_dir``, ``results.json`` last.
-
-    On failure, ``rescue(folder)`` saves the trained model to a temporary folder elsewhere (another disk may
-    have room) and a :class:`SaveError` names what failed, that folder, and the last good checkpoint."""
+    """Call ``write(staging_folder)``, then move what it wrote into ``output_dir``, ``results.json`` last. On
+    failure ``rescue(folder)`` saves the model to a temporary folder elsewhere (another disk may have room) and a
+    :class:`SaveError` names what failed, that folder and the last good checkpoint."""
     out = Path(output_dir)
     staging = out / STAGING_DIR
     try:
@@ -268,8 +230,7 @@ def save_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None]
         staging.mkdir(parents=True)
         write(staging)
         (out / RESULTS_FILE).unlink(missing_ok=True)  # the folder stops looking finished until the swap ends
-        entries = sorted(staging.iterdir(), key=lambda p: p.name == RESULTS_FILE)
-        for entry in entries:
+        for entry in sorted(staging.iterdir(), key=lambda p: p.name == RESULTS_FILE):
             target = out / entry.name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -296,17 +257,14 @@ def save_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None]
 
 
 def wants_resume(config) -> bool:
-    """``resume_from_checkpoint`` is set to something other than an off value (a folder, ``last``, ``true``)."""
+    """``resume_from_checkpoint`` is set to something other than an off value."""
     return str(getattr(config, "resume_from_checkpoint", None) or "").lower() not in ("", "false", "no", "none")
 
 
 @contextlib.contextmanager
 def claim_output_dir(config, *, need_bytes: int = 0, overwrite: bool | None = None) -> Iterator[None]:
-    """Everything about ``config.output_dir`` that must hold before a model loads, held for the block: it can
-    take the run (:func:`check_output_dir`), no other process uses it (:func:`run_lock`, main process), and it
-    holds no other run (:func:`check_fresh`; cleared first with ``overwrite_output_dir``).
-
-    Under several processes only the main one locks and clears; the others wait for it before going on."""
+    """Check, lock (main process only) and, with ``overwrite_output_dir``, clear ``config.output_dir`` for the
+    block, before a model loads; the other processes wait for the main one."""
     from accelerate import PartialState
 
     output_dir = getattr(config, "output_dir", None)

@@ -1,9 +1,8 @@
 """Whether bfloat16 pays off on this machine: ``None`` settings ("auto") resolve here.
 
-bf16 is fast only where the hardware computes it: measured with torch 2.13 on 2 CPU cores, a CPU with
-AVX512-BF16 ran MiniLM inference 2.5x faster under bf16 autocast, while an AVX2-only CPU ran a bf16 matmul
-7x *slower* than fp32 (15 vs 109 GFLOP/s) and SmolLM2 generation 3x slower. So "auto" means: CUDA devices that
-support bf16, and CPUs with AVX512-BF16 or AMX; fp32 everywhere else.
+Measured with torch 2.13 on 2 CPU cores: AVX512-BF16 ran MiniLM inference 2.5x faster under bf16 autocast, while
+AVX2-only ran a bf16 matmul 7x *slower* than fp32 and SmolLM2 generation 3x slower. So "auto" means CUDA devices
+that support bf16 and CPUs with AVX512-BF16 or AMX; fp32 everywhere else.
 """
 
 from __future__ import annotations
@@ -13,21 +12,17 @@ import torch
 
 def bf16_is_fast(device: torch.device | str | None = None) -> bool:
     """True when ``device`` (default: the accelerator if any, else the CPU) computes bfloat16 natively."""
-    device = torch.device(device) if device is not None else _default_device()
+    if device is None:
+        device = (torch.accelerator.is_available() and torch.accelerator.current_accelerator()) or "cpu"
+    device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        cpu = torch.cpu
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(cpu, name, lambda: False)() for name in checks)
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     return device.type in ("xpu", "mps")  # both compute bf16 natively on current hardware
 
 
 def resolve_bf16(setting: bool | None, device: torch.device | str | None = None) -> bool:
     """An explicit ``True``/``False`` wins; ``None`` means :func:`bf16_is_fast`."""
     return bf16_is_fast(device) if setting is None else bool(setting)
-
-
-def _default_device() -> torch.device:
-    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
-    return accelerator or torch.device("cpu")

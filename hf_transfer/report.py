@@ -1,21 +1,17 @@
-"""Compare strategies across runs: a Markdown table and a PNG plot from the ``results.json`` of each run.
-
-Every strategy writes ``results.json`` into its ``output_dir``; :func:`collect_runs` finds them under a
-folder (recursively), :func:`report_table` turns them into strategy × labels-per-class rows (accuracy,
-macro-F1, wall time; averaged over seeds), :func:`plot_report` draws accuracy against labels per class,
-one line per strategy, with the zero-shot floor as a reference line, and :func:`write_report` writes both.
-"""
+"""Compare strategies across runs: a Markdown table and a PNG plot from the ``results.json`` of each run,
+one row per strategy × labels per class (averaged over seeds), zero-shot floors as reference lines."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .results import RunResult
 
 REPORT_MD = "report.md"
 REPORT_PNG = "report.png"
@@ -45,10 +41,9 @@ class Report:
     rows: list[Row]
 
 
-def collect_runs(folder: str | Path) -> list[dict]:
-    """Every run's results under ``folder``: each ``results.json`` (searched recursively) that holds one run
-    with an accuracy. Aggregate files (a JSON list, like the demo's summary) and runs that do not classify
-    (generate) are skipped. Each run gets ``_path``, its folder relative to ``folder``."""
+def collect_runs(folder: str | Path) -> list[RunResult]:
+    """Each ``results.json`` under ``folder`` that holds one run with an accuracy (not aggregate lists, not
+    generate runs), with ``_path``: its folder relative to ``folder``."""
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"Report folder {str(root)!r} does not exist.")
@@ -59,7 +54,7 @@ def collect_runs(folder: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(data, dict) and isinstance(data.get("accuracy"), int | float) and data.get("strategy"):
-            runs.append({**data, "_path": str(path.parent.relative_to(root))})
+            runs.append(RunResult.from_dict({**data, "_path": str(path.parent.relative_to(root))}))
     if not runs:
         raise ConfigError(
             f"No runs found under {str(root)!r}: no results.json with an accuracy. Point the report at the "
@@ -68,69 +63,42 @@ def collect_runs(folder: str | Path) -> list[dict]:
     return runs
 
 
-def _target(run: Mapping) -> str:
-    dataset = str(run.get("dataset") or "?").removeprefix("bundled:").replace("sentiment_sentences_", "")
-    return f"{dataset} {run.get('eval_split') or ''}".strip()
+def _target(run: RunResult) -> str:
+    dataset = str(run.dataset or "?").removeprefix("bundled:").replace("sentiment_sentences_", "")
+    return f"{dataset} {run.eval_split or ''}".strip()
 
 
 def run_points(run: Mapping) -> list[tuple[str, str, int | str, float, float, float, bool]]:
-    """``(target, strategy, labels_per_class, accuracy, f1, wall_seconds, zero_shot)`` for one run; a labelmap
-    run also gives its zero-shot (through the label map) point."""
+    """``(target, row name, labels_per_class, accuracy, f1, wall_seconds, zero_shot)`` for one run, and one
+    per zero-shot floor the run measured (labelmap's zero-shot through the map)."""
+    run = RunResult.from_dict(run)
     target = _target(run)
-    n = run.get("n_per_class")
-    n = ALL if n is None else int(n)
-    wall = float(run.get("wall_seconds") or 0.0)
-    strategy = run["strategy"]
-    if strategy == "labelmap" and run.get("map_method") == "identity":
-        # self-training: the source is a classifier of the target task itself (its own run is its own row),
-        # so its accuracy here is not a zero-shot floor
-        return [(target, "self-training (pseudo-label + distil)", n, run["accuracy"],
-                 run.get("f1_macro", math.nan), wall, False)]  # fmt: skip
-    if strategy == "labelmap":
-        points = []
-        if run.get("zero_shot_accuracy") is not None:
-            seconds = float(run.get("pool_seconds") or 0.0)
-            acc, f1 = run["zero_shot_accuracy"], run.get("zero_shot_f1_macro", math.nan)
-            points.append((target, "labelmap zero-shot (through the map)", 0, acc, f1, seconds, True))
-        name = "labelmap (pseudo-label + distil)"
-        points.append((target, name, n, run["accuracy"], run.get("f1_macro", math.nan), wall, False))
-        return points
-    method = run.get("method")
-    if run.get("extra_train"):  # trained on generated (or other extra) rows plus n real labels per class
-        name = f"generate + {strategy}/{method}" if method else f"generate + {strategy}"
-        return [(target, name, n, run["accuracy"], run.get("f1_macro", math.nan), wall, False)]
-    if n == 0:
-        return [(target, f"{strategy} zero-shot", 0, run["accuracy"], run.get("f1_macro", math.nan), wall, True)]
-    name = f"{strategy}/{method}" if method else strategy
-    return [(target, name, n, run["accuracy"], run.get("f1_macro", math.nan), wall, False)]
+    floors = [(target, f"{run.strategy} {r.name}", 0, r.accuracy, r.f1_macro, float(r.seconds or 0.0), True)
+              for r in run.references() if r.floor]  # fmt: skip
+    n = ALL if run.n_per_class is None else int(run.n_per_class)
+    wall = float(run.wall_seconds or 0.0)
+    return [*floors, (target, run.report_name(), n, run.accuracy, run.f1_macro, wall, run.zero_shot)]
+
+
+def _group(items: Iterable, key: Callable) -> dict:
+    """``key(item) -> [items]``, in first-seen order."""
+    groups = defaultdict(list)
+    for item in items:
+        groups[key(item)].append(item)
+    return groups
 
 
 def report_rows(runs: Iterable[Mapping]) -> list[Row]:
     """Group the runs' points by (target, strategy, labels per class) and average over seeds."""
-    groups: dict[tuple, list] = defaultdict(list)
-    zero = {}
-    for run in runs:
-        for target, strategy, n, acc, f1, wall, zero_shot in run_points(run):
-            groups[(target, strategy, n)].append((acc, f1, wall))
-            zero[(target, strategy, n)] = zero_shot
     rows = []
-    for (target, strategy, n), values in groups.items():
-        accs = [v[0] for v in values]
+    points = (point for run in runs for point in run_points(run))
+    for (target, strategy, n), group in _group(points, lambda p: p[:3]).items():
+        _, _, _, accs, f1s, walls, zero_shot = zip(*group)
         mean = sum(accs) / len(accs)
         std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
-        rows.append(
-            Row(
-                target=target,
-                strategy=strategy,
-                labels_per_class=n,
-                accuracy=mean,
-                accuracy_std=std,
-                f1_macro=sum(v[1] for v in values) / len(values),
-                wall_seconds=sum(v[2] for v in values) / len(values),
-                runs=len(values),
-                zero_shot=zero[(target, strategy, n)],
-            )
-        )
+        rows.append(Row(target=target, strategy=strategy, labels_per_class=n, accuracy=mean, accuracy_std=std,
+                        f1_macro=sum(f1s) / len(f1s), wall_seconds=sum(walls) / len(walls), runs=len(group),
+                        zero_shot=zero_shot[-1]))  # fmt: skip
     return sorted(rows, key=lambda r: (r.target, _n_key(r.labels_per_class), not r.zero_shot, r.strategy))
 
 
@@ -154,23 +122,19 @@ def report_table(rows: Sequence[Row]) -> str:
 
 
 def plot_report(rows: Sequence[Row], path: str | Path, title: str | None = None) -> Path:
-    """Accuracy vs labels per class (categorical axis: the observed counts, then "all"), one line per
-    strategy, one panel per evaluation target; zero-shot floors are dashed horizontal lines."""
+    """Accuracy vs labels per class (categorical axis, "all" last), a line per strategy, a panel per target;
+    zero-shot floors are dashed horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    targets = sorted({r.target for r in rows})
-    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 5.2), squeeze=False)
-    for ax, target in zip(axes[0], targets):
-        mine = [r for r in rows if r.target == target]
+    panels = sorted(_group(rows, lambda r: r.target).items())
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.2), squeeze=False)
+    for ax, (target, mine) in zip(axes[0], panels):
         counts = sorted({r.labels_per_class for r in mine if not r.zero_shot}, key=_n_key)
         position = {n: i for i, n in enumerate(counts)}
-        by_strategy: dict[str, list[Row]] = defaultdict(list)
-        for r in mine:
-            if not r.zero_shot:
-                by_strategy[r.strategy].append(r)
+        by_strategy = _group((r for r in mine if not r.zero_shot), lambda r: r.strategy)
         for strategy, points in sorted(by_strategy.items()):
             points.sort(key=lambda r: _n_key(r.labels_per_class))
             xs = [position[r.labels_per_class] for r in points]
@@ -182,9 +146,7 @@ def plot_report(rows: Sequence[Row], path: str | Path, title: str | None = None)
         ax.set_xticks(range(len(counts)), [str(n) for n in counts])
         if len(counts) == 1:
             ax.set_xlim(-0.5, 0.5)
-        ax.set_xlabel("labelled examples per class")
-        ax.set_ylabel("accuracy")
-        ax.set_title(target)
+        ax.set(xlabel="labelled examples per class", ylabel="accuracy", title=target)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     if title:
@@ -198,13 +160,10 @@ def plot_report(rows: Sequence[Row], path: str | Path, title: str | None = None)
 
 
 def write_report(
-    folder: str | Path,
-    output_dir: str | Path | None = None,
-    *,
-    title: str = "Strategy comparison",
+    folder: str | Path, output_dir: str | Path | None = None, *, title: str = "Strategy comparison"
 ) -> Report:
-    """Collect the runs under ``folder`` and write ``report.md`` (table + plot + the runs it used) and
-    ``report.png`` to ``output_dir`` (default: ``folder``). ``ConfigError`` if there are no runs."""
+    """Write ``report.md`` (table, plot, the runs used) and ``report.png`` for the runs under ``folder`` to
+    ``output_dir`` (default: ``folder``)."""
     runs = collect_runs(folder)
     rows = report_rows(runs)
     out = Path(output_dir) if output_dir is not None else Path(folder)

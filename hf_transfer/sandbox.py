@@ -1,12 +1,8 @@
-"""Jinja templates from user files (prompt templates, card templates), rendered so that no code in them runs.
+"""Jinja templates from user files (prompts, cards), rendered so that no code in them runs.
 
-A plain ``jinja2.Environment`` lets a template reach Python: ``{{ lipsum.__globals__['os'].system(...) }}``
-or ``{{ self.__init__.__globals__.__builtins__.open(...) }}`` run code and write files. Templates are data
-here, so they are rendered in Jinja's immutable sandbox with no globals, and checked when they are loaded,
-before any model loads: an attribute or key starting with ``_``, a Jinja global (``lipsum``, ``cycler``,
-``namespace``, ``range``, ...), ``self`` and tags that read other files are refused with a ``ConfigError``
-naming the file and the expression. The sandbox still stops what a static check cannot see (a key built at
-render time, a mutating method such as ``list.append``), and that too is a ``ConfigError``.
+A plain ``jinja2.Environment`` lets ``{{ lipsum.__globals__['os'].system(...) }}`` run code. So templates are
+checked when loaded, before any model loads, and rendered in Jinja's immutable sandbox with no globals, which stops
+what a static check cannot see (a key built at render time, ``list.append``); refusals are ``ConfigError``s.
 """
 
 from __future__ import annotations
@@ -22,8 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from .errors import ConfigError
 
-# Names that are not placeholders but would reach Jinja's own objects: its default globals, and ``self``
-# (the template itself, which Jinja binds whatever the variables are).
+# Not placeholders but Jinja's own objects: its default globals, and ``self`` (bound whatever the variables are).
 JINJA_NAMES = frozenset(DEFAULT_NAMESPACE) | {"self"}
 # Tags that load other templates: a template from a file must not read further files.
 _LOADING_TAGS = {nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from", nodes.Extends: "extends"}
@@ -34,8 +29,7 @@ _WHY = (
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox without globals, where an unsafe attribute raises instead of rendering ``''``
-    (the sandbox's default with a lenient ``Undefined``, which would hide an attack in a card)."""
+    """Without globals; an unsafe attribute raises instead of rendering ``''`` (which would hide an attack)."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -45,18 +39,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__!r} object is unsafe")
 
 
-# Prompt templates: a missing placeholder is an error. Cards: jinja2.Template's defaults (a missing variable
-# renders as ''), as huggingface_hub's RepoCard.from_template renders them, so cards come out the same.
-STRICT_ENV = _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-LENIENT_ENV = _Sandbox()
+# Prompts: a missing placeholder is an error. Cards: jinja2.Template's defaults, as RepoCard.from_template uses.
+_ENVS = {
+    True: _Sandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False),
+    False: _Sandbox(),
+}
 
 
 def parse(text: str, source: str, *, strict: bool = True, allowed: frozenset[str] = frozenset()) -> nodes.Template:
-    """Parse ``text`` and refuse expressions that reach Python (see :func:`check_ast`). ``source`` names the
-    template in messages, e.g. ``"template 't0' in /x/t.yaml"``; ``allowed`` are variable names the template
-    is given even if they shadow a Jinja global (a prompt attribute called ``range``)."""
+    """Parse ``text``, refusing expressions that reach Python; ``source`` names it in messages, ``allowed``
+    are given variables that may shadow a Jinja global (a prompt attribute called ``range``)."""
     try:
-        ast = _env(strict).parse(text)
+        ast = _ENVS[bool(strict)].parse(text)
     except jinja2.TemplateSyntaxError as err:
         raise ConfigError(f"{source} is not valid Jinja: {err}") from None
     check_ast(ast, source, allowed=allowed)
@@ -64,19 +58,14 @@ def parse(text: str, source: str, *, strict: bool = True, allowed: frozenset[str
 
 
 def check_ast(ast: nodes.Node, source: str, *, allowed: frozenset[str] = frozenset()) -> None:
-    """Raise ``ConfigError`` naming the first hostile expression in ``ast``: attribute and key names starting
-    with ``_`` are reported before Jinja names and loading tags (the name in ``lipsum.__globals__`` is the
-    symptom, the attribute the attack)."""
-    found = sorted(_offences(ast, allowed), key=lambda offence: offence[0])
-    if found:
-        _, name, what = found[0]
-        raise ConfigError(f"{source} uses {name!r} ({what}); {_WHY}. Remove it from the template.")
+    """Report ``_`` attributes and keys first: in ``lipsum.__globals__`` the attribute is the attack."""
+    first = min(_offences(ast, allowed), key=lambda offence: offence[0], default=None)
+    if first:
+        raise ConfigError(f"{source} uses {first[1]!r} ({first[2]}); {_WHY}. Remove it from the template.")
 
 
 def render(text: str, source: str, variables: Mapping[str, Any], *, strict: bool = True) -> str:
-    """``text`` rendered with ``variables`` in the sandbox; checked first (once per text, with the variables'
-    names allowed to shadow Jinja globals). A ``ConfigError`` names ``source`` if the template is hostile or
-    fails to render. ``strict``: a missing variable is an error (prompt templates), not ``''`` (card templates)."""
+    """``text`` checked and rendered in the sandbox; ``strict``: a missing variable is an error, not ``''``."""
     template = _compile(text, source, strict, frozenset(variables))
     try:
         return template.render(**variables)
@@ -89,11 +78,7 @@ def render(text: str, source: str, variables: Mapping[str, Any], *, strict: bool
 @lru_cache(maxsize=256)
 def _compile(text: str, source: str, strict: bool, allowed: frozenset[str]) -> jinja2.Template:
     """Parse, check and compile once: prompt templates render once per row."""
-    return _env(strict).from_string(parse(text, source, strict=strict, allowed=allowed))
-
-
-def _env(strict: bool) -> _Sandbox:
-    return STRICT_ENV if strict else LENIENT_ENV
+    return _ENVS[bool(strict)].from_string(parse(text, source, strict=strict, allowed=allowed))
 
 
 def _offences(node: nodes.Node, allowed: frozenset[str]) -> Iterator[tuple[int, str, str]]:

@@ -1,14 +1,6 @@
-"""Resumable state on disk, for every strategy that resumes (generate's shards, labelmap's rounds).
-
-Two things make a stopped run safe to continue, and both live here once:
-
-* a **fingerprint** of what the saved state depends on (``run_config.json``, ``run.json``), compared key by
-  key, so a state that another config made is refused with the keys that differ;
-* **writes that are whole or absent**: text and JSON go to a temporary name, are flushed to disk and renamed
-  over the target (:func:`atomic_write`); a ``Dataset`` is saved to a temporary folder with a marker file
-  written last, then renamed into place (:func:`save_dataset`). A ``kill -9`` leaves the old file or none,
-  never half of one.
-"""
+"""Resumable state on disk (generate's shards, labelmap's rounds): a fingerprint of the config it depends on,
+compared key by key so state another config made is refused; and writes that are whole or absent (temporary
+name or folder, then rename), so a ``kill -9`` leaves the old file or none, never half of one."""
 
 from __future__ import annotations
 
@@ -27,8 +19,7 @@ UNREADABLE = object()  # what read_json gives for a file that is not JSON (a for
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists, keys strings, unknown objects ``str``), so a
-    fingerprint in memory compares equal to the one on disk."""
+    """``value`` as it reads back from JSON, so a fingerprint in memory compares equal to the one on disk."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
@@ -59,8 +50,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def check_fingerprint(path: str | os.PathLike, fingerprint: dict, *, what: str, fix: str) -> None:
-    """Raise ``ConfigError`` when ``path`` holds a fingerprint other than ``fingerprint``, naming the keys that
-    differ (``data.n_per_class``, ``threshold``) so the user sees which option changed. A missing file passes."""
+    """Raise ``ConfigError`` when ``path`` holds another fingerprint, naming the keys (options) that differ."""
     saved = read_json(path)
     wanted = jsonable(fingerprint)
     if saved is None or saved == wanted:
@@ -72,8 +62,7 @@ def check_fingerprint(path: str | os.PathLike, fingerprint: dict, *, what: str, 
 
 
 def save_dataset(dataset: Dataset, folder: str | os.PathLike, meta: Any) -> None:
-    """``dataset.save_to_disk(folder)`` plus ``meta`` (JSON), whole or not at all: written to ``folder.tmp``
-    with the marker last, then renamed over ``folder``."""
+    """``dataset.save_to_disk(folder)`` plus ``meta``, whole or not at all (``folder.tmp``, marker last, rename)."""
     folder = Path(folder)
     tmp = folder.with_name(f"{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -84,8 +73,7 @@ def save_dataset(dataset: Dataset, folder: str | os.PathLike, meta: Any) -> None
 
 
 def load_dataset_state(folder: str | os.PathLike) -> tuple[Dataset, Any] | None:
-    """What :func:`save_dataset` saved (memory-mapped, so a large pool is not read into memory) and its
-    ``meta``, or ``None`` when the folder is absent or was cut short."""
+    """What :func:`save_dataset` saved (memory-mapped) and its ``meta``; ``None`` if absent or cut short."""
     folder = Path(folder)
     if not (folder / MARKER).is_file():
         return None

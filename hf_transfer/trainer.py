@@ -33,6 +33,7 @@ from transformers.utils import logging
 
 from .classifier import ModelArguments
 from .config import check_range
+from .errors import ConfigError
 
 logger = logging.get_logger(__name__)
 
@@ -136,6 +137,7 @@ TRAINING_RANGES: dict[str, dict] = {
     "warmup_steps": dict(low=0, note="below 1: a share of all steps"),
     "weight_decay": dict(low=0),
     "max_grad_norm": dict(low=0, note="0: no clipping"),
+    "threshold_folds": dict(low=2),
 }
 
 
@@ -211,6 +213,16 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
     eval_strategy: str = field(default="no", metadata={"help": "Evaluation strategy: 'no', 'epoch' or 'steps'."})
     logging_strategy: str = field(default="epoch", metadata={"help": "Logging strategy: 'no', 'epoch' or 'steps'."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+    thresholds: str = field(
+        default="cross_fit",
+        metadata={
+            "help": "Multi-label decision thresholds: 'cross_fit' (one per label, chosen on out-of-fold predictions "
+            "of the training rows, never on the eval split; trains threshold_folds extra models) or one probability "
+            "in (0, 1) for every label. Zero-shot runs predict each label for its top 1/num_labels share of the "
+            "unlabelled train texts."
+        },
+    )
+    threshold_folds: int = field(default=4, metadata={"help": "Folds for cross_fit thresholds (multi-label)."})
 
     def __post_init__(self):
         if not self.use_cpu and not torch.accelerator.is_available():
@@ -222,6 +234,14 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
             self.learning_rate = default_learning_rate(self.method)
         for name, bounds in TRAINING_RANGES.items():  # before TrainingArguments' own checks and any model load
             check_range(name, getattr(self, name), **bounds)
+        self.thresholds = str(self.thresholds)
+        if self.thresholds != "cross_fit":
+            try:
+                value = float(self.thresholds)
+            except ValueError:
+                message = f"thresholds={self.thresholds!r} must be 'cross_fit' or a probability in (0, 1)."
+                raise ConfigError(message) from None
+            check_range("thresholds", value, low=0, high=1, low_open=True, high_open=True)
         super().__post_init__()
 
     def for_train_size(self, n_train: int) -> TransferTrainingArguments:

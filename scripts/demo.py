@@ -58,7 +58,7 @@ def run_recipe(strategy: str, name: str) -> dict:
         argv += ["--source_model", str(OUT / "sst2" / source)]
     data_args, config = parse_with_config(make_parser(strategy), argv)
     _, run = get_strategy(strategy).load()
-    return run(config, data_args) | {"recipe": f"recipes/{name}.yaml"}
+    return {**run(config, data_args), "recipe": f"recipes/{name}.yaml"}
 
 
 def table_rows(r: dict) -> list[tuple]:

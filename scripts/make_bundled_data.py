@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -25,11 +26,17 @@ SLICES = {
     "sentiment_sentences_amazon": {"train": None},
     "sentiment_sentences_imdb": {"train": None},
     "sms_spam": {"train": 2000},  # imbalanced (87% ham): checks defaults beyond balanced sentiment sets
+    "goemotions": {"train": 2000, "validation": 500, "test": 1000},  # multi-label: "labels" lists
 }
+MIN_PER_LABEL = {"train": 24, "validation": 5, "test": 10}  # multi-label slices: rows per label at least
+
+
+def _label_text(row: dict) -> str:
+    return ",".join(row["labels"]) if "labels" in row else row["label"]
 
 
 def _key(row: dict) -> str:
-    return hashlib.sha256(f"{row['text']}\t{row['label']}".encode()).hexdigest()
+    return hashlib.sha256(f"{row['text']}\t{_label_text(row)}".encode()).hexdigest()
 
 
 def stratified_slice(rows: list[dict], n: int) -> list[dict]:
@@ -47,6 +54,27 @@ def stratified_slice(rows: list[dict], n: int) -> list[dict]:
     return [row for i, row in enumerate(rows) if i in keep]
 
 
+def multi_label_slice(rows: list[dict], n: int, min_per_label: int) -> list[dict]:
+    """Rarest label first, the rows with the smallest hash until each label has ``min_per_label`` (or all it
+    has), then the smallest-hash rows of the rest up to ``n``."""
+    ranked = sorted(range(len(rows)), key=lambda i: _key(rows[i]))
+    counts = Counter(label for row in rows for label in row["labels"])
+    keep: set[int] = set()
+    have: Counter = Counter()
+    for label in sorted(counts, key=lambda lab: (counts[lab], lab)):
+        for i in ranked:
+            if have[label] >= min(min_per_label, counts[label]):
+                break
+            if label in rows[i]["labels"] and i not in keep:
+                keep.add(i)
+                have.update(rows[i]["labels"])
+    for i in ranked:
+        if len(keep) >= n:
+            break
+        keep.add(i)
+    return [row for i, row in enumerate(rows) if i in keep]
+
+
 def main() -> None:
     for name, splits in SLICES.items():
         src, dst = SHARED / name, OUT / name
@@ -55,14 +83,27 @@ def main() -> None:
         lines.append(f"Taken from the workplace copy `shared/data/{name}/` (its provenance follows below) by")
         lines.append("`scripts/make_bundled_data.py`: per label, the rows with the smallest")
         lines.append('`sha256(text + "\\t" + label)` in proportion to the label\'s share; original order kept.')
+        if name == "goemotions":
+            floors = ", ".join(f"{n} in {split}" for split, n in MIN_PER_LABEL.items())
+            lines.append(
+                f"Multi-label (`labels` lists) instead: rarest label first, the smallest-hash rows until each "
+                f"label has {floors} (or all it has), then the smallest-hash rows up to the split's size."
+            )
+            shutil.copyfile(src / "ekman_mapping.json", dst / "ekman_mapping.json")
         lines += ["", "| split | rows kept | of | per label |", "|---|---:|---:|---|"]
         for split, n in splits.items():
             rows = [json.loads(line) for line in (src / f"{split}.jsonl").open(encoding="utf-8")]
-            kept = rows if n is None or n >= len(rows) else stratified_slice(rows, n)
+            multi = "labels" in rows[0]
+            if n is None or n >= len(rows):
+                kept = rows
+            else:
+                kept = multi_label_slice(rows, n, MIN_PER_LABEL[split]) if multi else stratified_slice(rows, n)
+            key = "labels" if multi else "label"
             with (dst / f"{split}.jsonl").open("w", encoding="utf-8") as f:
                 for row in kept:
-                    f.write(json.dumps({"text": row["text"], "label": row["label"]}, ensure_ascii=False) + "\n")
-            counts = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(r["label"] for r in kept).items()))
+                    f.write(json.dumps({"text": row["text"], key: row[key]}, ensure_ascii=False) + "\n")
+            per_label = Counter(lab for r in kept for lab in (r["labels"] if multi else [r["label"]]))
+            counts = ", ".join(f"{k}: {v}" for k, v in sorted(per_label.items()))
             lines.append(f"| {split} | {len(kept)} | {len(rows)} | {counts} |")
         lines += ["", "---", "", "## Upstream provenance (copied from the source SOURCE.md)", ""]
         upstream = (src / "SOURCE.md").read_text(encoding="utf-8")

@@ -16,9 +16,11 @@ from ..trainer import TransferTrainer, WeightInterpolationCallback, soft_target_
 from .config import FinetuneConfig
 from .features import embed_dataset
 from .pipeline import run_finetune
+from .result import FinetuneResult
 
 __all__ = [
     "FinetuneConfig",
+    "FinetuneResult",
     "TransferTrainer",
     "WeightInterpolationCallback",
     "check_prepare_args",

@@ -6,54 +6,62 @@ pieces (``load_target``, ``prepare``, ``embed_dataset``) and their own ``Trainer
 
 from __future__ import annotations
 
-import time
+import copy
+import tempfile
 
+import numpy as np
 import torch
-from accelerate import PartialState
-from transformers import DataCollatorWithPadding, default_data_collator, set_seed
+from transformers import default_data_collator, set_seed
 
-from .. import __version__
 from ..classifier import check_prepare_args, prepare
 from ..config import DataArguments
 from ..data import load_data_args, tokenize
 from ..defaults import portable_ref
-from ..hub import check_publish, push_run, save_run, trainer_args
+from ..errors import ConfigError
 from ..inference import embed_texts
-from ..metrics import classification
-from ..output import claim_output_dir, last_complete_checkpoint, save_bytes, wants_resume
-from ..trainer import SOFT_TARGETS, TransferTrainer, WeightInterpolationCallback
+from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, multi_hot, task_of
+from ..run import Fit, fit, run_training
+from ..thresholds import fit_thresholds, out_of_fold
+from ..trainer import SOFT_TARGETS, WeightInterpolationCallback
 from .config import FinetuneConfig
 from .features import embed_dataset
+from .result import FinetuneResult
 
 
-def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> dict:
+def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneResult:
     """Train (unless ``n_per_class == 0``), evaluate, save to ``config.output_dir``; returns the results."""
-    start = time.perf_counter()
     counts: dict = {}
     train, eval_ds, labels = load_data_args(data_args, counts)
-    check_publish(config)  # push settings and card template
+    task = task_of(train)
+    if task == MULTI_LABEL and config.prior_weight > 0:
+        raise ConfigError("prior_weight anchors single-label runs only; for multi-label data set prior_weight=0.")
     check_prepare_args(config, labels)
-    need = save_bytes(config.model_name_or_path, config.save_strategy)
-    with claim_output_dir(config, need_bytes=need):
-        results, trainer, tokenizer, config = _train_and_evaluate(config, data_args, train, eval_ds, labels, counts)
-        results["wall_seconds"] = time.perf_counter() - start
-        if PartialState().is_main_process and config.output_dir:
-            folder = save_run(trainer, config, tokenizer, results, data_args)
-    if PartialState().is_main_process and config.output_dir:
-        push_run(folder, config, results)
-    return results
+    unlabelled = None
+    if task == MULTI_LABEL and not len(train):  # zero-shot: the train texts, without labels, set the thresholds
+        everything = DataArguments(**{**vars(data_args), "n_per_class": None, "extra_train": None})
+        unlabelled = load_data_args(everything)[0].shuffle(seed=data_args.sample_seed)
+        unlabelled = unlabelled.select(range(min(len(unlabelled), 2000)))["text"]
+    return run_training(
+        config,
+        data_args,
+        lambda: _train_and_evaluate(config, data_args, train, eval_ds, labels, counts, task, unlabelled),
+        weights_from=config.model_name_or_path,
+    )
 
 
-def _train_and_evaluate(config: FinetuneConfig, data_args: DataArguments, train, eval_ds, labels, counts):
+def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, labels, counts, task, unlabelled):
+    calibration = None
+    if task == MULTI_LABEL:  # biases at the labels' rates in the sample; zero-shot: 1/num_labels of the texts
+        train, eval_ds = multi_hot(train), multi_hot(eval_ds)
+        texts = list(train["text"]) if len(train) else list(unlabelled)
+        calibration = (texts, _rates(np.asarray(train["labels"]) if len(train) else np.zeros((0, 1)), len(labels)))
     set_seed(config.seed)  # before the model is built: PEFT adapters and random heads start the same each run
-    model, tokenizer = prepare(config, labels)
+    model, tokenizer = prepare(config, labels, problem_type=PROBLEM_TYPES.get(task), calibrate=calibration)
     base = model.get_base_model() if config.is_peft else model
-    use_features = config.method == "head" and config.cache_features
-    if use_features:
-        train = embed_dataset(train, base, tokenizer, max_length=config.max_length, cache_dir=config.feature_cache_dir)
-        eval_ds = embed_dataset(
-            eval_ds, base, tokenizer, max_length=config.max_length, cache_dir=config.feature_cache_dir
-        )
+    collator = None
+    if config.method == "head" and config.cache_features:
+        train, eval_ds = (embed_dataset(ds, base, tokenizer, max_length=config.max_length,
+                                        cache_dir=config.feature_cache_dir) for ds in (train, eval_ds))  # fmt: skip
         if config.prior_weight > 0 and len(train):  # the zero-shot head on the cached features
             train = _with_prior(train, base, torch.tensor(train["sentence_embedding"]))
         # Torch-formatted columns collate by stacking tensors instead of converting lists of floats per step.
@@ -62,55 +70,63 @@ def _train_and_evaluate(config: FinetuneConfig, data_args: DataArguments, train,
         collator = default_data_collator
     else:
         if config.prior_weight > 0 and len(train):
-            features = embed_texts(base, tokenizer, train["text"], max_length=config.max_length)
-            train = _with_prior(train, base, features)
+            train = _with_prior(train, base, embed_texts(base, tokenizer, train["text"], max_length=config.max_length))
         train = tokenize(train, tokenizer, config.max_length)
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
-        collator = DataCollatorWithPadding(tokenizer)
-    config = config.for_train_size(len(train))  # a copy when the epochs are raised: the card shows what ran
     callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
-    trainer = TransferTrainer(
-        model=model,
-        args=trainer_args(config),  # push settings and token withheld: we push once, with our card
-        train_dataset=train if len(train) else None,
-        eval_dataset=eval_ds,
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=classification(len(labels)),
-        callbacks=callbacks,
+    if task == MULTI_LABEL:
+        base.config.label_thresholds = _thresholds(config, labels, train, texts, tokenizer, collator, callbacks)
+    fitted: Fit = fit(
+        model, tokenizer, train, eval_ds, config,
+        num_labels=len(labels),
         soft_weight=config.prior_weight,  # KL toward the zero-shot prior, T = 1
-    )
-    train_seconds = 0.0
-    if len(train):
-        train_start = time.perf_counter()
-        trainer.train(resume_from_checkpoint=_resume_target(config))
-        train_seconds = time.perf_counter() - train_start
-    metrics = trainer.evaluate()
-    results = {
-        "strategy": "finetune",
-        "method": config.method,
-        "model": portable_ref(config.model_name_or_path),
-        "dataset": portable_ref(data_args.dataset),
-        "eval_split": data_args.eval_split,
-        "n_per_class": data_args.n_per_class,
-        "n_train": len(train),
+        collator=collator,
+        callbacks=callbacks,
+    )  # fmt: skip
+    result = FinetuneResult(
+        strategy="finetune",
+        **fitted.result_fields(data_args, labels),
+        n_per_class=data_args.n_per_class,
+        n_train=len(train),
         **counts,
-        "repeat_train": data_args.repeat_train,
-        "extra_train": portable_ref(data_args.extra_train),
-        "n_eval": len(eval_ds),
-        "labels": labels,
-        "seed": config.seed,
-        "sample_seed": data_args.sample_seed,
-        "head_init": config.head_init,
-        "accuracy": metrics["eval_accuracy"],
-        "f1_macro": metrics["eval_f1_macro"],
-        "num_train_epochs": config.num_train_epochs if len(train) else 0,
-        "train_steps": trainer.state.global_step,
-        "train_seconds": train_seconds,
-        "num_processes": PartialState().num_processes,
-        "hf_transfer_version": __version__,
-    }
-    return results, trainer, tokenizer, config  # the config that ran (epochs raised by for_train_size)
+        repeat_train=data_args.repeat_train,
+        extra_train=portable_ref(data_args.extra_train),
+    )
+    return result, fitted
+
+
+def _rates(targets: np.ndarray, num_labels: int) -> list[float]:
+    """Each label's share of the rows, kept inside (0, 1); without rows 1/num_labels (a prior, not data)."""
+    if not len(targets):
+        return [1 / num_labels] * num_labels
+    return np.clip(targets.mean(0), 1 / (len(targets) + 1), 1 - 1 / (len(targets) + 1)).tolist()
+
+
+def _thresholds(config, labels, train, texts, tokenizer, collator, callbacks) -> list[float]:
+    """Multi-label decision thresholds from training data only: cross-fitted on the labelled rows (each scored
+    by a model of the same recipe that did not see it) or one fixed value. Zero-shot: 0.5, where the calibrated
+    bias puts each label's top 1/num_labels share of the unlabelled train texts."""
+    if not len(train) or config.thresholds != "cross_fit":
+        return [0.5 if not len(train) else float(config.thresholds)] * len(labels)
+    targets = np.asarray(train["labels"])
+    texts = np.asarray(texts, dtype=object)
+    with tempfile.TemporaryDirectory(prefix="hf_transfer_folds_") as folder:
+        fold_config = copy.copy(config)  # checkpoints, resumption and pushes stay with the final model
+        fold_config.output_dir, fold_config.resume_from_checkpoint = folder, None
+        fold_config.save_strategy = type(config.save_strategy)("no")
+        fold_config.eval_strategy = type(config.eval_strategy)("no")
+        fold_config.load_best_model_at_end = False
+
+        def train_and_predict(rows: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+            set_seed(config.seed)
+            calibration = (list(texts[rows]), _rates(targets[rows], len(labels)))
+            model, _ = prepare(config, labels, problem_type=PROBLEM_TYPES[MULTI_LABEL], calibrate=calibration)
+            fitted = fit(model, tokenizer, train.select(rows), train.select(held_out), fold_config,
+                         num_labels=len(labels), collator=collator, callbacks=callbacks)  # fmt: skip
+            return 1 / (1 + np.exp(-fitted.predictions.astype(np.float64)))
+
+        probs = out_of_fold(targets, config.threshold_folds, config.seed, train_and_predict)
+    return fit_thresholds(probs, targets)
 
 
 def _with_prior(train, model, features: torch.Tensor):
@@ -119,15 +135,3 @@ def _with_prior(train, model, features: torch.Tensor):
     with torch.no_grad():
         prior = model.classifier(features.to(model.classifier.weight.dtype)).float().softmax(-1)
     return train.add_column(SOFT_TARGETS, prior.numpy().tolist())
-
-
-def _resume_target(config: FinetuneConfig) -> str | bool | None:
-    """``resume_from_checkpoint``: a checkpoint folder, or ``last``/``true`` for the newest one in output_dir."""
-    value = config.resume_from_checkpoint
-    if not wants_resume(config):
-        return None
-    if str(value).lower() in ("last", "true", "yes"):
-        # nothing saved yet: start from scratch, so one command both starts and resumes; a checkpoint a kill
-        # cut short is skipped for the one before it
-        return last_complete_checkpoint(config.output_dir)
-    return value

@@ -2,6 +2,7 @@
 (optionally one-line descriptions and a few real examples), then filter it. Train on the result with the
 finetune strategy (``--dataset <output_dir>/dataset``)."""
 
+from .card import build_dataset_card, write_dataset_card
 from .config import GenerateConfig
 from .continuous import generate_continuous
 from .filters import apply_filters, clean_text, contamination_mask, default_scorer, near_duplicate_mask
@@ -15,6 +16,7 @@ __all__ = [
     "ShardStore",
     "apply_filters",
     "batch_seed",
+    "build_dataset_card",
     "build_prompts",
     "check_generator",
     "clean_text",
@@ -30,4 +32,5 @@ __all__ = [
     "measure_throughput",
     "near_duplicate_mask",
     "run_generate",
+    "write_dataset_card",
 ]

@@ -1,14 +1,11 @@
-"""``GenerateConfig``: what to generate (labels, prompts, sampling) and how to filter it; checked up front.
-
-A plain dataclass, not ``TrainingArguments``: generation makes a labelled dataset, and training on it is
-the finetune strategy's job (``load_from_disk(<output_dir>/dataset)``).
-"""
+"""``GenerateConfig``: what to generate and how to filter it, checked up front. A plain dataclass, not
+``TrainingArguments``: training on the generated dataset is the finetune strategy's job."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from ..config import as_mapping
+from ..config import as_mapping, option
 from ..defaults import DEFAULT_GENERATOR
 from ..errors import ConfigError
 
@@ -19,154 +16,87 @@ BALANCE_MODES = ("none", "min")  # class balancing after the filters (filters.ba
 class GenerateConfig:
     """Generate a labelled training set from label names (and optional descriptions / seed examples)."""
 
-    generator: str = field(
-        default=DEFAULT_GENERATOR,
-        metadata={"help": "Causal LM that writes the examples: Hub id, local folder, or 'smollm2' (embedded)."},
+    generator: str = option(
+        DEFAULT_GENERATOR, "Causal LM that writes the examples: Hub id, local folder, or 'smollm2' (embedded)."
     )
-    target_labels: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Label names to generate examples for. Default (CLI): --labels, else the target data's labels."
-        },
+    target_labels: list[str] | None = option(
+        None, "Label names to generate examples for. Default (CLI): --labels, else the target data's labels."
     )
-    label_descriptions: dict | str | None = field(
-        default=None,
-        metadata={"help": "One-line description per label, as a mapping or JSON; default: the label name alone."},
+    label_descriptions: dict | str | None = option(
+        None, "One-line description per label, as a mapping or JSON; default: the label name alone."
     )
-    n_per_label: int = field(
-        default=50, metadata={"help": "Examples to generate per label, before filtering (filters remove some)."}
+    n_per_label: int = option(50, "Examples to generate per label, before filtering (filters remove some).")
+    target_per_label: int | None = option(
+        None,
+        "Rows per label wanted after filtering: labels still short get more prompts (sized by their keep rate so "
+        "far), round after round up to max_rounds, and each label is cut to this many. Default: keep all.",
     )
-    target_per_label: int | None = field(
-        default=None,
-        metadata={
-            "help": "Rows per label wanted after filtering: labels still short after the first n_per_label "
-            "prompts get more prompts (sized by their keep rate so far), round after round up to max_rounds, "
-            "and each label is cut to exactly this many. Default: keep whatever n_per_label yields."
-        },
+    max_rounds: int = option(4, "With target_per_label: generation rounds at most (the first round included).")
+    batch_size: int = option(
+        128,
+        "Rows decoding at once (continuous batching refills a finished row's slot). SmolLM2-135M, fp32, 2 AVX2 "
+        "cores: 102 new tokens/s at 256, 94 at 128, 88 at 64, 9.4 at 1. KV cache memory grows with it.",
     )
-    max_rounds: int = field(
-        default=4,
-        metadata={"help": "With target_per_label: generation rounds at most (the first round included)."},
+    shard_size: int = option(512, "Prompts per resumable shard (one JSONL file); a killed run redoes at most one.")
+    continuous_batching: bool = option(
+        True,
+        "Refill finished rows' slots and prefill shared prompt prefixes once. False, or a model whose cache is not "
+        "plain full attention: model.generate per batch.",
     )
-    batch_size: int = field(
-        default=128,
-        metadata={
-            "help": "Rows decoding at once (continuous batching: a finished row's slot is refilled from the queue). "
-            "Measured with SmolLM2-135M, fp32, 2 AVX2 cores: 102 new tokens/s at 256, 94 at 128, 88 at 64; "
-            "9.4 one prompt at a time. Memory grows with it (KV cache of batch_size x ~150 tokens)."
-        },
+    max_new_tokens: int = option(48, "Most new tokens per example.")
+    temperature: float = option(0.9, "Sampling temperature (> 0).")
+    top_p: float = option(0.95, "Nucleus sampling: keep the smallest token set with this much mass.")
+    top_k: int | None = option(
+        None,
+        "Sample only among the k most likely tokens (then top_p within them); 0 = no top-k cut. Default: the "
+        "generator's generation_config.",
     )
-    shard_size: int = field(
-        default=512,
-        metadata={
-            "help": "Prompts per resumable shard (one JSONL file); a killed run redoes at most one shard per process."
-        },
+    seed: int = option(0, "Run seed: prompt choices and each batch's sampling seed derive from (seed, index).")
+    bf16: bool | None = option(
+        None,
+        "Generate in bfloat16. Default: where the hardware computes bf16 (AVX512-BF16/AMX CPUs, bf16 GPUs): "
+        "200 vs 155 new tokens/s on 2 AVX512-BF16 cores, but 3x slower on AVX2.",
     )
-    continuous_batching: bool = field(
-        default=True,
-        metadata={
-            "help": "Refill finished rows' slots and prefill shared prompt prefixes once (hf_transfer.generate."
-            "continuous). False, or a model whose cache is not plain full attention: model.generate per batch."
-        },
+    templates: str = option(
+        "default",
+        "Prompt templates: 'default', a YAML file (templates + attribute lists) or a .jinja file. Placeholders: "
+        "{{ label }} (required), {{ description }}, {{ examples }} and each attribute, e.g. {{ style }}.",
     )
-    max_new_tokens: int = field(default=48, metadata={"help": "Most new tokens per example."})
-    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature (> 0)."})
-    top_p: float = field(
-        default=0.95, metadata={"help": "Nucleus sampling: keep the smallest token set with this much mass."}
+    seed_examples_file: str | None = option(
+        None, "JSONL/CSV file of real examples (text, label) shown as few-shot examples in prompts."
     )
-    top_k: int | None = field(
-        default=None,
-        metadata={
-            "help": "Sample only among the k most likely tokens (then top_p within them); 0 = no top-k cut. "
-            "Default: the generator's generation_config (None in transformers 5 unless the model sets it)."
-        },
+    n_shots: int = option(2, "Seed examples of the same label shown per prompt (if any).")
+    stop_at_newline: bool = option(True, "One example per line: stop a row at the first newline after its text.")
+    min_words: int = option(3, "Drop examples shorter than this many words.")
+    max_words: int = option(80, "Drop examples longer than this many words.")
+    near_dup_threshold: float = option(
+        0.8,
+        "Drop an example whose character 5-gram Jaccard similarity (MinHash) to a kept one is at least this, in "
+        "[0, 1]; 1 keeps near-duplicates (exact duplicates are always dropped).",
     )
-    seed: int = field(
-        default=0,
-        metadata={"help": "Run seed: prompt choices and each batch's sampling seed derive from (seed, index)."},
+    consistency_threshold: float | None = option(
+        None,
+        "Keep examples whose intended label gets at least this probability from the scorer, in [0, 1]; default "
+        "1/num_labels; 0 turns the filter off (no scorer loads). Off with a single label.",
     )
-    bf16: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Generate in bfloat16 (weights cast on load; autocast for a model passed in fp32). Default: "
-            "where the hardware computes bf16 (AVX512-BF16/AMX CPUs, bf16 GPUs). Measured on 2 AVX512-BF16 cores "
-            "with SmolLM2-135M at batch 64: 200 new tokens/s vs 155 in fp32; on AVX2 cores bf16 was 3x slower."
-        },
+    consistency_model: str = option(
+        "minilm",
+        "Encoder of the default consistency scorer (label-description zero-shot): Hub id, folder or 'minilm'.",
     )
-    templates: str = field(
-        default="default",
-        metadata={
-            "help": "Prompt templates: 'default' (templates/default.yaml), a YAML file (list of templates + "
-            "attribute lists) or a .jinja file (one template). Jinja placeholders: {{ label }} (required), "
-            "{{ description }}, {{ examples }} and each attribute, e.g. {{ style }}, {{ length }}."
-        },
+    balance: str = option(
+        "none",
+        "After filtering: 'min' subsamples every label (seeded) to the rarest label's count, so a filter that "
+        "favours one label does not skew the class prior; 'none' keeps all rows.",
     )
-    seed_examples_file: str | None = field(
-        default=None,
-        metadata={"help": "JSONL/CSV file of real examples (text, label) shown as few-shot examples in prompts."},
+    contamination_ngram: int = option(8, "Drop examples sharing a run of this many words with an eval text (0 = off).")
+    output_dir: str = option("outputs/generate", "Shards, run_config.json, the dataset (dataset/) and results.json.")
+    overwrite: bool = option(False, "Delete another run's shards in output_dir instead of refusing to mix them.")
+    push_to_hub: bool = option(False, "Push the dataset (Parquet) with its dataset card to the Hub after generating.")
+    hub_model_id: str | None = option(
+        None, "Dataset repo to push to, 'name' or 'namespace/name'; default: the output_dir's name."
     )
-    n_shots: int = field(default=2, metadata={"help": "Seed examples of the same label shown per prompt (if any)."})
-    stop_at_newline: bool = field(
-        default=True, metadata={"help": "One example per line: stop a row at the first newline after its text."}
-    )
-    min_words: int = field(default=3, metadata={"help": "Drop examples shorter than this many words."})
-    max_words: int = field(default=80, metadata={"help": "Drop examples longer than this many words."})
-    near_dup_threshold: float = field(
-        default=0.8,
-        metadata={
-            "help": "Drop an example whose character 5-gram Jaccard similarity (MinHash) to a kept one is at "
-            "least this, in [0, 1]; 1 keeps near-duplicates (exact duplicates are always dropped)."
-        },
-    )
-    consistency_threshold: float | None = field(
-        default=None,
-        metadata={
-            "help": "Keep examples whose intended label gets at least this probability from the scorer, in "
-            "[0, 1]; default 1/num_labels (better than chance); 0 turns the filter off (no scorer loads). "
-            "Off with a single label."
-        },
-    )
-    consistency_model: str = field(
-        default="minilm",
-        metadata={
-            "help": "Encoder for the default consistency scorer (label-description zero-shot classifier of "
-            "hf_transfer.finetune.prepare): Hub id, folder or 'minilm'."
-        },
-    )
-    balance: str = field(
-        default="none",
-        metadata={
-            "help": "After filtering: 'min' subsamples every label (seeded, at random) to the rarest label's "
-            "count, so a filter that favours one label does not skew the class prior; 'none' keeps all rows."
-        },
-    )
-    contamination_ngram: int = field(
-        default=8,
-        metadata={"help": "Drop examples sharing a run of this many words with an eval text (0 = off)."},
-    )
-    output_dir: str = field(
-        default="outputs/generate",
-        metadata={"help": "Shards, run_config.json, the final dataset (dataset/) and results.json go here."},
-    )
-    overwrite: bool = field(
-        default=False,
-        metadata={"help": "Delete another run's shards in output_dir instead of refusing to mix them."},
-    )
-    push_to_hub: bool = field(
-        default=False,
-        metadata={"help": "Push the dataset (Parquet) with its dataset card to the Hub after generating."},
-    )
-    hub_model_id: str | None = field(
-        default=None,
-        metadata={"help": "Dataset repo to push to, 'name' or 'namespace/name'; default: the output_dir's name."},
-    )
-    hub_private_repo: bool | None = field(
-        default=None, metadata={"help": "Create the dataset repo private (ignored if it exists)."}
-    )
-    hub_token: str | None = field(
-        default=None,
-        metadata={"help": "Hub token for pushing; default: HF_TOKEN or `hf auth login`. Never written anywhere."},
-    )
+    hub_private_repo: bool | None = option(None, "Create the dataset repo private (ignored if it exists).")
+    hub_token: str | None = option(None, "Hub token for pushing; default: HF_TOKEN or `hf auth login`. Never written.")
 
     def __repr__(self) -> str:  # the token never shows up in logs or tracebacks
         shown = {k: ("<HUB_TOKEN>" if k == "hub_token" and v else v) for k, v in asdict(self).items()}
@@ -213,15 +143,10 @@ class GenerateConfig:
             raise ConfigError("No labels to generate for: set target_labels (CLI: --labels a b c).")
         return list(self.target_labels)
 
-    def description(self, label: str) -> str:
-        return (self.label_descriptions or {}).get(label, "")
-
     def resolved_consistency_threshold(self) -> float:
         if len(self.labels) < 2:  # nothing to confuse a lone label with
             return 0.0
-        if self.consistency_threshold is not None:
-            return self.consistency_threshold
-        return 1.0 / len(self.labels)
+        return self.consistency_threshold if self.consistency_threshold is not None else 1.0 / len(self.labels)
 
     def generation_fingerprint(self) -> dict:
         """Everything that changes the raw generated rows; filter settings are left out (re-run on shards)."""

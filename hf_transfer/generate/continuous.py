@@ -1,21 +1,10 @@
-"""Continuous batching for short generations: keep ``slots`` rows decoding, retire a row the step it ends,
-refill freed slots from a queue of prompts, and prefill each refill group's shared prompt prefix once.
+"""Continuous batching for short generations: retire a row the step it ends, refill freed slots from a queue,
+and prefill each refill group's shared prompt prefix once. Why: a ``model.generate`` batch runs until its longest
+row stops (~40% of decode slots were padding) and re-encodes the chat template and instructions for every row.
 
-Why not ``model.generate``: a batch there runs until its longest row stops, so with examples ending anywhere
-between 5 and 48 tokens ~40% of the decode slots were padding; and every row re-encodes the chat template's
-system prompt and the template's instructions. Prompts here are sorted so a refill group shares a long prefix,
-which is encoded once (batch 1) and broadcast into the group's KV cache.
-
-The cache is a ``DynamicCache`` whose rows may sit at different positions: each row keeps its own
-``position_ids`` and a 2-D attention mask over the cache's columns (zeros for padding, which can lie before or
-inside a row's prompt). Finished rows are dropped with ``index_select``, columns no row uses are trimmed, and
-refill groups are merged by left-padding the shorter cache. Models whose cache is not plain full attention
-(sliding windows, recurrent states) are not supported: :func:`supports_continuous_batching` says so and the
-caller falls back to ``model.generate``.
-
-Sampling draws from one ``torch.Generator`` seeded per call, and the schedule depends only on the prompts, so
-a call's output depends only on its prompts and seed (what makes generation resumable shard by shard).
-"""
+Rows keep their own ``position_ids`` and a 2-D mask over the cache's columns, so they may sit at different
+positions; caches that are not plain full attention fall back to ``model.generate``. One seeded generator per
+call and a schedule that depends only on the prompts make the output depend only on prompts and seed."""
 
 from __future__ import annotations
 
@@ -26,9 +15,9 @@ from collections import deque
 from collections.abc import Sequence
 
 import torch
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from .generation import BatchOutput, ends_example, format_prompt, newline_token_ids, prepare_tokenizer
+from .generation import BatchOutput, Sampling, ends_example, format_prompts, newline_token_ids
 
 NUCLEUS_CANDIDATES = (1024, 8192)  # candidate set sizes tried before the full vocabulary (see sample_next)
 PREFILL_CALL_COST = 16  # one more prefill call costs about as much as encoding this many more tokens
@@ -37,9 +26,6 @@ PREFILL_CALL_COST = 16  # one more prefill call costs about as much as encoding 
 def supports_continuous_batching(model) -> bool:
     """True when the model's default cache is full-attention ``DynamicLayer`` s and its forward takes
     ``position_ids`` and ``logits_to_keep`` (decoder-only transformers in transformers >= 5)."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
     params = inspect.signature(model.forward).parameters
     if not {"position_ids", "logits_to_keep"} <= set(params) or _cache_kwarg(model) is None:
         return False
@@ -56,10 +42,20 @@ def _cache_kwarg(model) -> str | None:
 
 
 class _Window:
-    """What every layer of a :class:`_SlotCache` shares: active rows ``[0, rows)`` and columns ``[start, end)``."""
+    """What every :class:`_SlotLayer` shares: active rows ``[0, rows)`` and columns ``[start, end)``."""
 
     def __init__(self):
         self.rows = self.start = self.end = 0
+
+
+def _window_view(buffer: str) -> property:
+    """The active part of a buffer; assigning is a no-op (the buffers are the state; DynamicLayer assigns None)."""
+
+    def get(self):
+        w = self.window
+        return getattr(self, buffer)[: w.rows, :, w.start : w.end]
+
+    return property(get, lambda self, value: None)
 
 
 class _SlotLayer(DynamicLayer):
@@ -71,23 +67,8 @@ class _SlotLayer(DynamicLayer):
         super().__init__()  # its `keys = values = None` go to the no-op setters below
         self.is_initialized, self.device = True, keys.device
 
-    @property
-    def keys(self):
-        w = self.window
-        return self.key_buffer[: w.rows, :, w.start : w.end]
-
-    @keys.setter
-    def keys(self, value):  # the buffers are the state; DynamicLayer.__init__ assigns None
-        pass
-
-    @property
-    def values(self):
-        w = self.window
-        return self.value_buffer[: w.rows, :, w.start : w.end]
-
-    @values.setter
-    def values(self, value):
-        pass
+    keys = _window_view("key_buffer")
+    values = _window_view("value_buffer")
 
     def update(self, key_states, value_states, *args, **kwargs):
         w, q = self.window, key_states.shape[-2]
@@ -104,15 +85,13 @@ class _Batch:
     mask marks, per row, which cached columns are its tokens (zeros for padding before or inside a prompt)."""
 
     def __init__(self, model, device, slots: int, max_new_tokens: int):
-        from transformers import DynamicCache
-
         self.model, self.device, self.slots = model, device, slots
         self.cache_kwarg = _cache_kwarg(model)
         self.new_cache = lambda: DynamicCache(config=model.config)
         self.window = _Window()
         self.cache = None  # a DynamicCache whose layers are _SlotLayers, built on the first prefill
         self.max_new_tokens = max_new_tokens
-        self.mask = torch.zeros(slots, 0, dtype=torch.long, device=device)
+        self.mask: torch.Tensor | None = None  # (slots, capacity): 1 where a row's token is cached
         self.positions = torch.zeros(slots, dtype=torch.long, device=device)
         self.logits: torch.Tensor | None = None  # next-token logits per active row
         self.rows: list[int] = []
@@ -122,14 +101,8 @@ class _Batch:
         return len(self.rows)
 
     def _forward(self, input_ids, attention_mask, position_ids, cache):
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self.cache_kwarg: cache},
-        )
+        kwargs = {self.cache_kwarg: cache, "use_cache": True, "logits_to_keep": 1}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         return out.logits[:, -1].float()
 
     def add(self, rows: Sequence[int], prompt_ids: Sequence[Sequence[int]], pad_id: int) -> None:
@@ -161,8 +134,13 @@ class _Batch:
     def _insert(self, cache, mask: torch.Tensor) -> None:
         """Copy a prefilled group into slots ``[rows, rows + n)``, its last column aligned with the window's end."""
         w, (n, width) = self.window, mask.shape
-        if self.cache is None:
-            self._allocate(cache.layers[0].keys, 2 * (width + self.max_new_tokens))  # moved every ~width steps
+        if self.cache is None:  # room for 2 * (width + max_new_tokens) columns: the window moves every ~width steps
+            keys, capacity = cache.layers[0].keys, 2 * (width + self.max_new_tokens)
+            shape = (self.slots, keys.shape[1], capacity, keys.shape[3])
+            self.cache = self.new_cache()
+            layers = [_SlotLayer(self.window, keys.new_zeros(shape), keys.new_zeros(shape)) for _ in self.cache.layers]
+            self.cache.layers = layers
+            self.mask = torch.zeros(self.slots, capacity, dtype=torch.long, device=self.device)
         if not w.rows:
             w.start = w.end = 0
         self._make_room(width + 1, left=width - (w.end - w.start))
@@ -175,46 +153,31 @@ class _Batch:
         w.rows += n
         w.start = min(w.start, w.end - width)
 
-    def _allocate(self, keys: torch.Tensor, capacity: int) -> None:
-        _, heads, _, dim = keys.shape
-        self.cache = self.new_cache()
-        shape = (self.slots, heads, capacity, dim)
-        self.cache.layers = [
-            _SlotLayer(self.window, keys.new_zeros(shape), keys.new_zeros(shape)) for _ in self.cache.layers
-        ]
-        self.mask = torch.zeros(self.slots, capacity, dtype=torch.long, device=self.device)
-
     def _make_room(self, right: int, left: int = 0) -> None:
         """Ensure ``left`` free columns before the window and ``right`` after it: move the window (rarely) or grow
         the buffers."""
-        w, capacity = self.window, self.mask.shape[1]
-        left = max(left, 0)
+        w, capacity, rows = self.window, self.mask.shape[1], self.window.rows
+        left, width = max(left, 0), w.end - w.start
         if w.start >= left and w.end + right <= capacity:
             return
-        width = w.end - w.start
         needed = left + width + right
-        if needed > capacity:  # grow: new, larger buffers
-            capacity = max(2 * capacity, needed)
-        new_start = left
-        rows = w.rows
+        capacity = max(2 * capacity, needed) if needed > capacity else capacity  # grow: new, larger buffers
         for layer in self.cache.layers:
             for name in ("key_buffer", "value_buffer"):
                 old = getattr(layer, name)
                 new = old.new_zeros(old.shape[:2] + (capacity,) + old.shape[3:]) if capacity != old.shape[2] else old
-                new[:rows, :, new_start : new_start + width] = old[:rows, :, w.start : w.end].clone()
+                new[:rows, :, left : left + width] = old[:rows, :, w.start : w.end].clone()
                 setattr(layer, name, new)
         mask = self.mask.new_zeros(self.slots, capacity) if capacity != self.mask.shape[1] else self.mask
-        mask[:rows, new_start : new_start + width] = self.mask[:rows, w.start : w.end].clone()
-        mask[:rows, :new_start] = 0
-        mask[:rows, new_start + width :] = 0
+        window = self.mask[:rows, w.start : w.end].clone()
+        mask[:rows] = 0
+        mask[:rows, left : left + width] = window
         self.mask = mask
-        w.start, w.end = new_start, new_start + width
+        w.start, w.end = left, left + width
 
     def keep(self, keep: list[int]) -> None:
         """Retire every row not in ``keep`` (indices into the current rows): the last kept rows move into the
         freed slots, so only they are copied; then columns no row uses leave the window."""
-        if len(keep) == len(self.rows):
-            return
         w, n = self.window, len(keep)
         kept = set(keep)
         holes = [j for j in range(n) if j not in kept]
@@ -257,11 +220,9 @@ class _Batch:
 def sample_next(
     logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int | None, generator, do_sample: bool
 ) -> torch.Tensor:
-    """One token per row: greedy, or temperature + optional top-k + nucleus (top-p) sampling.
-
-    Exact nucleus sampling without sorting the vocabulary (a 49k-entry sort and ``multinomial`` per row cost more
-    than the model's decode step on 2 CPU cores): the nucleus is solved in the top ``k`` candidates of the rows
-    whose candidates hold ``top_p`` of the mass, with ``k`` growing only for rows that need it."""
+    """One token per row: greedy, or temperature + optional top-k + exact nucleus sampling. The vocabulary is not
+    sorted (that cost more than a decode step on 2 CPU cores): the nucleus is solved in the top ``k`` candidates
+    of the rows whose candidates hold ``top_p`` of the mass, ``k`` growing only for rows that need it."""
     if not do_sample:
         return logits.argmax(-1)
     probs = (logits / temperature).softmax(-1)
@@ -318,34 +279,29 @@ def generate_continuous(
     *,
     seed: int,
     batch_size: int = 64,
-    max_new_tokens: int = 48,
-    temperature: float = 0.9,
-    top_p: float = 0.95,
-    top_k: int | None = None,
-    do_sample: bool = True,
-    stop_at_newline: bool = True,
     refill_fraction: float = 0.25,
+    **sampling,
 ) -> BatchOutput:
-    """Sample one continuation per prompt with at most ``batch_size`` rows decoding at once; new text only.
-
-    A freed slot is refilled once ``refill_fraction`` of the slots are free (a group amortises its prefix
-    prefill and cache merge). ``top_k=None`` follows the model's ``generation_config``; 0 turns top-k off.
-    Output is in prompt order and depends only on ``prompts`` and ``seed``.
-    """
+    """One continuation per prompt (new text only, in prompt order; ``sampling``: :class:`.Sampling`), at most
+    ``batch_size`` rows decoding at once. Freed slots are refilled once ``refill_fraction`` of them are free, so a
+    group amortises its prefix prefill and cache merge."""
+    opts = Sampling(**sampling)
+    max_new_tokens, top_k = opts.max_new_tokens, opts.top_k
     if not prompts:
         return BatchOutput([], [], 0.0)
-    prepare_tokenizer(tokenizer)
-    formatted = [format_prompt(tokenizer, p) for p in prompts]
-    templated = formatted[0][1]
-    prompt_ids = [tokenizer(text, add_special_tokens=not templated)["input_ids"] for text, _ in formatted]
+    inputs, add_special_tokens = format_prompts(tokenizer, prompts)
+    prompt_ids = [tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"] for text in inputs]
     device = next(model.parameters()).device
-    eos_ids = _eos_ids(model, tokenizer)
+    defaults = getattr(model, "generation_config", None)  # as model.generate: eos ids and top_k from here too
+    eos_ids: set[int] = set()
+    for value in (tokenizer.eos_token_id, getattr(defaults, "eos_token_id", None)):
+        eos_ids.update([value] if isinstance(value, int) else value or ())
     pad_id = tokenizer.pad_token_id
     suppress = [pad_id] if pad_id is not None and pad_id not in eos_ids else []
-    newline_ids = torch.tensor(newline_token_ids(tokenizer) if stop_at_newline else [], dtype=torch.long)
+    newline_ids = torch.tensor(newline_token_ids(tokenizer) if opts.stop_at_newline else [], dtype=torch.long)
     newline_set = set(newline_ids.tolist())
-    if top_k is None:  # as model.generate: the model's generation_config decides
-        top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
+    if top_k is None:
+        top_k = getattr(defaults, "top_k", None)
     generator = torch.Generator(device=device).manual_seed(seed)
 
     # sorted prompts: neighbours (one refill group) share the template's words, so their common prefix is long
@@ -368,9 +324,8 @@ def generate_continuous(
         fresh = [j for j, ids in enumerate(batch.generated) if not ids]
         if fresh and len(newline_ids):
             logits[torch.tensor(fresh)[:, None], newline_ids[None]] = float("-inf")  # no empty first line
-        tokens = sample_next(
-            logits, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator, do_sample=do_sample
-        )
+        tokens = sample_next(logits, temperature=opts.temperature, top_p=opts.top_p, top_k=top_k, generator=generator,
+                             do_sample=opts.do_sample)  # fmt: skip
         keep = []
         for j, token in enumerate(tokens.tolist()):
             ids = batch.generated[j]
@@ -390,13 +345,3 @@ def generate_continuous(
         if len(batch):
             batch.step(tokens)
     return BatchOutput(texts, counts, time.perf_counter() - start)
-
-
-def _eos_ids(model, tokenizer) -> set[int]:
-    ids = set()
-    for value in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value is not None:
-            ids.update(value)
-    return ids

@@ -1,9 +1,5 @@
-"""Filters over generated rows. Each takes the surviving rows and returns a keep-mask; ``apply_filters`` runs
-them in order (cheap first, the scorer last) and counts what each removed.
-
-Order: cleaning → length → contamination → exact duplicates → near duplicates → label consistency → class
-balance (optional).
-"""
+"""Filters over generated rows, each a keep-mask over the surviving rows. ``apply_filters`` runs them cheap first,
+the scorer last (``FILTER_ORDER``), and counts what each removed."""
 
 from __future__ import annotations
 
@@ -29,15 +25,10 @@ NUMBERING = re.compile(r"^\s*(\(?\d{1,3}[.)\]:]|[-*•–]|#+)\s+")
 QUOTES = [('"', '"'), ("“", "”"), ("'", "'"), ("‘", "’"), ("«", "»"), ("`", "`")]
 
 
-# ----------------------------------------------------------------------------------------------- cleaning
 def clean_text(text: str, prompt: str | None = None, label: str | None = None) -> str:
-    """The example inside a raw generation: chat artefacts, role and field labels, numbering, quotes, a leading
-    ``"<label>:"``, preamble lines and lines that echo the prompt removed; the first remaining line. ``""`` if
-    nothing is left.
-
-    A line echoes the prompt when at least half of its word trigrams occur in the prompt (a small model often
-    restates the label description instead of writing an example); a label prefix would teach the classifier
-    a word that real texts never carry."""
+    """The first line of a raw generation that is an example (``""`` if none): chat artefacts, role/field labels,
+    numbering, quotes and a ``"<label>:"`` prefix (a word real texts never carry) stripped; preambles and lines
+    echoing the prompt (half their word trigrams in it: small models restate the description) skipped."""
     text = ARTEFACT.sub(" ", unicodedata.normalize("NFC", text))
     prompt_trigrams = _trigrams(words(prompt)) if prompt else set()
     label_prefix = (
@@ -52,11 +43,9 @@ def clean_text(text: str, prompt: str | None = None, label: str | None = None) -
         if not line or PREAMBLE.search(line):
             continue
         line_trigrams = _trigrams(words(line))
-        if line_trigrams and len(line_trigrams & prompt_trigrams) >= len(line_trigrams) / 2:
-            continue
-        if prompt and len(line) > 20 and _norm(line) in _norm(prompt):
-            continue
-        return line
+        echoes = line_trigrams and len(line_trigrams & prompt_trigrams) >= len(line_trigrams) / 2
+        if not echoes and not (prompt and len(line) > 20 and _norm(line) in _norm(prompt)):
+            return line
     return ""
 
 
@@ -90,43 +79,32 @@ def words(text: str) -> list[str]:
     return _norm(text).split()
 
 
-# ----------------------------------------------------------------------------------------------- length
 def length_mask(texts: Sequence[str], min_words: int, max_words: int) -> np.ndarray:
     counts = np.array([len(t.split()) for t in texts], dtype=int)
     return (counts >= min_words) & (counts <= max_words)
 
 
-# ----------------------------------------------------------------------------------------------- contamination
 def contamination_mask(texts: Sequence[str], eval_texts: Sequence[str] | None, n: int) -> np.ndarray:
-    """False for texts sharing an ``n``-word run with any eval text (or equal to a shorter eval text).
-    One pass over the eval texts to build a hash set, one over the candidates: O(total words)."""
+    """False for texts sharing an ``n``-word run with any eval text (or equal to a shorter eval text); O(words)."""
     keep = np.ones(len(texts), dtype=bool)
     if not eval_texts or n <= 0:
         return keep
-    grams: set[int] = set()
-    short: set[str] = set()
-    for text in eval_texts:
-        w = words(text)
-        if len(w) < n:
-            short.add(" ".join(w))
-        grams.update(hash(tuple(w[i : i + n])) for i in range(len(w) - n + 1))
+
+    def ngrams(w: list[str]) -> set[int]:
+        return {hash(tuple(w[i : i + n])) for i in range(len(w) - n + 1)}
+
+    eval_words = [words(text) for text in eval_texts]
+    short = {" ".join(w) for w in eval_words if len(w) < n}
+    grams = set().union(*map(ngrams, eval_words))
     for j, text in enumerate(texts):
         w = words(text)
-        if " ".join(w) in short or any(hash(tuple(w[i : i + n])) in grams for i in range(len(w) - n + 1)):
-            keep[j] = False
+        keep[j] = " ".join(w) not in short and ngrams(w).isdisjoint(grams)
     return keep
 
 
-# ----------------------------------------------------------------------------------------------- duplicates
 def exact_duplicate_mask(texts: Sequence[str]) -> np.ndarray:
     """Keep the first of each group of texts equal after normalisation."""
-    seen: set[str] = set()
-    keep = np.ones(len(texts), dtype=bool)
-    for i, text in enumerate(texts):
-        key = _norm(text)
-        keep[i] = key not in seen
-        seen.add(key)
-    return keep
+    return cap_mask([_norm(t) for t in texts], 1)
 
 
 def shingles(text: str, k: int = 5) -> set[str]:
@@ -159,9 +137,8 @@ def lsh_bands(threshold: float, num_perm: int = _NUM_PERM) -> int:
 
 
 def near_duplicate_mask(texts: Sequence[str], threshold: float, k: int = 5) -> np.ndarray:
-    """Keep a text unless its character ``k``-gram Jaccard similarity to an earlier kept text is
-    ``>= threshold``. MinHash + LSH buckets find candidates, so the cost is O(n) for typical data (only texts
-    that share a bucket are compared) instead of O(n²) pairs."""
+    """Keep a text unless its character ``k``-gram Jaccard similarity to an earlier kept text is ``>= threshold``.
+    MinHash + LSH buckets find the candidates, so only texts sharing a bucket are compared (O(n), not O(n²))."""
     keep = np.ones(len(texts), dtype=bool)
     if threshold >= 1.0 or len(texts) < 2:
         return keep
@@ -186,7 +163,6 @@ def near_duplicate_mask(texts: Sequence[str], threshold: float, k: int = 5) -> n
     return keep
 
 
-# ----------------------------------------------------------------------------------------------- consistency
 def consistency_scores(texts: Sequence[str], label_ids: Sequence[int], scorer: Scorer) -> np.ndarray:
     """The scorer's probability of each text's intended label."""
     if not len(texts):
@@ -211,12 +187,9 @@ def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None
     return score
 
 
-# ----------------------------------------------------------------------------------------------- class counts
 def balance_mask(label_ids: Sequence[int], mode: str, seed: int = 0) -> np.ndarray:
-    """``"min"``: keep a seeded random subset of each label's rows, as many as the rarest label has (labels
-    with no rows are ignored; a balanced set keeps the classifier's prior uniform). ``"none"``: keep all.
-
-    Random rather than most-consistent rows, so the majority label does not end up with only easy examples."""
+    """``"min"``: keep a seeded random subset of each label's rows, as many as the rarest present label has (random,
+    not the most consistent rows, so no label keeps only easy examples). ``"none"``: keep all."""
     label_ids = np.asarray(label_ids, dtype=np.int64)
     keep = np.ones(len(label_ids), dtype=bool)
     if mode == "none" or len(label_ids) == 0:
@@ -233,20 +206,19 @@ def balance_mask(label_ids: Sequence[int], mode: str, seed: int = 0) -> np.ndarr
     return keep
 
 
-def cap_mask(label_ids: Sequence[int], cap: int | None) -> np.ndarray:
-    """Keep each label's first ``cap`` rows (all if ``cap`` is None): earlier rounds' rows win, so a larger
-    ``max_rounds`` never changes which rows an earlier round contributed."""
-    seen: dict[int, int] = {}
-    keep = np.ones(len(label_ids), dtype=bool)
+def cap_mask(keys: Sequence, cap: int | None) -> np.ndarray:
+    """Keep the first ``cap`` rows of each key, e.g. label (all if ``cap`` is None): earlier rounds' rows win, so a
+    larger ``max_rounds`` never changes which rows an earlier round contributed."""
+    seen: dict = {}
+    keep = np.ones(len(keys), dtype=bool)
     if cap is None:
         return keep
-    for i, label in enumerate(label_ids):
-        seen[label] = seen.get(label, 0) + 1
-        keep[i] = seen[label] <= cap
+    for i, key in enumerate(keys):
+        seen[key] = seen.get(key, 0) + 1
+        keep[i] = seen[key] <= cap
     return keep
 
 
-# ----------------------------------------------------------------------------------------------- all of them
 FILTER_ORDER = (
     "cleaning", "length", "contamination", "exact_duplicate", "near_duplicate", "consistency", "surplus", "balance",
 )  # fmt: skip
@@ -267,13 +239,10 @@ def apply_filters(
     seed: int = 0,
     cap_per_label: int | None = None,
 ) -> tuple[list[dict], dict]:
-    """Run every filter over ``rows`` (dicts with ``raw_text``, ``prompt``, ``label_id``); returns the kept rows
-    (with ``text`` and ``consistency`` set) and ``{"removed": {filter: count}, ...}``.
-
-    ``scorer`` is a ``texts -> probs`` callable; else ``load_scorer()`` makes one, called only if rows reach the
-    consistency filter with a threshold above 0 (so the scorer model loads only when needed). Then
-    ``cap_per_label`` keeps each label's first rows up to that count (``surplus``: what top-up rounds made beyond
-    ``target_per_label``) and ``balance="min"`` subsamples every label to the rarest one's count (seeded)."""
+    """Every filter over ``rows`` (``raw_text``, ``prompt``, ``label_id``): the kept rows, with ``text`` and
+    ``consistency`` set, and ``{"removed": {filter: count}, ...}``. ``load_scorer()`` runs only if rows reach the
+    consistency filter with a threshold above 0, so the scorer loads only when needed. ``cap_per_label`` cuts
+    each label to its first rows (``surplus``: what top-up rounds made beyond ``target_per_label``)."""
     removed = dict.fromkeys(FILTER_ORDER, 0)
 
     def keep_where(current: list[dict], mask: np.ndarray, name: str) -> list[dict]:

@@ -13,7 +13,6 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from datasets import ClassLabel, Dataset, Features, Value, load_from_disk
 
@@ -23,36 +22,29 @@ from ..distributed import partial_state
 from ..errors import ConfigError
 from ..output import check_output_dir, run_lock
 from ..state import atomic_write
-from .config import GenerateConfig
+from .card import DATASET_CARD_TEMPLATE, write_dataset_card
+from .config import GenerateConfig, check_labels
 from .filters import Scorer, apply_filters, default_scorer
 from .generation import check_generator, generate_rows, load_generator
-from .prompts import (
-    Prompt,
-    build_prompts,
-    group_seed_examples,
-    load_templates,
-    seed_examples_digest,
-    top_up_prompts,
-)
+from .prompts import Prompt, build_prompts, digest, group_seed_examples, load_templates
 from .shards import ROUNDS, ShardStore, batch_seed
 
 DATASET_DIR = "dataset"
 
 
 def dataset_features(labels: Sequence[str]) -> Features:
-    return Features(
-        {
-            "text": Value("string"),
-            "label": ClassLabel(names=list(labels)),
-            "generator": Value("string"),
-            "template_id": Value("string"),
-            "attributes": Value("string"),  # JSON: the style/length/... drawn for the row
-            "seed": Value("int64"),  # the batch's sampling seed
-            "row_index": Value("int64"),
-            "new_tokens": Value("int64"),
-            "consistency": Value("float32"),  # scorer's probability of the intended label (None if off)
-        }
-    )
+    """``attributes``: JSON of the style/length/... drawn for the row; ``seed``: the batch's sampling seed;
+    ``consistency``: the scorer's probability of the intended label (None if off)."""
+    return Features({"text": Value("string"), "label": ClassLabel(names=list(labels)),
+                     **{name: Value("string") for name in ("generator", "template_id", "attributes")},
+                     **{name: Value("int64") for name in ("seed", "row_index", "new_tokens")},
+                     "consistency": Value("float32")})  # fmt: skip
+
+
+def _run_lock(output_dir: str, state):
+    """The run lock on the main process (re-entrant: run_generate holds it over generate_dataset)."""
+    check_output_dir(output_dir)
+    return run_lock(output_dir) if state.is_main_process else contextlib.nullcontext()
 
 
 def read_seed_examples_file(path: str) -> list[dict]:
@@ -68,43 +60,26 @@ def read_seed_examples_file(path: str) -> list[dict]:
     return [{"text": t, "label": y} for t, y in zip(ds["text"], ds["label"])]
 
 
-class Plan(NamedTuple):
-    prompts: list[Prompt]  # the first round: n_per_label per label
-    fingerprint: dict  # what makes the raw rows; shards of another fingerprint are refused
-    more_prompts: Callable[[dict, int], list[Prompt]]  # (prompts per label, first index) -> top-up prompts
-
-
-def plan(config: GenerateConfig, seed_examples=None) -> Plan:
-    """Everything decided before the generator loads: the prompts, the run's fingerprint and how top-up
-    prompts are made. Raises ``ConfigError`` for bad labels, templates or seed examples."""
+def plan(config: GenerateConfig, seed_examples=None) -> tuple[list[Prompt], dict, Callable[[dict, int], list[Prompt]]]:
+    """Everything decided before the generator loads (``ConfigError`` for bad labels, templates or seed examples):
+    the first round's prompts, the fingerprint of the raw rows (shards of another one are refused) and
+    ``more_prompts(prompts per label, first index)`` for top-up rounds."""
     labels = config.labels
     templates = load_templates(config.templates)
     if seed_examples is None and config.seed_examples_file:
         seed_examples = read_seed_examples_file(config.seed_examples_file)
     grouped = group_seed_examples(seed_examples, labels)
-    prompts = build_prompts(
-        labels,
-        config.n_per_label,
-        templates,
-        seed=config.seed,
-        descriptions=config.label_descriptions,
-        seed_examples=grouped,
-        n_shots=config.n_shots,
-    )
+    render = functools.partial(build_prompts, labels, templates=templates, seed=config.seed,
+                               descriptions=config.label_descriptions, seed_examples=grouped,
+                               n_shots=config.n_shots)  # fmt: skip
     fingerprint = {
         **config.generation_fingerprint(),
         "templates_digest": templates.digest(),
-        "seed_examples_digest": seed_examples_digest(grouped),
+        "seed_examples_digest": digest(grouped),
     }
     if Path(config.templates).is_file():  # a file is known by its content: moved or cloned elsewhere, it resumes
         del fingerprint["templates"]
-
-    def more_prompts(counts: dict, start_index: int) -> list[Prompt]:
-        return top_up_prompts(labels, counts, templates, seed=config.seed, start_index=start_index,
-                              descriptions=config.label_descriptions, seed_examples=grouped,
-                              n_shots=config.n_shots)  # fmt: skip
-
-    return Plan(prompts, fingerprint, more_prompts)
+    return render(config.n_per_label), fingerprint, lambda counts, start: render(counts, start_index=start)
 
 
 def generate_dataset(
@@ -115,21 +90,11 @@ def generate_dataset(
     scorer: Scorer | None = None,
     generator=None,
 ) -> Dataset:
-    """Generate ``n_per_label`` rows per label, filter them, save the kept rows to ``<output_dir>/dataset``
-    (``save_to_disk``) and return them as a ``Dataset``.
-
-    Columns: ``text``, ``label`` (``ClassLabel`` over the labels) and provenance (``generator``,
-    ``template_id``, ``attributes``, ``seed``, ``row_index``, ``new_tokens``, ``consistency``). The run's
-    statistics (rows each filter removed, throughput) are JSON in ``dataset.info.description``; read them
-    with :func:`generation_stats`.
-
-    ``eval_texts`` are protected from contamination; ``seed_examples`` (rows with ``text``/``label``, or a
-    ``Dataset``) are shown as few-shot examples; ``scorer`` (``texts -> probs``) replaces the default
-    label-consistency classifier; ``generator`` is an already loaded ``(model, tokenizer)``.
-    Prompts are generated in shards of ``shard_size`` (one resumable JSONL file each), ``batch_size`` rows
-    decoding at once. Under several processes, shards are split between them (``split_between_processes``);
-    the main process merges the shards in order, filters and saves; every process returns the saved result.
-    """
+    """Generate, filter and save (``<output_dir>/dataset``) a ``Dataset`` of ``text``, ``label`` and provenance
+    columns; its stats (:func:`generation_stats`) are JSON in ``info.description``. ``eval_texts`` are protected
+    from contamination, ``seed_examples`` shown as few-shot examples, ``scorer`` (``texts -> probs``) replaces the
+    default consistency classifier, ``generator`` is a loaded ``(model, tokenizer)``. Several processes split the
+    resumable shards; the main process merges them in order, filters and saves; every process returns the result."""
     state = partial_state()
     prompts, fingerprint, more_prompts = plan(config, seed_examples)
     if generator is None:
@@ -138,8 +103,7 @@ def generate_dataset(
         from ..classifier import check_prepare_args
 
         check_prepare_args(config.consistency_model, config.labels, label_descriptions=config.label_descriptions)
-    check_output_dir(config.output_dir)
-    with run_lock(config.output_dir) if state.is_main_process else contextlib.nullcontext():
+    with _run_lock(config.output_dir, state):
         return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator)
 
 
@@ -167,18 +131,17 @@ def _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_te
         batches += [round_prompts[i : i + config.shard_size] for i in range(0, len(round_prompts), config.shard_size)]
         done = store.done(len(batches))
         todo = [i for i in range(first, len(batches)) if i not in done]
-        session["resumed_batches"] += len(batches) - first - len(todo)
-        if len(todo) < len(batches) - first and state.is_main_process:
-            print(f"Resuming {config.output_dir}: reused {len(batches) - first - len(todo)} of "
-                  f"{len(batches) - first} shards of round {round_index + 1}, generating {len(todo)}.",
-                  file=sys.stderr, flush=True)  # fmt: skip
+        reused = len(batches) - first - len(todo)
+        session["resumed_batches"] += reused
+        if reused and state.is_main_process:
+            print(f"Resuming {config.output_dir}: reused {reused} of {len(batches) - first} shards of round "
+                  f"{round_index + 1}, generating {len(todo)}.", file=sys.stderr, flush=True)  # fmt: skip
         session["generated_batches"] += len(todo)
         session["rounds"] += 1
         if todo:
             if generator is None:
                 generator = load_generator(config.generator, bf16=config.use_bf16)
-            model, tokenizer = generator
-            _generate(config, store, batches, todo, model, tokenizer, state)
+            _generate(config, store, batches, todo, *generator, state)
         state.wait_for_everyone()
 
     dataset_dir = Path(config.output_dir) / DATASET_DIR
@@ -194,19 +157,11 @@ def _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_te
 def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, load_scorer, final: bool):
     """Every filter; ``final=False`` (top-up planning) leaves out the per-label cap and balancing."""
     return apply_filters(
-        rows,
-        min_words=config.min_words,
-        max_words=config.max_words,
-        near_dup_threshold=config.near_dup_threshold,
-        consistency_threshold=config.resolved_consistency_threshold(),
-        contamination_ngram=config.contamination_ngram,
-        eval_texts=eval_texts,
-        scorer=scorer,
-        load_scorer=load_scorer,
-        balance=config.balance if final else "none",
-        seed=config.seed,
-        cap_per_label=config.target_per_label if final else None,
-    )
+        rows, min_words=config.min_words, max_words=config.max_words, near_dup_threshold=config.near_dup_threshold,
+        consistency_threshold=config.resolved_consistency_threshold(), contamination_ngram=config.contamination_ngram,
+        eval_texts=eval_texts, scorer=scorer, load_scorer=load_scorer, balance=config.balance if final else "none",
+        seed=config.seed, cap_per_label=config.target_per_label if final else None,
+    )  # fmt: skip
 
 
 def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_texts, scorer, load_scorer, state):
@@ -238,8 +193,12 @@ def _filter_and_build(
 ) -> Dataset:
     labels = config.labels
     kept, stats = _filter(config, rows, eval_texts, scorer, load_scorer, final=True)
-    stats.update(session)
-    stats.update(_throughput(rows, config))
+    tokens = sum(r["new_tokens"] for r in rows)
+    seconds = sum({r["batch"]: r["batch_seconds"] for r in rows}.values())
+    stats.update(session, new_tokens=tokens, generation_seconds=seconds,
+                 tokens_per_second=tokens / seconds if seconds else None, batch_size=config.batch_size,
+                 continuous_batching=config.continuous_batching,
+                 dtype="bfloat16" if config.use_bf16 else "float32")  # fmt: skip
     stats["kept_per_label"] = {label: sum(r["label_id"] == i for r in kept) for i, label in enumerate(labels)}
     stats["consistency_threshold"] = config.resolved_consistency_threshold()
     columns = {
@@ -268,79 +227,32 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
 
     total = sum(len(b) for b in batches)
     remaining = sum(len(batches[i]) for i in todo)
+    options = ("batch_size", "continuous_batching", "max_new_tokens", "temperature", "top_p", "top_k",
+               "stop_at_newline")  # fmt: skip
+    kwargs = {name: getattr(config, name) for name in options}
     with state.split_between_processes(todo) as mine:
-        bar = tqdm(
-            total=total,
-            initial=total - remaining,
-            unit="row",
-            desc=f"Generating ({config.generator})",
-            disable=not state.is_main_process,
-        )
+        bar = tqdm(total=total, initial=total - remaining, unit="row", desc=f"Generating ({config.generator})",
+                   disable=not state.is_main_process)  # fmt: skip
         for batch_index in mine:
             batch = batches[batch_index]
             seed = batch_seed(config.seed, batch_index)
-            out = generate_rows(
-                model,
-                tokenizer,
-                [p.text for p in batch],
-                seed=seed,
-                batch_size=config.batch_size,
-                continuous_batching=config.continuous_batching,
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=config.top_k,
-                stop_at_newline=config.stop_at_newline,
-                bf16=config.use_bf16,
-            )
-            store.write(
-                batch_index,
-                [
-                    {
-                        "index": p.index,
-                        "batch": batch_index,
-                        "label": p.label,
-                        "label_id": p.label_id,
-                        "template_id": p.template_id,
-                        "attributes": p.attributes,
-                        "prompt": p.text,
-                        "raw_text": text,
-                        "seed": seed,
-                        "new_tokens": n,
-                        "batch_seconds": out.seconds,
-                        "generator": config.generator,
-                    }
-                    for p, text, n in zip(batch, out.texts, out.new_tokens)
-                ],
-            )
+            out = generate_rows(model, tokenizer, [p.text for p in batch], seed=seed, bf16=config.use_bf16, **kwargs)
+            store.write(batch_index, [
+                {"index": p.index, "batch": batch_index, "label": p.label, "label_id": p.label_id,
+                 "template_id": p.template_id, "attributes": p.attributes, "prompt": p.text, "raw_text": text,
+                 "seed": seed, "new_tokens": n, "batch_seconds": out.seconds, "generator": config.generator}
+                for p, text, n in zip(batch, out.texts, out.new_tokens)
+            ])  # fmt: skip
             # every process advances by its own rows; the main process's bar shows its share x processes
             bar.update(len(batch) * state.num_processes)
             bar.set_postfix(tok_s=f"{sum(out.new_tokens) / max(out.seconds, 1e-9):.0f}")
         bar.close()
 
 
-def _throughput(rows: list[dict], config: GenerateConfig) -> dict:
-    tokens = sum(r["new_tokens"] for r in rows)
-    seconds = sum({r["batch"]: r["batch_seconds"] for r in rows}.values())
-    return {
-        "new_tokens": tokens,
-        "generation_seconds": seconds,
-        "tokens_per_second": tokens / seconds if seconds else None,
-        "batch_size": config.batch_size,
-        "continuous_batching": config.continuous_batching,
-        "dtype": "bfloat16" if config.use_bf16 else "float32",
-    }
-
-
 def run_generate(config: GenerateConfig, data_args=None) -> dict:
-    """Generate a labelled dataset for the target task (saved to ``<output_dir>/dataset``) + ``results.json``.
-
-    With ``data_args`` (the shared :class:`~hf_transfer.config.DataArguments`), the target data supplies
-    the labels when ``target_labels`` is unset, its eval split is protected from contamination, and with
-    ``n_per_class`` a stratified sample of its train split becomes the few-shot seed examples.
-    ``data_args=None`` or ``dataset='none'`` generates from the labels alone. Train on the result with
-    the finetune strategy: ``--dataset <output_dir>/dataset`` (``load_target`` reads it).
-    """
+    """Generate the labelled dataset (``<output_dir>/dataset``, for finetune's ``--dataset``) + ``results.json``.
+    The target data of ``data_args``, if any, supplies the labels when ``target_labels`` is unset, its eval split
+    is protected from contamination, and with ``n_per_class`` its train sample gives the few-shot examples."""
     start = time.perf_counter()
     eval_texts, seed_examples = None, None
     if data_args is not None and str(data_args.dataset).lower() not in ("", "none"):
@@ -357,15 +269,12 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
     elif config.target_labels is None and data_args is not None and data_args.labels:
         config.target_labels = list(data_args.labels)
     if config.target_labels is not None:
-        from .config import check_labels
-
         check_labels(config.target_labels, config.label_descriptions)
     from ..hub import PushError, check_publish, push_dataset, push_target
 
-    check_publish(config, "dataset_card.md")  # push settings (repo id, offline), card template: before generating
-    main = partial_state().is_main_process
-    check_output_dir(config.output_dir)
-    with run_lock(config.output_dir) if main else contextlib.nullcontext():  # held until results.json is written
+    check_publish(config, DATASET_CARD_TEMPLATE)  # push settings (repo id, offline), card template: before generating
+    state = partial_state()
+    with _run_lock(config.output_dir, state):  # held until results.json is written
         dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples)
         stats = generation_stats(dataset)
         out = Path(config.output_dir)
@@ -385,7 +294,7 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
             "labels_without_rows": [label for label, n in stats.get("kept_per_label", {}).items() if n == 0],
             "stats": stats,
             "wall_seconds": time.perf_counter() - start,
-            "num_processes": partial_state().num_processes,
+            "num_processes": state.num_processes,
             "hf_transfer_version": __version__,
         }
         if results["labels_without_rows"]:
@@ -395,10 +304,8 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
                 "(consistency_threshold, min_words), or describe those labels (label_descriptions).",
                 stacklevel=2,
             )
-        if partial_state().is_main_process:
+        if state.is_main_process:
             atomic_write(out / "results.json", json.dumps(results, indent=2))
-            from ..model_card import write_dataset_card
-
             target = push_target(config, repo_type="dataset")
             card = write_dataset_card(
                 out / DATASET_DIR, dataset, config, stats, data_args=data_args,
@@ -409,5 +316,5 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
                     results["hub_dataset_id"] = push_dataset(dataset, card, target, staging_dir=out / "hub_upload")
                 except Exception as err:  # noqa: BLE001 - the saved dataset is what the user needs to know about
                     raise PushError.after(err, out / DATASET_DIR, target, results) from err
-    partial_state().wait_for_everyone()
+    state.wait_for_everyone()
     return results

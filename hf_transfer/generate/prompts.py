@@ -1,8 +1,5 @@
-"""Prompt templates as data: load, check, and turn (labels, seed) into one prompt per row, reproducibly.
-
-Row ``i`` draws its label, template, attributes and few-shot examples from ``Random(f"{seed}:{i}")``, so
-the prompt list depends on nothing but the config: every process and every restart builds the same list.
-"""
+"""Prompt templates as data: load, check, and render one prompt per row. Row ``i`` draws its template, attributes
+and few-shot examples from ``Random(f"{seed}:{i}")``, so every process and every restart builds the same list."""
 
 from __future__ import annotations
 
@@ -37,8 +34,7 @@ class TemplateSet:
     source: str = field(default="templates", compare=False)  # the file, for messages; not in the digest
 
     def digest(self) -> str:
-        payload = json.dumps([[t.id, t.text] for t in self.templates] + [self.attributes], sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return digest([[t.id, t.text] for t in self.templates] + [self.attributes])
 
 
 @dataclass(frozen=True)
@@ -114,45 +110,25 @@ def check_templates(data: Mapping, source: str = "templates") -> TemplateSet:
 
 def build_prompts(
     labels: Sequence[str],
-    n_per_label: int,
+    n_per_label: int | Mapping[str, int],
     templates: TemplateSet,
     *,
     seed: int,
     descriptions: Mapping[str, str] | None = None,
     seed_examples: Mapping[str, Sequence[str]] | None = None,
     n_shots: int = 2,
+    start_index: int = 0,
 ) -> list[Prompt]:
-    """``len(labels) * n_per_label`` prompts, labels interleaved (row i has label ``i % len(labels)``)."""
-    label_ids = [index % len(labels) for index in range(len(labels) * n_per_label)]
-    return _render(labels, label_ids, 0, templates, seed, descriptions, seed_examples, n_shots)
-
-
-def top_up_prompts(
-    labels: Sequence[str],
-    counts: Mapping[str, int],
-    templates: TemplateSet,
-    *,
-    seed: int,
-    start_index: int,
-    descriptions: Mapping[str, str] | None = None,
-    seed_examples: Mapping[str, Sequence[str]] | None = None,
-    n_shots: int = 2,
-) -> list[Prompt]:
-    """``counts[label]`` more prompts per label, labels interleaved while each still needs some, numbered
-    from ``start_index`` (so each row's template and attributes are fresh draws under (seed, index))."""
-    left = {label: int(counts.get(label, 0)) for label in labels}
+    """``n_per_label`` prompts per label (a mapping: per label, for top-up rounds), numbered from ``start_index``,
+    labels interleaved while each still needs some (row i has label ``i % len(labels)`` when all need as many)."""
+    left = [int(n_per_label.get(x, 0)) if isinstance(n_per_label, Mapping) else n_per_label for x in labels]
     label_ids = []
-    while any(left.values()):
-        for label_id, label in enumerate(labels):
-            if left[label] > 0:
+    while any(n > 0 for n in left):
+        for label_id, n in enumerate(left):
+            if n > 0:
                 label_ids.append(label_id)
-                left[label] -= 1
-    return _render(labels, label_ids, start_index, templates, seed, descriptions, seed_examples, n_shots)
-
-
-def _render(labels, label_ids, start_index, templates, seed, descriptions, seed_examples, n_shots) -> list[Prompt]:
-    descriptions = descriptions or {}
-    seed_examples = seed_examples or {}
+                left[label_id] -= 1
+    descriptions, seed_examples = descriptions or {}, seed_examples or {}
     prompts = []
     for index, label_id in enumerate(label_ids, start=start_index):
         label = labels[label_id]
@@ -199,5 +175,6 @@ def group_seed_examples(rows, labels: Sequence[str]) -> dict[str, list[str]]:
     return grouped
 
 
-def seed_examples_digest(grouped: Mapping[str, Sequence[str]]) -> str:
-    return hashlib.sha256(json.dumps(grouped, sort_keys=True).encode()).hexdigest()[:16]
+def digest(data) -> str:
+    """A short content hash of JSON-able ``data`` (templates, seed examples) for the run's fingerprint."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,9 +1,6 @@
-"""Resumable output: one JSONL shard per generated batch plus ``run_config.json``, in ``output_dir``.
-
-A shard is written to a temporary name and renamed, so a killed run leaves whole shards or none; a
-restart with the same config skips the batches whose shard exists. Each batch's sampling seed comes from
-(run seed, batch index), so the merged rows are the same however often the run was interrupted.
-"""
+"""Resumable output in ``output_dir``: ``run_config.json`` and one JSONL shard per batch, written to a temporary
+name and renamed (a killed run leaves whole shards or none). A restart with the same config skips finished batches,
+and each batch's seed comes from (run seed, batch index), so interruptions do not change the rows."""
 
 from __future__ import annotations
 
@@ -31,7 +28,7 @@ def batch_seed(seed: int, batch_index: int) -> int:
 class ShardStore:
     def __init__(self, output_dir: str | os.PathLike):
         self.root = Path(output_dir)
-        self.shard_dir = self.root / SHARDS
+        self.shard_dir, self.config_file = self.root / SHARDS, self.root / RUN_CONFIG
 
     def shard_path(self, batch_index: int) -> Path:
         return self.shard_dir / f"shard-{batch_index:05d}.jsonl"
@@ -44,11 +41,10 @@ class ShardStore:
         Read-only: safe to call on every process."""
         if overwrite:
             return
-        config_file = self.root / RUN_CONFIG
         fix = "Use another output_dir, or overwrite=True to delete its shards and start again."
-        check_fingerprint(config_file, fingerprint, what=f"output_dir {str(self.root)!r} holds a different "
+        check_fingerprint(self.config_file, fingerprint, what=f"output_dir {str(self.root)!r} holds a different "
                           "generation run", fix=fix)  # fmt: skip
-        if not config_file.is_file() and self.existing_shards():
+        if not self.config_file.is_file() and self.existing_shards():
             raise ConfigError(
                 f"output_dir {str(self.root)!r} holds shards but no {RUN_CONFIG}, so they cannot be matched to "
                 f"this run. Use another output_dir, or overwrite=True to delete them."
@@ -57,13 +53,12 @@ class ShardStore:
     def start(self, fingerprint: dict, overwrite: bool = False) -> None:
         """Record this run's config (main process only); with ``overwrite`` first delete other runs' shards."""
         self.check(fingerprint, overwrite)
-        config_file = self.root / RUN_CONFIG
-        if overwrite and self.shard_dir.exists() and read_json(config_file) != jsonable(fingerprint):
+        if overwrite and self.shard_dir.exists() and read_json(self.config_file) != jsonable(fingerprint):
             shutil.rmtree(self.shard_dir)
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.shard_dir.glob("*.tmp*"):  # half-written shards of a killed run
             stale.unlink(missing_ok=True)
-        write_json(config_file, fingerprint)
+        write_json(self.config_file, fingerprint)
 
     def done(self, num_batches: int) -> set[int]:
         return {i for i in range(num_batches) if self.shard_path(i).is_file()}

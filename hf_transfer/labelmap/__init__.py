@@ -12,10 +12,12 @@ from .mapping import LabelMap
 from .pipeline import build_label_map, evaluate_through_map, run_labelmap
 from .predict import add_source_probs, load_source, predict_proba, source_label_names
 from .pseudo import pseudo_label, select_rows
+from .result import LabelMapResult
 
 __all__ = [
     "LabelMap",
     "LabelMapConfig",
+    "LabelMapResult",
     "TransferTrainer",
     "add_source_probs",
     "build_label_map",

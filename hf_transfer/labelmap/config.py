@@ -58,10 +58,7 @@ class LabelMapConfig(TransferTrainingArguments):
     )
     init_from_source: bool = field(
         default=False,
-        metadata={
-            "help": "Start the student from the source model with its head mapped to the target labels "
-            "(W_t = sum_s P(s|t) W_s) instead of from model_name_or_path."
-        },
+        metadata={"help": "Start the student from the source model, head mapped by W_t = sum_s P(s|t) W_s."},
     )
     max_pool_samples: int | None = field(
         default=None, metadata={"help": "Pseudo-label at most this many rows of the unlabelled pool."}
@@ -69,8 +66,8 @@ class LabelMapConfig(TransferTrainingArguments):
     inference_bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 autocast for source-model predictions over the pool. Default: where the hardware computes "
-            "bf16 (AVX512-BF16/AMX CPUs, bf16 GPUs; 2.5x faster there), fp32 elsewhere (bf16 is slower on AVX2)."
+            "help": "bf16 autocast for source-model predictions. Default: on where the hardware computes bf16 "
+            "(AVX512-BF16/AMX CPUs, bf16 GPUs: 2.5x faster), off elsewhere (slower on AVX2)."
         },
     )
     inference_batch_size: int = field(default=64, metadata={"help": "Batch size for source-model predictions."})

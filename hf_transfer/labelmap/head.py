@@ -1,8 +1,5 @@
-"""Reuse the source head for the target labels: ``W_target = Σ_s P(s | target) W_s`` (and the same for bias).
-
-The source classifier already separates its own classes in its feature space; averaging the rows of the
-source labels that map to each target label gives a target head that works before any training.
-"""
+"""Reuse the source head for the target labels: ``W_target = Σ_s P(s | target) W_s`` (and the same for bias),
+a target head that works before any training since the source already separates its classes."""
 
 from __future__ import annotations
 
@@ -29,13 +26,6 @@ def find_head(model: nn.Module, num_labels: int) -> tuple[nn.Module, str, nn.Lin
     return parent, attr, getattr(parent, attr)
 
 
-def mapped_head_weights(head: nn.Linear, label_map: LabelMap) -> tuple[torch.Tensor, torch.Tensor]:
-    weights = torch.as_tensor(label_map.source_given_target(), dtype=head.weight.dtype, device=head.weight.device)
-    new_weight = weights.T @ head.weight.detach()  # (T, S) @ (S, H)
-    new_bias = weights.T @ head.bias.detach() if head.bias is not None else torch.zeros(weights.shape[1])
-    return new_weight, new_bias
-
-
 def transfer_head(source: PreTrainedModel, label_map: LabelMap) -> PreTrainedModel:
     """A copy of ``source`` whose head predicts the target labels, initialised through ``label_map``."""
     if source.config.num_labels != len(label_map.source_labels):
@@ -45,11 +35,11 @@ def transfer_head(source: PreTrainedModel, label_map: LabelMap) -> PreTrainedMod
         )
     model = copy.deepcopy(source)
     parent, attr, head = find_head(model, source.config.num_labels)
-    new_weight, new_bias = mapped_head_weights(head, label_map)
+    weights = torch.as_tensor(label_map.source_given_target(), dtype=head.weight.dtype, device=head.weight.device)
     new_head = nn.Linear(head.in_features, len(label_map.target_labels), bias=True).to(head.weight.device)
     with torch.no_grad():
-        new_head.weight.copy_(new_weight)
-        new_head.bias.copy_(new_bias)
+        new_head.weight.copy_(weights.T @ head.weight)  # (T, S) @ (S, H)
+        new_head.bias.copy_(weights.T @ head.bias if head.bias is not None else torch.zeros(weights.shape[1]))
     setattr(parent, attr, new_head)
     targets = label_map.target_labels
     model.config.num_labels = len(targets)  # first: this setter resets id2label to placeholders

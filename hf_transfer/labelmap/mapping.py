@@ -1,13 +1,7 @@
-"""``LabelMap``: how a source classifier's labels turn into the target task's labels.
+"""``LabelMap``: a matrix ``M[s, t] = P(target t | source s)``; predictions go ``P(t | x) ∝ Σ_s P(s | x) M[s, t]``.
 
-A map is a matrix ``M[s, t] = P(target t | source s)``; predictions go through it as
-``P(t | x) ∝ Σ_s P(s | x) M[s, t]``. Three ways to get one:
-
-* ``LabelMap.from_dict`` — explicit, many-to-one (``{"very negative": "negative", ...}``); unmapped source
-  labels get a zero row, so their probability mass is dropped and the rest renormalised;
-* ``LabelMap.learn`` — from the source model's probabilities on a few labelled target examples: estimate
-  ``P(s | t)`` by averaging, then Bayes gives ``P(t | s)`` (the Co-Tuning estimate, You et al. 2020);
-* ``LabelMap.from_names`` — propose a map from label-name similarity in an encoder's embedding space.
+Built explicitly (``from_dict``: unmapped source labels get a zero row, so their mass is dropped), learned
+from a few labelled examples (``learn``: Co-Tuning, You et al. 2020) or from label-name similarity.
 """
 
 from __future__ import annotations
@@ -35,7 +29,6 @@ class LabelMap:
         if self.matrix.shape != expected:
             raise ConfigError(f"Label map matrix has shape {self.matrix.shape}, expected {expected}.")
 
-    # ----------------------------------------------------------------- construction
     @classmethod
     def from_dict(
         cls,
@@ -49,18 +42,15 @@ class LabelMap:
         source_labels, target_labels = list(source_labels), list(target_labels)
         if not mapping:
             raise ConfigError("The label map is empty: map at least one source label to a target label.")
-        unknown_source = sorted(set(mapping) - set(source_labels))
-        if unknown_source:
-            raise ConfigError(
-                f"The label map names source label(s) {unknown_source} that the source model does not have; "
-                f"its labels are {source_labels}."
-            )
-        unknown_target = sorted({t for t in mapping.values()} - set(target_labels))
-        if unknown_target:
-            raise ConfigError(
-                f"The label map maps to target label(s) {unknown_target} that the target task does not have; "
-                f"its labels are {target_labels}."
-            )
+        for verb, side, owner, names, known in (
+            ("names", "source", "the source model", mapping.keys(), source_labels),
+            ("maps to", "target", "the target task", mapping.values(), target_labels),
+        ):
+            if unknown := sorted(set(names) - set(known)):
+                raise ConfigError(
+                    f"The label map {verb} {side} label(s) {unknown} that {owner} does not have; "
+                    f"its labels are {known}."
+                )
         matrix = np.zeros((len(source_labels), len(target_labels)))
         for s, t in mapping.items():
             matrix[source_labels.index(s), target_labels.index(t)] = 1.0
@@ -79,7 +69,7 @@ class LabelMap:
         smoothing: float = 1e-3,
         target_prior: np.ndarray | None = None,
     ) -> LabelMap:
-        """Estimate ``P(t | s)`` from source probabilities on labelled target rows (Co-Tuning)."""
+        """``P(t | s)`` by Bayes from ``P(s | t)``, the mean source distribution per target label (Co-Tuning)."""
         source_probs = np.asarray(source_probs, dtype=np.float64)
         target_ids = np.asarray(target_ids)
         num_targets = len(target_labels)
@@ -89,7 +79,6 @@ class LabelMap:
                 f"Cannot learn a label map: no labelled example for target label(s) {missing}. "
                 f"Give at least one example per target label."
             )
-        # P(s | t): mean source distribution over the examples of each target label (lightly smoothed)
         p_s_given_t = np.stack([source_probs[target_ids == t].mean(0) for t in range(num_targets)], axis=1)
         p_s_given_t = (p_s_given_t + smoothing) / (p_s_given_t + smoothing).sum(0, keepdims=True)
         prior = np.full(num_targets, 1.0 / num_targets) if target_prior is None else np.asarray(target_prior)
@@ -117,7 +106,6 @@ class LabelMap:
             list(source_labels), list(target_labels), matrix, method="names", notes={"similarity": similarity.tolist()}
         )
 
-    # ----------------------------------------------------------------- use
     def check_reachable(self, allow_unreachable: bool = False) -> None:
         unreachable = [t for j, t in enumerate(self.target_labels) if self.matrix[:, j].sum() == 0]
         if unreachable and not allow_unreachable:

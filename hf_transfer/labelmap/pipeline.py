@@ -6,7 +6,6 @@ Everything that can be checked without weights (data, map names, thresholds, the
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 
@@ -14,25 +13,25 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
-from transformers import DataCollatorWithPadding, set_seed
+from transformers import set_seed
 
-from .. import __version__
 from ..classifier import check_prepare_args, export_model, prepare
 from ..config import DataArguments
-from ..data import load_data_args, readable_label, tokenize
+from ..data import load_data_args, readable_label, sample_per_class, tokenize
 from ..defaults import portable_ref
 from ..errors import ConfigError
-from ..hub import check_publish, push_run, save_run, trainer_args
 from ..inference import embed_texts
-from ..metrics import classification, classification_scores
-from ..output import claim_output_dir, save_bytes, wants_resume
+from ..metrics import classification_scores
+from ..output import wants_resume
 from ..precision import resolve_bf16
-from ..trainer import SOFT_TARGETS, TransferTrainer
+from ..run import fit, run_training
+from ..trainer import SOFT_TARGETS
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN, add_source_probs, load_source, source_config, source_label_names
 from .pseudo import pseudo_label
+from .result import LabelMapResult
 from .state import LabelMapState, run_fingerprint
 
 
@@ -93,9 +92,8 @@ def _student(config: LabelMapConfig, labels, source, label_map):
     return prepare(config, labels)
 
 
-def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
+def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> LabelMapResult:
     """Map → zero-shot → pseudo-label → distil (``rounds`` times); saves the student and ``results.json``."""
-    start = time.perf_counter()
     if data_args.extra_train:
         raise ConfigError(
             "extra_train is a finetune option; labelmap trains on pseudo-labels of the target train split. "
@@ -104,36 +102,24 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> dict:
     train, eval_ds, labels = load_data_args(
         DataArguments(**{**data_args.__dict__, "n_per_class": None})  # the whole train split is the pool
     )
-    gold = train.select([]) if not data_args.n_per_class else None
-    if data_args.n_per_class:
-        from ..data import sample_per_class
-
-        gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed)
+    gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed) if data_args.n_per_class \
+        else train.select([])  # fmt: skip
     # Everything checkable without weights, before any model loads.
     source_labels = source_label_names(source_config(config.source_model))
     method = config.resolved_map_method(data_args.n_per_class, source_labels, labels)
     if method in ("explicit", "identity"):
         build_label_map(method, config, source_labels, labels)
-    check_publish(config)  # push settings and card template
     if not config.init_from_source:
         check_prepare_args(config, labels)
     pool = train.select_columns(["text"])
     if config.max_pool_samples is not None:
         pool = pool.select(range(min(config.max_pool_samples, len(pool))))
-
-    need = save_bytes(config.source_model if config.init_from_source else config.model_name_or_path,
-                      config.save_strategy)  # fmt: skip
-    with claim_output_dir(config, need_bytes=need):
-        results, trainer, round_config, student_tok, label_map = _map_and_distil(
-            config, data_args, train, eval_ds, gold, pool, labels, source_labels, method
-        )
-        results["wall_seconds"] = time.perf_counter() - start
-        if PartialState().is_main_process and config.output_dir:
-            folder = save_run(trainer, round_config, student_tok, results, data_args,
-                              extra_files={"label_map.json": label_map.to_json()})  # fmt: skip
-    if PartialState().is_main_process and config.output_dir:
-        push_run(folder, config, results)
-    return results
+    return run_training(
+        config,
+        data_args,
+        lambda: _map_and_distil(config, data_args, train, eval_ds, gold, pool, labels, source_labels, method),
+        weights_from=config.source_model if config.init_from_source else config.model_name_or_path,
+    )
 
 
 def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, pool, labels, source_labels, method):
@@ -165,7 +151,7 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
         _save_pool(state, pool, 1, pool_seconds)
     identity = LabelMap(labels, labels, np.eye(len(labels)), method="identity")
     teacher_map, rounds = label_map, []
-    student, student_tok = None, None
+    eval_rows = eval_ds.select_columns(["text", "label"])
     for round_index in range(config.rounds):
         number, last = round_index + 1, round_index + 1 == config.rounds
         done = state.load_round(number) if state and not last else None
@@ -179,24 +165,17 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
         student, student_tok = _student(config, labels, source, label_map)
         student_tok = student_tok or source_tok
         rows = _training_rows(pseudo, gold, len(labels))
-        round_config = config.for_train_size(len(rows))
-        args = trainer_args(round_config)
-        if state:  # each round checkpoints in its own folder, so a resumed round finds its own
-            args = copy.copy(args)
-            args.output_dir = state.round_dir(number)
-        trainer = TransferTrainer(
-            model=student,
-            args=args,
-            train_dataset=tokenize(rows, student_tok, config.max_length),
-            eval_dataset=tokenize(eval_ds.select_columns(["text", "label"]), student_tok, config.max_length),
-            data_collator=DataCollatorWithPadding(student_tok),
-            processing_class=student_tok,
-            compute_metrics=classification(len(labels)),
+        fitted = fit(
+            student,
+            student_tok,
+            tokenize(rows, student_tok, config.max_length),
+            tokenize(eval_rows, student_tok, config.max_length),
+            config,
+            num_labels=len(labels),
             soft_weight=config.distill_weight,  # the teacher's soft labels, temperature-scaled
             temperature=config.temperature,
+            checkpoint_dir=state.round_dir(number) if state else None,  # a resumed round finds its own
         )
-        trainer.train(resume_from_checkpoint=state.last_checkpoint(number) if state else None)
-        metrics = trainer.evaluate()
         rounds.append(
             {
                 "round": number,
@@ -205,14 +184,14 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
                     zip(labels, np.bincount(pseudo["label"], minlength=len(labels)).tolist())
                 ),
                 "pseudo_label_accuracy": _pseudo_accuracy(pseudo, train),
-                "num_train_epochs": round_config.num_train_epochs,
-                "train_steps": trainer.state.global_step,
-                "accuracy": metrics["eval_accuracy"],
-                "f1_macro": metrics["eval_f1_macro"],
+                "num_train_epochs": fitted.config.num_train_epochs,
+                "train_steps": fitted.trainer.state.global_step,
+                "accuracy": fitted.metrics["eval_accuracy"],
+                "f1_macro": fitted.metrics["eval_f1_macro"],
             }
         )
         if not last:  # the student becomes the teacher: re-label the pool
-            student = export_model(trainer.model)
+            student = export_model(fitted.trainer.model)
             relabel_start = time.perf_counter()
             pool = add_source_probs(
                 pool.remove_columns(PROBS_COLUMN), student, student_tok, desc="Student re-labels the pool", **infer
@@ -221,34 +200,28 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
             if state:
                 state.save_round(rounds[-1])  # after the pool it needs: a saved record means both are there
             teacher_map = identity
-    results = {
-        "strategy": "labelmap",
-        "source_model": portable_ref(config.source_model),
-        "model": "source (mapped head)" if config.init_from_source else portable_ref(config.model_name_or_path),
-        "method": config.method,
-        "map_method": method,
-        "label_map": label_map.as_dict(),
-        "dataset": portable_ref(data_args.dataset),
-        "eval_split": data_args.eval_split,
-        "n_per_class": data_args.n_per_class or 0,
-        "n_pool": len(pool),
-        "n_eval": len(eval_ds),
-        "labels": labels,
-        "seed": config.seed,
-        "sample_seed": data_args.sample_seed,
-        "threshold": config.threshold,
-        "top_k": config.top_k,
-        "zero_shot_accuracy": zero_shot["accuracy"],
-        "zero_shot_f1_macro": zero_shot["f1_macro"],
-        "rounds": rounds,
-        "accuracy": rounds[-1]["accuracy"],
-        "f1_macro": rounds[-1]["f1_macro"],
-        "pool_seconds": pool_seconds,
-        "pool_rows_per_second": len(pool) / pool_seconds if pool_seconds else None,
-        "num_processes": PartialState().num_processes,
-        "hf_transfer_version": __version__,
-    }
-    return results, trainer, round_config, student_tok, label_map
+    result = LabelMapResult(
+        strategy="labelmap",
+        **fitted.result_fields(data_args, labels),
+        source_model=portable_ref(config.source_model),
+        init_from_source=config.init_from_source,
+        map_method=method,
+        label_map=label_map.as_dict(),
+        n_per_class=data_args.n_per_class or 0,
+        n_train=len(rows),
+        n_pool=len(pool),
+        threshold=config.threshold,
+        top_k=config.top_k,
+        zero_shot_accuracy=zero_shot["accuracy"],
+        zero_shot_f1_macro=zero_shot["f1_macro"],
+        rounds=rounds,
+        pool_seconds=pool_seconds,
+        pool_rows_per_second=len(pool) / pool_seconds if pool_seconds else None,
+    )
+    if config.init_from_source:
+        result.model = "source (mapped head)"
+    fitted.extra_files["label_map.json"] = label_map.to_json()
+    return result, fitted
 
 
 def _save_pool(state: LabelMapState | None, pool: Dataset, round_number: int, seconds: float) -> None:

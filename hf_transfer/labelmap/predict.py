@@ -1,8 +1,5 @@
-"""Run a source classifier over target text: batched, length-sorted, ``inference_mode``, optional bf16.
-
-Pools are processed with ``datasets.map`` so a pool far larger than memory streams through Arrow
-files; under ``accelerate launch`` each process takes a contiguous shard and the main process merges.
-"""
+"""Run a source classifier over target text, through ``datasets.map`` so a pool larger than memory streams
+through Arrow files; under ``accelerate launch`` each process takes a contiguous shard."""
 
 from __future__ import annotations
 
@@ -51,7 +48,7 @@ def source_config(name_or_path: str):
 
 
 def load_source(name_or_path: str, dtype: torch.dtype | None = None):
-    """Load a source classifier + tokenizer; fails fast if it has no usable ``id2label``."""
+    """Source classifier, tokenizer and label names; fails before loading weights without ``id2label``."""
     path = resolve_model(name_or_path)
     labels = source_label_names(source_config(name_or_path))
     kwargs = {"dtype": dtype} if dtype is not None else {}
@@ -70,11 +67,10 @@ def add_source_probs(
     chunk_size: int = 2048,
     desc: str = "Source model predictions",
 ) -> Dataset:
-    """``dataset`` plus a ``source_probs`` column, computed chunk by chunk with ``datasets.map``.
+    """``dataset`` plus a ``source_probs`` column; with several processes, each one's shard is saved to a
+    shared temporary folder and every process concatenates them in order."""
+    from accelerate.utils import broadcast_object_list
 
-    Under several processes (``accelerate launch``) each process maps a contiguous shard; shards are
-    written to a shared temporary folder and concatenated in order on every process.
-    """
     from ..distributed import partial_state
 
     state = partial_state()
@@ -86,25 +82,15 @@ def add_source_probs(
         return {PROBS_COLUMN: probs}
 
     start = time.perf_counter()
-    if state.num_processes == 1:
-        result = dataset.map(add, batched=True, batch_size=chunk_size, features=features, desc=desc)
-    else:
-        shard = dataset.shard(num_shards=state.num_processes, index=state.process_index, contiguous=True)
-        mapped = shard.map(add, batched=True, batch_size=chunk_size, features=features, desc=desc)
-        folder = _shared_tmpdir(state)
-        mapped.save_to_disk(os.path.join(folder, f"shard-{state.process_index:05d}"))
+    count = state.num_processes
+    part = dataset.shard(num_shards=count, index=state.process_index, contiguous=True) if count > 1 else dataset
+    result = part.map(add, batched=True, batch_size=chunk_size, features=features, desc=desc)
+    if count > 1:
+        holder = [tempfile.mkdtemp(prefix="hf_transfer_shards_") if state.is_main_process else None]
+        broadcast_object_list(holder)  # the main process's folder, for all
+        shards = [os.path.join(holder[0], f"shard-{i:05d}") for i in range(count)]
+        result.save_to_disk(shards[state.process_index])
         state.wait_for_everyone()
-        result = concatenate_datasets(
-            [load_from_disk(os.path.join(folder, f"shard-{i:05d}")) for i in range(state.num_processes)]
-        )
+        result = concatenate_datasets([load_from_disk(shard) for shard in shards])
     result.info.description = f"{desc}: {len(dataset)} rows in {time.perf_counter() - start:.1f}s"
     return result
-
-
-def _shared_tmpdir(state) -> str:
-    """One temporary folder that every process agrees on (the main process creates it and broadcasts)."""
-    from accelerate.utils import broadcast_object_list
-
-    holder = [tempfile.mkdtemp(prefix="hf_transfer_shards_") if state.is_main_process else None]
-    broadcast_object_list(holder)
-    return holder[0]

@@ -1,16 +1,14 @@
-"""Pseudo-labelling: keep the target predictions a source model (through its label map) is sure of.
-
-Rows are kept when their confidence reaches ``threshold``, then at most ``top_k`` per class (the most
-confident), which keeps a skewed teacher from flooding the student with its favourite class.
-"""
+"""Pseudo-labelling: keep the target predictions (through the label map) the source is sure of; ``top_k``
+per class keeps a skewed teacher from flooding the student with its favourite class."""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-from datasets import ClassLabel, Dataset, Sequence, Value
+from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
+from ..config import check_range
 from ..errors import ConfigError
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN
@@ -19,8 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def check_selection(threshold: float | None, top_k: int | None) -> None:
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold={threshold} must be in [0, 1] (a probability).")
+    check_range("threshold", threshold, low=0, high=1, note="a probability")
     if top_k is not None and top_k <= 0:
         raise ConfigError(f"top_k={top_k} must be a positive number of rows per class (or unset for no cap).")
 
@@ -39,17 +36,10 @@ def select_rows(confidence: np.ndarray, labels: np.ndarray, num_labels: int, thr
 
 
 def pseudo_label(
-    pool: Dataset,
-    label_map: LabelMap,
-    *,
-    threshold: float | None = 0.9,
-    top_k: int | None = None,
+    pool: Dataset, label_map: LabelMap, *, threshold: float | None = 0.9, top_k: int | None = None
 ) -> Dataset:
-    """Turn a pool carrying ``source_probs`` into a labelled dataset.
-
-    Output columns: ``text``, ``label`` (``ClassLabel`` of the target labels), ``soft_label`` (the full
-    target distribution) and ``confidence`` (its maximum).
-    """
+    """A pool carrying ``source_probs`` as ``text``, ``label`` (``ClassLabel``), ``soft_label`` (the target
+    distribution) and ``confidence`` (its maximum), selected rows only."""
     check_selection(threshold, top_k)
     if PROBS_COLUMN not in pool.column_names:
         raise ConfigError(f"The pool has no {PROBS_COLUMN!r} column; run add_source_probs on it first.")
@@ -59,11 +49,8 @@ def pseudo_label(
         soft = label_map.predict_proba(np.asarray(batch[PROBS_COLUMN], dtype=np.float64)).astype(np.float32)
         return {"soft_label": soft, "label": soft.argmax(1), "confidence": soft.max(1)}
 
-    keep_columns = ["text", "label", "soft_label", "confidence", PROBS_COLUMN]
     drop = [c for c in pool.column_names if c not in ("text", PROBS_COLUMN)]  # incl. any gold 'label'
-    features = pool.features.copy()
-    for c in drop:
-        features.pop(c)
+    features = Features({c: f for c, f in pool.features.items() if c not in drop})
     features["soft_label"] = Sequence(Value("float32"), length=num_labels)
     features["label"] = ClassLabel(names=label_map.target_labels)
     features["confidence"] = Value("float32")
@@ -78,12 +65,12 @@ def pseudo_label(
             f"(the most confident was {confidence.max():.3f}). Lower threshold, or use top_k instead."
         )
     _warn_missing_classes(label_map.target_labels, labels, confidence, rows, threshold)
-    return mapped.select(rows).select_columns([c for c in keep_columns if c != PROBS_COLUMN])
+    return mapped.select(rows).select_columns(["text", "label", "soft_label", "confidence"])
 
 
 def _warn_missing_classes(names, labels: np.ndarray, confidence: np.ndarray, rows: np.ndarray, threshold) -> None:
-    """A class with no pseudo-labels teaches the student to never predict it (seen: an asymmetric learned map
-    kept every 'negative' below threshold=0.8 and the student fell to 70%); say which class and what to set."""
+    """A class with no pseudo-labels teaches the student to never predict it (seen: a learned map kept no
+    'negative' at threshold=0.8 and the student fell to 70%); say which class and what to set."""
     kept = np.bincount(labels[rows], minlength=len(names))
     for c in np.flatnonzero(kept == 0):
         predicted = confidence[labels == c]

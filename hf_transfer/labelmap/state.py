@@ -1,13 +1,10 @@
 """Resumable labelmap runs: what a run has computed so far, kept in ``output_dir/_labelmap_state``.
 
-A run's expensive steps come in order: the source model over the pool, then per round the student's
-training and, before the next round, the student re-labelling the pool. Each finished step leaves a file:
-the pool's probabilities for round k (``pool-k``, an Arrow column, written whole or not at all) and the
-record of a finished round (``round-k.json``); within a round the Trainer writes its own checkpoints to
-``round-k/`` when ``save_strategy`` asks for them. Started again with ``resume_from_checkpoint=last``,
-the run skips what is there and ends as an uninterrupted run would. Without it, a folder holding a state is
-refused (``hf_transfer.output.check_fresh``); ``overwrite_output_dir`` clears it and the run starts afresh.
-The leading underscore keeps the folder out of Hub pushes (``hub.IGNORE_PATTERNS``).
+Each finished expensive step leaves a file: the pool's probabilities for round k (``pool-k``, an Arrow
+column written whole or not at all) and a finished round's record (``round-k.json``, written after the
+pool it needs); the Trainer checkpoints into ``round-k/``. With ``resume_from_checkpoint=last`` the run skips
+what is there and ends as an uninterrupted run would; without it a folder holding a state is refused
+(``output.check_fresh``) unless ``overwrite_output_dir``. Leading underscore: never pushed (``hub.IGNORE_PATTERNS``).
 """
 
 from __future__ import annotations
@@ -28,9 +25,8 @@ def run_fingerprint(config, data_args, num_processes: int) -> dict:
     """What the saved state depends on: data, source model, map, selection and the student's training."""
     from ..trainer import result_options
 
-    values = result_options(config)
     data = {f"data.{key}": value for key, value in vars(data_args).items()}  # a changed key is named alone
-    return jsonable({**values, **data, "num_processes": num_processes})
+    return jsonable({**result_options(config), **data, "num_processes": num_processes})
 
 
 class LabelMapState:
@@ -64,17 +60,10 @@ class LabelMapState:
         write_json(self.root / RUN_FILE, self.fingerprint)
 
     def round_dir(self, round_number: int) -> str:
-        """Where round ``round_number``'s Trainer writes (and finds) its checkpoints."""
         return str(self.root / f"round-{round_number}")
 
-    def last_checkpoint(self, round_number: int) -> str | None:
-        """The newest Trainer checkpoint of round ``round_number`` to resume from, if resuming and there is one."""
-        from ..output import last_complete_checkpoint
-
-        return last_complete_checkpoint(self.round_dir(round_number)) if self.resume else None
-
     def load_pool(self, pool: Dataset, round_number: int, column: str) -> tuple[Dataset, float] | None:
-        """``pool`` with round ``round_number``'s saved probabilities and the seconds they took, or None."""
+        """``pool`` with the round's saved probabilities and the seconds they took, or None."""
         saved = load_dataset_state(self.root / f"pool-{round_number}") if self.resume else None
         if saved is None or len(saved[0]) != len(pool) or saved[0].column_names != [column]:
             return None

@@ -259,9 +259,11 @@ def _missing_column(tmp):
     return [write_rows(tmp / "train.jsonl", _rows())], {"text_column": "sentence"}
 
 
-def _missing_label_column_with_hint(tmp):
+def test_a_labels_column_is_read_when_there_is_no_label_column(tmp_path):
+    """HF's multi-label datasets name the column ``labels``: with the default label_column it is found."""
     rows = [{"text": r["text"], "labels": r["label"]} for r in _rows()]
-    return [write_rows(tmp / "train.jsonl", rows)], {}
+    data = load_target(write_rows(tmp_path / "train.jsonl", rows), validation_size=0)
+    assert data["train"]["label"] == [label_names(data).index(r["label"]) for r in _rows()]
 
 
 def _label_column_typo(tmp):
@@ -344,7 +346,6 @@ def _folder_without_data(tmp):
 
 BAD_INPUTS = [
     (_missing_column, ["no column 'sentence'; its columns are ['text', 'label']", "text_column="]),
-    (_missing_label_column_with_hint, ["'label'", "['text', 'labels']", "Did you mean 'labels'"]),
     (_label_column_typo, ["no column 'labels'", "Did you mean 'label' for 'labels'?"]),
     (_unseen_validation_label, ["'validation' has label(s) ['mixed'] that the train split does not have"]),
     (_label_outside_given_labels, ["['positive']", "labels="]),
@@ -650,7 +651,7 @@ def test_number_like_label_names_are_fine_when_labels_are_given(tmp_path):
 
 def test_json_label_values_that_are_not_names_raise_data_error(tmp_path):
     rows = [{"text": "a", "label": ["pos"]}, {"text": "b", "label": {"name": "neg"}}, {"text": "c", "label": "pos"}]
-    with pytest.raises(DataError, match=r"is a JSON column \(list \['pos'\] at row 0.*one class name"):
+    with pytest.raises(DataError, match=r"mixes lists and scalars \(list \['pos'\] at row 0.*give every row a list"):
         load_target(write_rows(tmp_path / "train.jsonl", rows), validation_size=0)
 
 

@@ -15,12 +15,11 @@ from transformers import AutoModelForSequenceClassification, Trainer
 
 from hf_transfer import ConfigError, DataArguments
 from hf_transfer.finetune import FinetuneConfig, prepare, run_finetune
+from hf_transfer.generate.card import DATASET_CARD_TEMPLATE, build_dataset_card
 from hf_transfer.hub import save_run
 from hf_transfer.labelmap import LabelMapConfig
 from hf_transfer.model_card import (
-    DATASET_CARD_TEMPLATE,
     MODEL_CARD_TEMPLATE,
-    build_dataset_card,
     build_model_card,
     recipe_options,
     template_path,
@@ -251,10 +250,17 @@ def test_dataset_card_from_a_generated_dataset(tmp_path):
     assert "hf_NotARealToken123" not in str(loaded)
 
 
-def test_labels_used_names_synthetic_rows():
-    from hf_transfer.model_card import _labels_used
+def test_training_data_names_synthetic_rows():
+    from hf_transfer.results import RunResult
 
-    results = {"strategy": "finetune", "n_train": 602, "extra_train": "outputs/sst2/generate/dataset"}
-    assert _labels_used(results, 0).startswith("0 real, plus the rows of `outputs/sst2/generate/dataset` (602")
-    assert _labels_used({**results, "n_train": 618}, 8).startswith("8 real per class, plus")
-    assert _labels_used({"strategy": "finetune", "n_train": 16}, 8) == "8 per class (16 rows)"
+    def training_data(**results):
+        return RunResult.from_dict(
+            {"strategy": "finetune", "accuracy": 0.5, "f1_macro": 0.5, **results}
+        ).training_data()
+
+    synthetic = {"n_train": 602, "extra_train": "outputs/sst2/generate/dataset"}
+    assert training_data(n_per_class=0, **synthetic).startswith(
+        "0 real, plus the rows of `outputs/sst2/generate/dataset` (602"
+    )
+    assert training_data(**{**synthetic, "n_train": 618}, n_per_class=8).startswith("8 real per class, plus")
+    assert training_data(n_train=16, n_per_class=8) == "8 per class (16 rows)"

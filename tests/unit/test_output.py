@@ -164,23 +164,23 @@ def test_same_config_gives_bitwise_equal_weights(tmp_path, tiny_encoder, sentime
 KILLED_RUN = """
 import os, signal, sys
 from transformers import TrainerCallback
-import hf_transfer.finetune.pipeline as pipeline
+import hf_transfer.run as run
 from hf_transfer.config import DataArguments
-from hf_transfer.finetune import FinetuneConfig
+from hf_transfer.finetune import FinetuneConfig, run_finetune
 
 class KillAfterSave(TrainerCallback):  # kill -9 right after the first checkpoint is on disk
     def on_save(self, args, state, control, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-Trainer = pipeline.TransferTrainer
+Trainer = run.TransferTrainer  # the one trainer of every run
 class Killed(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(KillAfterSave())
 
-pipeline.TransferTrainer = Killed
+run.TransferTrainer = Killed
 config = FinetuneConfig(**{config})
-pipeline.run_finetune(config, DataArguments(dataset={dataset!r}, n_per_class=4))
+run_finetune(config, DataArguments(dataset={dataset!r}, n_per_class=4))
 """
 
 

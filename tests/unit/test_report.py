@@ -54,7 +54,7 @@ def test_table_rows_average_seeds_and_keep_zero_shot_floors(runs_dir):
     assert lora8.accuracy_std == pytest.approx(0.00707, abs=1e-4)
     assert rows[("sst2 validation", "finetune zero-shot", 0)].zero_shot
     assert rows[("sst2 validation", "finetune/full", "all")].accuracy == 0.85
-    floor = rows[("amazon validation", "labelmap zero-shot (through the map)", 0)]
+    floor = rows[("amazon validation", "labelmap zero-shot through the label map", 0)]
     assert floor.zero_shot and floor.accuracy == 0.812 and floor.wall_seconds == 3.0
     assert rows[("amazon validation", "labelmap (pseudo-label + distil)", 0)].accuracy == 0.846
 

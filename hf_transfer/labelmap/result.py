@@ -1,0 +1,69 @@
+"""What a labelmap run records, and the parts of its card and report rows that only labelmap knows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..results import Reference, RunResult
+
+
+@dataclass(kw_only=True, eq=False)
+class LabelMapResult(RunResult, strategy="labelmap"):
+    source_model: str | None = None
+    init_from_source: bool = False
+    map_method: str | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    n_pool: int | None = None
+    threshold: float | None = None
+    top_k: int | None = None
+    zero_shot_accuracy: float | None = None
+    zero_shot_f1_macro: float | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # one record per pseudo-label → train round
+    pool_seconds: float | None = None
+    pool_rows_per_second: float | None = None
+
+    @property
+    def self_training(self) -> bool:
+        """The source already classifies the target labels (identity map): it is the teacher, not a floor."""
+        return self.map_method == "identity"
+
+    def training_data(self) -> str:
+        gold = f"{self.n_per_class} gold labels per class" if self.n_per_class else "no gold labels"
+        how = "by the teacher" if self.self_training else "through the map"
+        return f"{gold}; an unlabelled pool of {self.n_pool} rows pseudo-labelled {how}"
+
+    def references(self) -> list[Reference]:
+        if self.zero_shot_accuracy is None:
+            return []
+        name = "the teacher (source model) alone" if self.self_training else "zero-shot through the label map"
+        return [Reference(name, self.zero_shot_accuracy, self.zero_shot_f1_macro, self.pool_seconds,
+                          floor=not self.self_training)]  # fmt: skip
+
+    def card_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for r in self.rounds:
+            rows.append((f"round {r['round']}: pseudo-labelled rows", str(r["pseudo_labelled"])))
+            if r.get("pseudo_label_accuracy") is not None:
+                rows.append((f"round {r['round']}: pseudo-label accuracy", f"{r['pseudo_label_accuracy']:.4f}"))
+        return rows
+
+    def card_limitations(self) -> list[str]:
+        return ["Pseudo-labels inherit the source classifier's biases and errors on the new domain."]
+
+    def card_variables(self) -> dict[str, Any]:
+        return {
+            "source_model": self.source_model,
+            "label_map": self.label_map,
+            "map_method": self.map_method,
+            "head_init": "mapped from the source classifier's head" if self.init_from_source else self.head_init,
+        }
+
+    def card_hyperparameters(self) -> dict[str, Any]:
+        return {**super().card_hyperparameters(), "map_method": self.map_method}  # what 'auto' resolved to
+
+    def base_models(self) -> list[str | None]:
+        return [self.source_model] if self.init_from_source else [self.model, self.source_model]
+
+    def report_name(self) -> str:
+        return "self-training (pseudo-label + distil)" if self.self_training else "labelmap (pseudo-label + distil)"

@@ -77,6 +77,8 @@ _SUBMODULES = {
     "sandbox",
     "results",
     "run",
+    "multi_label",
+    "thresholds",
 }
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])

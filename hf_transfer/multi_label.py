@@ -21,7 +21,6 @@ from .errors import DataError
 SINGLE_LABEL, MULTI_LABEL = "single_label", "multi_label"
 TASKS = ("auto", SINGLE_LABEL, MULTI_LABEL)
 PROBLEM_TYPES = {SINGLE_LABEL: "single_label_classification", MULTI_LABEL: "multi_label_classification"}
-NO_LABEL = "(no label)"  # how rows with none of the labels are named where rows are counted per label
 
 
 def is_list_feature(feature) -> bool:
@@ -163,12 +162,9 @@ def multi_hot(ds: Dataset) -> Dataset:
 
 def sample_per_label(ds: Dataset, n: int, seed: int = 0) -> Dataset:
     """At least ``n`` rows per label (seeded, greedy, rarest label first: a row picked for a rare label also counts
-    for the others it has), and ``n`` rows with none of the labels when the data has such rows."""
+    for the others it has), and up to ``n`` rows with none of the labels where the data has such rows."""
     names = list(ds.features["label"].feature.names)
     has = label_matrix(ds, len(names))
-    none = ~has.any(1)
-    if none.any():
-        has, names = np.column_stack([has, none]), [*names, NO_LABEL]
     counts = has.sum(0)
     short = [f"{names[j]!r} has {counts[j]}" for j in range(len(names)) if counts[j] < n]
     if short:
@@ -176,10 +172,13 @@ def sample_per_label(ds: Dataset, n: int, seed: int = 0) -> Dataset:
             f"n_per_class={n} (per label) is more than some labels have ({'; '.join(short)}). Lower n_per_class, "
             f"or use the full split."
         )
+    none = ~has.any(1)
+    if none.any():  # "none of these" is a case too: as a label of its own, as much of it as there is
+        has, counts = np.column_stack([has, none]), np.append(counts, min(int(none.sum()), n))
     rng = np.random.default_rng(seed)
     chosen = np.zeros(len(ds), dtype=bool)
     for j in np.argsort(counts, kind="stable"):
-        need = n - int(has[chosen, j].sum())
+        need = min(n, int(counts[j])) - int(has[chosen, j].sum())
         if need > 0:
             candidates = rng.permutation(np.flatnonzero(has[:, j] & ~chosen))
             chosen[candidates[:need]] = True

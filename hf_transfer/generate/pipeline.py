@@ -20,6 +20,7 @@ from .. import __version__
 from ..defaults import portable_ref
 from ..distributed import partial_state
 from ..errors import ConfigError
+from ..multi_label import MULTI_LABEL, task_of
 from ..output import check_output_dir, run_lock
 from ..state import atomic_write
 from .card import DATASET_CARD_TEMPLATE, write_dataset_card
@@ -261,6 +262,11 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
 
         labels = config.target_labels or data_args.labels
         train, eval_ds, data_labels = load_data_args(DataArguments(**{**data_args.__dict__, "labels": labels}))
+        if task_of(train) == MULTI_LABEL:
+            raise ConfigError(
+                f"{data_args.dataset!r} is multi-label; generate writes single-label rows so far. Generate per "
+                "label without --dataset (target_labels), or train on the real rows with `hf-transfer finetune`."
+            )
         if config.target_labels is None:
             config.target_labels = data_labels
         eval_texts = list(eval_ds["text"])

@@ -22,6 +22,7 @@ from ..defaults import portable_ref
 from ..errors import ConfigError
 from ..inference import embed_texts
 from ..metrics import classification_scores
+from ..multi_label import MULTI_LABEL, task_of
 from ..output import wants_resume
 from ..precision import resolve_bf16
 from ..run import fit, run_training
@@ -102,6 +103,11 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> LabelMapRe
     train, eval_ds, labels = load_data_args(
         DataArguments(**{**data_args.__dict__, "n_per_class": None})  # the whole train split is the pool
     )
+    if task_of(train) == MULTI_LABEL:
+        raise ConfigError(
+            f"{data_args.dataset!r} is multi-label; labelmap maps onto single-label targets so far. Train on it "
+            "with `hf-transfer finetune` (zero-shot with n_per_class 0, or few labels per label)."
+        )
     gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed) if data_args.n_per_class \
         else train.select([])  # fmt: skip
     # Everything checkable without weights, before any model loads.

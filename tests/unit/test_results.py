@@ -78,6 +78,9 @@ def test_each_strategy_contributes_its_own_card_section_and_report_rows():
     text = build_model_card(finetune).text
     assert "pseudo-label" not in text and "round 1" not in text and "Label map" not in text
     assert [(p[1], p[6]) for p in run_points(finetune)] == [("finetune zero-shot", True)]
+    multi = FinetuneResult(strategy="finetune", accuracy=0.1, f1_macro=0.3, f1_micro=0.4, task="multi_label",
+                           method="head", n_per_class=8)  # fmt: skip
+    assert [(p[1], p[3]) for p in run_points(multi)] == [("finetune/head [micro-F1]", 0.4)]
 
 
 def _imports(path: Path) -> set[str]:

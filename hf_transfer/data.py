@@ -42,6 +42,7 @@ from .multi_label import (
     encode_lists,
     from_label_columns,
     is_list_feature,
+    label_matrix,
     sample_per_label,
     split_joined,
     strata,
@@ -502,8 +503,9 @@ def _carve_lists(train: Dataset, names: list[str], validation_size, seed: int) -
             f"validation_size={validation_size} of {n} train rows leaves no row on one side. Pass a smaller share "
             f"or row count, provide a validation file, or pass validation_size=0."
         )
+    has = label_matrix(train)
     for min_rows in range(2, n + 1):
-        stratum = strata(train, min_rows)
+        stratum = strata(has, min_rows)
         k = len(np.unique(stratum))
         if k <= min(n_val, n - n_val):
             break

@@ -14,7 +14,7 @@ import fnmatch
 from collections.abc import Sequence
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+from datasets import ClassLabel, Dataset, DatasetDict, List, Value
 
 from .errors import DataError
 
@@ -185,20 +185,17 @@ def sample_per_label(ds: Dataset, n: int, seed: int = 0) -> Dataset:
     return ds.select(np.flatnonzero(chosen).tolist())
 
 
-def strata(ds: Dataset, min_rows: int) -> np.ndarray:
-    """A stratum per row for carving validation: its rarest label (rows without labels: one stratum of their
-    own); strata with fewer than ``min_rows`` rows are pooled, so a stratified split can be made."""
-    has = label_matrix(ds)
-    counts = has.sum(0)
-    rarity = np.where(has, counts, np.iinfo(np.int64).max)
-    stratum = np.where(has.any(1), rarity.argmin(1), has.shape[1])
+def rarest_label(has: np.ndarray) -> np.ndarray:
+    """Each row's rarest label (by count over the rows of the bool matrix ``has``); rows without labels get
+    ``has.shape[1]``, a stratum of their own. What validation carving and threshold folds stratify on."""
+    rarity = np.where(has, has.sum(0), np.iinfo(np.int64).max)
+    return np.where(has.any(1), rarity.argmin(1), has.shape[1])
+
+
+def strata(has: np.ndarray, min_rows: int) -> np.ndarray:
+    """A stratum per row for carving validation: :func:`rarest_label`, with strata of fewer than ``min_rows``
+    rows pooled, so a stratified split can be made."""
+    stratum = rarest_label(has)
     sizes = np.bincount(stratum, minlength=has.shape[1] + 1)
-    pooled = sizes[stratum] < min_rows
-    stratum[pooled] = has.shape[1] + 1
+    stratum[sizes[stratum] < min_rows] = has.shape[1] + 1
     return stratum
-
-
-def features_with_label(features: Features, names: list[str]) -> Features:
-    out = features.copy()
-    out["label"] = List(ClassLabel(names=names))
-    return out

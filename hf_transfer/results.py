@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError
@@ -70,12 +70,9 @@ class RunResult(Mapping):
     label_thresholds: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    strategy_name: ClassVar[str | None] = None
-
     def __init_subclass__(cls, strategy: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
         if strategy:
-            cls.strategy_name = strategy
             _RESULT_TYPES[strategy] = cls
 
     # ---- mapping access and JSON

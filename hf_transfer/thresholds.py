@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .multi_label import rarest_label
+
 GRID = np.round(np.arange(0.02, 0.99, 0.02), 2)
 
 
@@ -46,18 +48,10 @@ def fit_thresholds(probs: np.ndarray, targets: np.ndarray, shrinkage: float = 8.
     return out
 
 
-def prior_thresholds(probs: np.ndarray, rate: float) -> list[float]:
-    """Without labels: each label's cut at the ``1 - rate`` quantile of its probabilities over unlabelled texts,
-    so each is predicted for a ``rate`` share of texts (a zero-shot model's scores are not calibrated
-    probabilities, and their scale differs from label to label)."""
-    return [round(float(q), 4) for q in np.quantile(np.asarray(probs, dtype=float), 1 - rate, axis=0)]
-
-
 def fold_ids(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """A fold per row, spread by each row's rarest label so that every fold holds positives of most labels."""
     truth = np.asarray(targets) > 0.5
-    counts = truth.sum(0)
-    rarest = np.where(truth.any(1), np.where(truth, counts, np.iinfo(np.int64).max).argmin(1), truth.shape[1])
+    rarest = rarest_label(truth)
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(truth)), rarest))  # shuffled within a stratum, strata in turn
     ids = np.empty(len(truth), dtype=int)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .defaults import DEFAULT_ENCODER, portable_ref, resolve_model, sentence_tra
 from .errors import ConfigError
 from .inference import embed_texts, run_batched
 from .modeling import POOLING_MODES, TransferConfig, TransferForSequenceClassification, register_auto_classes
+from .multi_label import MULTI_LABEL, PROBLEM_TYPES
 
 BUILTIN_METHODS = ("full", "head")
 
@@ -75,7 +77,9 @@ class ModelArguments:
         "(zero-shot before training); 'random': a fresh head.",
     )
     label_descriptions: dict | str | None = option(
-        None, "Text (or list of texts, averaged) per label for head_init, as a mapping or JSON; default: the label."
+        None,
+        "Text (or list of texts, averaged) per label for head_init: a mapping, JSON, or a .json/.yaml file; "
+        "default: the label's name in words.",
     )
     head_init_scale: float = option(10.0, "Logit scale (inverse temperature) of a description-initialised head.")
 
@@ -168,6 +172,24 @@ def check_prepare_args(model: str | ModelArguments, labels: Sequence[str], **opt
                 f"use at most {total} (or method='head' to freeze the whole backbone)."
             )
     return args
+
+
+def check_base_task(name: str, task: str, forced: bool) -> None:
+    """Refuse a single-label classifier as the base of a multi-label run unless the task was asked for
+    (``task="multi_label"``): its head is replaced either way, but a classifier trained to pick one label is
+    more often a wrong ``model_name_or_path`` (or data that should be single-label) than a deliberate start."""
+    if task != MULTI_LABEL or forced:
+        return
+    register_auto_classes()
+    config = AutoConfig.from_pretrained(resolve_model(name))
+    names = [str(v) for v in (getattr(config, "id2label", None) or {}).values()]
+    trained = names and not all(re.fullmatch(r"LABEL_\d+", n) for n in names)
+    if trained and getattr(config, "problem_type", None) != PROBLEM_TYPES[MULTI_LABEL]:
+        raise ConfigError(
+            f"{name!r} is a single-label classifier (labels {names[:5]}{' ...' if len(names) > 5 else ''}) and the "
+            f"data is multi-label. To start from its encoder with a new multi-label head, pass task='multi_label' "
+            f"(--task multi_label); otherwise give an encoder or a multi-label model as model_name_or_path."
+        )
 
 
 def load_encoder(path: str, dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, tuple[str, bool] | None]:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
 
 from .errors import ConfigError
+
+UNASKED_MODES = ("auto", "negative", "unknown")  # DataArguments.extra_train_unasked
 
 
 def option(default, help: str):
@@ -22,8 +28,9 @@ class DataArguments:
     dataset: str = option(
         "bundled:sst2",
         "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news, sst5, sms_spam, sentiment_sentences_amazon, "
-        "sentiment_sentences_imdb; multi-label: goemotions), a JSONL/CSV/Parquet file, a folder with "
-        "train/validation/test files or a saved DatasetDict, or a Hub dataset id.",
+        "sentiment_sentences_imdb; multi-label: goemotions; its single-label Ekman-group view: goemotions_ekman), "
+        "a JSONL/CSV/Parquet file, a folder with train/validation/test files or a saved DatasetDict, or a Hub "
+        "dataset id.",
     )
     text_column: str = option("text", "Column holding the input text.")
     label_column: str = option(
@@ -57,6 +64,14 @@ class DataArguments:
         "More training rows appended to the (sampled) train split, labels matched by name, e.g. a generated dataset "
         "folder (hf-transfer generate's <output_dir>/dataset). With n_per_class=0 the model trains on these alone.",
     )
+    extra_train_unasked: str = option(
+        "auto",
+        "Multi-label: how the labels an extra_train row does not list enter the loss. 'unknown': as -1, left out of "
+        "the binary cross-entropy (a text generated for 'joy' says nothing about 'love'); 'negative': as 0, the "
+        "row taken as fully labelled; 'auto': unknown for a dataset hf-transfer generate wrote, negative for other "
+        "data (which lists all its labels). Real rows are always fully known; single-label rows have none unknown. "
+        "Measured on GoEmotions validation: benchmarks/multilabel_generate.py.",
+    )
     eval_split: str = option("validation", "Split to evaluate on.")
     validation_size: float = option(
         0.1, "Share of train carved out (stratified) when the data has no validation split."
@@ -74,20 +89,43 @@ class DataArguments:
             raise ConfigError(f"task={self.task!r} must be 'auto', 'single_label' or 'multi_label'.")
         if isinstance(self.label_columns, str):
             self.label_columns = [self.label_columns]
+        if self.extra_train_unasked not in UNASKED_MODES:
+            raise ConfigError(
+                f"extra_train_unasked={self.extra_train_unasked!r} must be one of {', '.join(UNASKED_MODES)}: "
+                "'negative' counts the labels an extra_train row does not list as absent, 'unknown' leaves them out "
+                "of the loss."
+            )
         check_range("repeat_train", self.repeat_train, low=1, note="1 = each real row once per epoch")
         check_range("n_per_class", self.n_per_class, low=0, note="0 means: do not train")
         check_range("validation_size", self.validation_size, low=0, high=1, high_open=True)
         check_range("max_eval_samples", self.max_eval_samples, low=1)
 
 
+MAPPING_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def as_mapping(name: str, value):
-    """A mapping option given as a mapping (Python, YAML) or as a JSON object string (command line)."""
+    """A mapping option given as a mapping (Python, YAML), a JSON object string (command line), or the path of a
+    JSON/YAML file holding one (read as data: ``yaml.safe_load`` builds no objects)."""
     if value is None or isinstance(value, dict):
         return value
+    if isinstance(value, (str, os.PathLike)) and str(value).lower().endswith(MAPPING_FILE_SUFFIXES):
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"{name}={str(value)!r} is not a file; give an existing JSON/YAML file or a mapping.")
+        try:
+            parsed = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{name}: cannot read {str(value)!r} ({type(err).__name__}: {err}).") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{name}: {str(value)!r} must hold a mapping, holds {type(parsed).__name__}.")
+        return parsed
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{name} must be a mapping or a JSON object string, got {value!r} ({err}).") from None
+        raise ConfigError(
+            f"{name} must be a mapping, a JSON object string or a .json/.yaml file, got {value!r} ({err})."
+        ) from None
     if not isinstance(parsed, dict):
         raise ConfigError(f"{name} must be a JSON object (a mapping), got {value!r}.")
     return parsed

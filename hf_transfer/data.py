@@ -43,6 +43,7 @@ from .multi_label import (
     from_label_columns,
     is_list_feature,
     label_matrix,
+    multi_hot,
     sample_per_label,
     split_joined,
     strata,
@@ -59,6 +60,7 @@ SPLIT_ALIASES = dict(train="train", validation="validation", valid="validation",
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 SNIFF_BYTES = 8192
 NUMBER = r"^\s*[-+]?[0-9]+(\.[0-9]*)?\s*$"  # a label id (or a number) written as text, e.g. "1" in a CSV
+EXTRA_ROW = "extra_train_row"  # multi-label train rows: True for an extra_train row (see training_targets)
 JSON_KINDS = {'"': "string", "t": "boolean", "f": "boolean", "[": "list", "{": "object", "n": "null"}
 
 
@@ -383,6 +385,11 @@ def _label_names(data: DatasetDict, labels: Sequence[str] | None, rename: Mappin
     values = pc.unique(column).to_pylist()
     if any(v is None for v in values):
         raise DataError("Split 'train' has rows with no label; drop or fill them first.")
+    if not values and is_list_feature(data["train"].features["label"]):
+        raise DataError(
+            "Every label list in split 'train' is empty ([]), so the data names no label to learn. Fill in the rows' "
+            "labels, or pass labels=[...] naming them (with n_per_class=0 for a zero-shot run)."
+        )
     values = [rename.get(v, v) if isinstance(v, str) else v for v in values]
     return list(dict.fromkeys(str(v) for v in sorted(values, key=lambda v: (str(type(v)), v))))
 
@@ -607,19 +614,22 @@ def load_data_args(data_args: DataArguments, counts: dict | None = None):
     n_real = len(train)
     if data_args.repeat_train > 1 and n_real:
         train = concatenate_datasets([train] * data_args.repeat_train)
+    multi = is_list_feature(train.features["label"])
     extra, missing = None, []
     if data_args.extra_train:
         source = data_args.extra_train
-        try:
-            task = MULTI_LABEL if is_list_feature(train.features["label"]) else SINGLE_LABEL
-            splits = load_target(source, labels=labels, validation_size=0, task=task,
-                                 normalize_labels=data_args.normalize_labels)  # fmt: skip
-        except DataError as err:
-            raise DataError(f"extra_train={str(source)!r}: {err}") from None
-        extra = concatenate_datasets(list(splits.values()))
+        extra = _load_extra_train(source, labels, multi, data_args)
+        if multi:  # which rows extra_train_unasked applies to (training_targets drops the marker)
+            train = train.add_column(EXTRA_ROW, [False] * len(train))
+            extra = extra.add_column(EXTRA_ROW, [True] * len(extra))
+            unasked = data_args.extra_train_unasked
+            if unasked == "auto":  # a generated text was asked for its labels only; other data lists all it has
+                unasked = "unknown" if _written_by_generate(source) else "negative"
+            if counts is not None:
+                counts["extra_train_unasked"] = unasked
         train = concatenate_datasets([train, extra])
         present = set(pc.unique(pc.list_flatten(_column(extra, "label"))).to_pylist()) \
-            if is_list_feature(extra.features["label"]) else set(extra.unique("label"))  # fmt: skip
+            if multi else set(extra.unique("label"))  # fmt: skip
         missing = [label for i, label in enumerate(labels) if i not in present]
         if missing:
             warnings.warn(
@@ -637,6 +647,77 @@ def load_data_args(data_args: DataArguments, counts: dict | None = None):
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
     return train, eval_ds, labels
+
+
+def _load_extra_train(source, labels: list[str], multi: bool, data_args: DataArguments) -> Dataset:
+    """The extra_train rows, labels matched by name, of the target's task: label lists for a multi-label target,
+    one label per row otherwise. A mismatch is an error, not a conversion: a multi-label dataset cannot become
+    single-label, and a single-label generated set lacks the per-label consistency check of a multi-label one
+    (``task='multi_label'`` on the target reads single labels as one-label lists on purpose)."""
+    forced = multi and data_args.task == MULTI_LABEL
+    extra_multi = _holds_label_lists(source)
+    if extra_multi and not multi:
+        raise DataError(
+            f"extra_train={str(source)!r} is multi-label (a list of labels per row, e.g. `hf-transfer generate` on a "
+            f"multi-label target), but the target {data_args.dataset!r} is single-label. Generate for this target "
+            "(`hf-transfer generate --dataset <it>` writes one label per row), or train on a multi-label target."
+        )
+    if multi and extra_multi is False and not forced:
+        raise DataError(
+            f"extra_train={str(source)!r} is single-label (one label per row), but the target {data_args.dataset!r} "
+            "is multi-label. Generate for this target (`hf-transfer generate --dataset <it>` writes label lists, "
+            "each label checked on its own), or pass task='multi_label' to read its labels as one-label lists."
+        )
+    try:
+        splits = load_target(source, labels=labels, validation_size=0, task=MULTI_LABEL if multi else SINGLE_LABEL,
+                             normalize_labels=data_args.normalize_labels)  # fmt: skip
+    except DataError as err:
+        raise DataError(f"extra_train={str(source)!r}: {err}") from None
+    return concatenate_datasets(list(splits.values()))
+
+
+def _written_by_generate(source) -> bool:
+    """Whether ``source`` is a dataset ``hf-transfer generate`` wrote (its ``generator`` and ``template_id``
+    columns), whose rows list the labels they were asked for rather than every label they have."""
+    try:
+        data = read_source(source)
+    except DataError:
+        return False
+    return any({"generator", "template_id"} <= set(ds.column_names) for ds in data.values())
+
+
+def _holds_label_lists(source) -> bool | None:
+    """Whether ``source``'s label column (``label``, else ``labels``) holds lists; ``None`` if it cannot be read
+    here (``load_target`` then says why)."""
+    try:
+        data = read_source(source)
+    except DataError:
+        return None
+    ds = data["train"] if "train" in data else next(iter(data.values()), None)
+    column = next((c for c in ("label", "labels") if ds is not None and c in ds.column_names), None)
+    return is_list_feature(ds.features[column]) if column else None
+
+
+def training_targets(train: Dataset, unasked: str) -> tuple[Dataset, np.ndarray]:
+    """Multi-label train rows as the float multi-hot ``labels`` that binary cross-entropy trains on
+    (:func:`~hf_transfer.multi_label.multi_hot`), and which rows came from extra_train. ``unasked='unknown'``
+    sets the labels an extra_train row does not list to -1, which the loss leaves out
+    (:func:`~hf_transfer.modeling.masked_bce`): a synthetic text written for 'joy' is evidence for joy, not
+    against love. Real rows stay fully known. The marker column is dropped, so the model never sees it."""
+    extra = np.asarray(train[EXTRA_ROW], dtype=bool) if EXTRA_ROW in train.column_names else np.zeros(len(train), bool)
+    if EXTRA_ROW in train.column_names:
+        train = train.remove_columns(EXTRA_ROW)
+    train = multi_hot(train)
+    if unasked == "unknown" and extra.any():
+        mask = extra
+
+        def unknown(batch, indices):
+            targets = np.asarray(batch["labels"], dtype=np.float32)
+            targets[mask[indices][:, None] & (targets == 0)] = -1.0
+            return {"labels": targets}
+
+        train = train.map(unknown, batched=True, with_indices=True, desc="Unasked labels as unknown")
+    return train, extra
 
 
 def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:

@@ -277,7 +277,8 @@ def build_model_card(
         summary = (
             f"Micro-F1 {result.f1_micro:.3f}, macro-F1 {result.f1_macro:.3f}, subset accuracy {result.accuracy:.3f}"
         )
-    summary += "".join(f" ({r.name}: {r.accuracy:.3f})" for r in references) + "."
+    headline = "micro-F1 " if result.multi_label else ""  # a multi-label reference's accuracy slot is micro-F1
+    summary += "".join(f" ({r.name}: {headline}{r.accuracy:.3f})" for r in references) + "."
     variables = dict(
         model_name=model_name,
         version=result.hf_transfer_version,
@@ -352,7 +353,8 @@ def _results_table(result: RunResult, references) -> list[tuple[str, str]]:
     if result.multi_label:
         rows += [("micro-F1", f"{result.f1_micro:.4f}"), ("samples-F1", f"{result.f1_samples:.4f}")]
     for r in references:
-        rows += [(f"accuracy, {r.name}", f"{r.accuracy:.4f}"), (f"macro-F1, {r.name}", f"{r.f1_macro:.4f}")]
+        headline = "micro-F1" if result.multi_label else "accuracy"  # as the run's own headline
+        rows += [(f"{headline}, {r.name}", f"{r.accuracy:.4f}"), (f"macro-F1, {r.name}", f"{r.f1_macro:.4f}")]
     rows += result.card_rows()
     if result.train_seconds is not None:
         rows.append(("training time (s)", f"{result.train_seconds:.1f}"))

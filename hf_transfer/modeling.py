@@ -71,6 +71,16 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the ``(batch, labels)`` entries whose target is in [0, 1]; a negative target
+    (``-1``) marks a label the row says nothing about (a synthetic text asked for other labels), so it adds
+    no gradient. Without such entries this is ``binary_cross_entropy_with_logits``' mean."""
+    targets = targets.float()
+    known = targets >= 0
+    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.clamp(0, 1), reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
 class TransferForSequenceClassification(TransferPreTrainedModel):
     """Encoder → pooling → (normalise) → dropout → linear head. ``forward`` also takes a precomputed
     ``sentence_embedding``, so the stock Trainer can train the head on cached features of a frozen backbone."""
@@ -120,7 +130,7 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         logits = self.classifier(self.dropout(sentence_embedding.to(self.classifier.weight.dtype)))
         loss = None
         if labels is not None and self.config.problem_type == "multi_label_classification":
-            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())  # multi-hot
+            loss = masked_bce(logits, labels)  # multi-hot; a negative entry is "unknown", left out of the loss
         elif labels is not None:  # float labels are soft targets (distributions over labels)
             targets = labels.to(logits.dtype) if labels.is_floating_point() else labels.long()
             loss = nn.functional.cross_entropy(logits, targets)

@@ -73,7 +73,8 @@ def run_points(run: Mapping) -> list[tuple[str, str, int | str, float, float, fl
     per zero-shot floor the run measured (labelmap's zero-shot through the map)."""
     run = RunResult.from_dict(run)
     target = _target(run)
-    floors = [(target, f"{run.strategy} {r.name}", 0, r.accuracy, r.f1_macro, float(r.seconds or 0.0), True)
+    metric = " [micro-F1]" if run.multi_label else ""  # a multi-label reference's accuracy slot is micro-F1
+    floors = [(target, f"{run.strategy} {r.name}{metric}", 0, r.accuracy, r.f1_macro, float(r.seconds or 0.0), True)
               for r in run.references() if r.floor]  # fmt: skip
     n = ALL if run.n_per_class is None else int(run.n_per_class)
     wall = float(run.wall_seconds or 0.0)

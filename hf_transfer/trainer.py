@@ -59,6 +59,28 @@ def soft_target_loss(
     return (1 - weight) * F.cross_entropy(logits, labels) + weight * kl
 
 
+def multi_label_soft_target_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    weight: float = 1.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Per-label distillation for sigmoid heads: ``(1 − weight) · BCE(z, y) + weight · T² · BCE(σ(z / T), q_T)``
+    with ``q_T = σ(logit(q) / T)``, each label a Bernoulli of its own (temperature-scaling a probability is
+    scaling its log-odds); ``labels`` entries below 0 are unknown and left out (:func:`~.modeling.masked_bce`)."""
+    from .modeling import masked_bce
+
+    logits = logits.float()
+    q = targets.float().clamp(1e-6, 1 - 1e-6)
+    soft = torch.sigmoid(torch.logit(q) / temperature)
+    soft_term = F.binary_cross_entropy_with_logits(logits / temperature, soft) * temperature**2
+    if labels is None or weight == 1.0:
+        return soft_term
+    return (1 - weight) * masked_bce(logits, labels) + weight * soft_term
+
+
 def is_head_parameter(name: str) -> bool:
     """``classifier.weight``, or under PEFT ``base_model.model.classifier.modules_to_save.default.weight``."""
     return "classifier" in name.split(".")
@@ -89,7 +111,10 @@ class TransferTrainer(Trainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels", None)
         outputs = model(**inputs)
-        loss = soft_target_loss(outputs.logits, targets, labels, weight=self.soft_weight, temperature=self.temperature)
+        config = getattr(self.model, "config", None)  # ``model`` may be DDP-wrapped; ``self.model`` is not
+        multi = getattr(config, "problem_type", None) == "multi_label_classification"
+        loss_fn = multi_label_soft_target_loss if multi else soft_target_loss
+        loss = loss_fn(outputs.logits, targets, labels, weight=self.soft_weight, temperature=self.temperature)
         return (loss, outputs) if return_outputs else loss
 
     def get_optimizer_cls_and_kwargs(self, args, model=None):

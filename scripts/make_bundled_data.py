@@ -4,6 +4,10 @@ Run by hand (``python scripts/make_bundled_data.py``); the output is committed s
 work on a machine without ``../shared``. Sampling is deterministic: within each label, rows are ranked by
 ``sha256(text + "\\t" + label)`` and the first rows, in proportion to the label's share, are kept, in
 their original order.
+
+``goemotions_ekman`` is derived, not sliced: the GoEmotions train rows whose labels all fall in one Ekman group
+(``ekman_mapping.json``), labelled with that group, and sharing no text with the bundled ``goemotions`` slice: a
+single-label source for the labelmap strategy whose target is that slice (recipes/goemotions/labelmap-ekman.yaml).
 """
 
 from __future__ import annotations
@@ -26,9 +30,14 @@ SLICES = {
     "sentiment_sentences_amazon": {"train": None},
     "sentiment_sentences_imdb": {"train": None},
     "sms_spam": {"train": 2000},  # imbalanced (87% ham): checks defaults beyond balanced sentiment sets
-    "goemotions": {"train": 2000, "validation": 500, "test": 1000},  # multi-label: "labels" lists
+    # multi-label ("labels" lists); validation first: train also draws on the validation rows it leaves
+    "goemotions": {"validation": 500, "test": 1000, "train": 2000},
 }
-MIN_PER_LABEL = {"train": 24, "validation": 5, "test": 10}  # multi-label slices: rows per label at least
+MIN_PER_LABEL = {"train": 64, "validation": 5, "test": 10}  # multi-label slices: rows per label at least
+# Splits whose pool gains the rows another split's slice left out: GoEmotions train has 60 `grief` rows, so 64
+# per label (recipes/goemotions/*-64shot.yaml) needs validation rows too; the test split stays untouched.
+TOPPED_UP = {"goemotions": {"train": "validation"}}
+EKMAN_SPLITS = {"validation": 500, "train": 2000}  # goemotions_ekman, drawn in this order from one pool
 
 
 def _label_text(row: dict) -> str:
@@ -91,13 +100,25 @@ def main() -> None:
             )
             shutil.copyfile(src / "ekman_mapping.json", dst / "ekman_mapping.json")
         lines += ["", "| split | rows kept | of | per label |", "|---|---:|---:|---|"]
+        left: dict[str, list[dict]] = {}  # per split, the source rows its slice did not keep
+        notes: list[str] = []
+        slices: dict[str, list[dict]] = {}
         for split, n in splits.items():
             rows = [json.loads(line) for line in (src / f"{split}.jsonl").open(encoding="utf-8")]
+            if split in TOPPED_UP.get(name, {}):
+                other = TOPPED_UP[name][split]
+                held = {row["text"] for kept_rows in slices.values() for row in kept_rows}
+                rows = [row for row in rows + left[other] if row["text"] not in held]  # no text in two splits
+                notes.append(f"The {split} split also draws on the {len(left[other])} {other} rows that the "
+                             f"bundled {other} split does not hold (counted in {split}'s 'of').")  # fmt: skip
             multi = "labels" in rows[0]
             if n is None or n >= len(rows):
                 kept = rows
             else:
                 kept = multi_label_slice(rows, n, MIN_PER_LABEL[split]) if multi else stratified_slice(rows, n)
+            slices[split] = kept
+            kept_texts = {row["text"] for row in kept}
+            left[split] = [row for row in rows if row["text"] not in kept_texts]
             key = "labels" if multi else "label"
             with (dst / f"{split}.jsonl").open("w", encoding="utf-8") as f:
                 for row in kept:
@@ -105,11 +126,67 @@ def main() -> None:
             per_label = Counter(lab for r in kept for lab in (r["labels"] if multi else [r["label"]]))
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(per_label.items()))
             lines.append(f"| {split} | {len(kept)} | {len(rows)} | {counts} |")
-        lines += ["", "---", "", "## Upstream provenance (copied from the source SOURCE.md)", ""]
+        lines += [
+            "",
+            *(notes and [*notes, ""]),
+            "---",
+            "",
+            "## Upstream provenance (copied from the source SOURCE.md)",
+            "",
+        ]
         upstream = (src / "SOURCE.md").read_text(encoding="utf-8")
         lines.append(upstream)
         (dst / "SOURCE.md").write_text("\n".join(lines), encoding="utf-8")
         print(f"{name}: wrote {dst}")
+    ekman_slice()
+
+
+def ekman_slice() -> None:
+    """``goemotions_ekman``: single-label Ekman-group rows from GoEmotions train, disjoint from bundled goemotions."""
+    src, dst, name = SHARED / "goemotions", OUT / "goemotions_ekman", "goemotions_ekman"
+    groups = json.loads((src / "ekman_mapping.json").read_text(encoding="utf-8"))
+    group_of = {label: group for group, labels in groups.items() for label in labels}
+    taken = {json.loads(line)["text"] for path in sorted((OUT / "goemotions").glob("*.jsonl"))
+             for line in path.open(encoding="utf-8")}  # fmt: skip
+    rows = [json.loads(line) for line in (src / "train.jsonl").open(encoding="utf-8")]
+    seen = Counter(row["text"] for row in rows)
+    pool = []
+    for row in rows:
+        kinds = {group_of[label] for label in row["labels"]}
+        if len(kinds) == 1 and seen[row["text"]] == 1 and row["text"] not in taken:
+            pool.append({"text": row["text"], "label": kinds.pop()})
+    dst.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# Bundled `{name}`: GoEmotions train rows labelled with their Ekman group (single-label)",
+        "",
+        "Derived from the workplace copy `shared/data/goemotions/` (its provenance follows below) by",
+        "`scripts/make_bundled_data.py`, as a single-label *source* task over a coarser grouping of the bundled",
+        "`goemotions` target: a classifier trained here is mapped onto the 28 GoEmotions labels by the labelmap",
+        "strategy through `goemotions/ekman_mapping.json` (`recipes/goemotions/labelmap-ekman.yaml`).",
+        "",
+        f"- Of the {len(rows)} rows of `train.jsonl`, kept: those whose labels all fall in one Ekman group of",
+        "  `ekman_mapping.json` (6 emotions + neutral), labelled with that group; texts that occur more than once",
+        "  dropped (some carry different labels); texts in any split of the bundled `goemotions` slice dropped, so",
+        f"  the source never sees a target text. {len(pool)} rows remain.",
+        '- From them, per group, the rows with the smallest `sha256(text + "\\t" + label)` in proportion to the',
+        "  group's share: validation first, then train from the rest (no text in both); original order kept.",
+        "",
+        "| split | rows kept | of | per label |",
+        "|---|---:|---:|---|",
+    ]
+    for split, n in EKMAN_SPLITS.items():
+        kept = stratified_slice(pool, n)
+        chosen = {row["text"] for row in kept}
+        with (dst / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+            for row in kept:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(r["label"] for r in kept).items()))
+        lines.append(f"| {split} | {len(kept)} | {len(pool)} | {counts} |")
+        pool = [row for row in pool if row["text"] not in chosen]
+    lines += ["", "---", "", "## Upstream provenance (copied from the source SOURCE.md)", ""]
+    lines.append((src / "SOURCE.md").read_text(encoding="utf-8"))
+    (dst / "SOURCE.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"{name}: wrote {dst}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from transformers import default_data_collator, set_seed
 
-from ..classifier import check_prepare_args, prepare
+from ..classifier import check_base_task, check_prepare_args, prepare
 from ..config import DataArguments
-from ..data import load_data_args, tokenize
+from ..data import load_data_args, tokenize, training_targets
 from ..defaults import portable_ref
 from ..errors import ConfigError
-from ..inference import embed_texts
+from ..inference import embed_texts, predict_proba
 from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, multi_hot, task_of
 from ..run import Fit, fit, run_training
 from ..thresholds import fit_thresholds, out_of_fold
@@ -36,8 +36,9 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneRe
     if task == MULTI_LABEL and config.prior_weight > 0:
         raise ConfigError("prior_weight anchors single-label runs only; for multi-label data set prior_weight=0.")
     check_prepare_args(config, labels)
+    check_base_task(config.model_name_or_path, task, forced=data_args.task == MULTI_LABEL)
     unlabelled = None
-    if task == MULTI_LABEL and not len(train):  # zero-shot: the train texts, without labels, set the thresholds
+    if task == MULTI_LABEL and not counts["n_real_train"]:  # no real labels: unlabelled train texts set the decision
         everything = DataArguments(**{**vars(data_args), "n_per_class": None, "extra_train": None})
         unlabelled = load_data_args(everything)[0].shuffle(seed=data_args.sample_seed)
         unlabelled = unlabelled.select(range(min(len(unlabelled), 2000)))["text"]
@@ -50,11 +51,16 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneRe
 
 
 def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, labels, counts, task, unlabelled):
-    calibration = None
-    if task == MULTI_LABEL:  # biases at the labels' rates in the sample; zero-shot: 1/num_labels of the texts
-        train, eval_ds = multi_hot(train), multi_hot(eval_ds)
-        texts = list(train["text"]) if len(train) else list(unlabelled)
-        calibration = (texts, _rates(np.asarray(train["labels"]) if len(train) else np.zeros((0, 1)), len(labels)))
+    calibration, extra, thresholds = None, np.zeros(len(train), dtype=bool), None
+    if task == MULTI_LABEL:  # biases at the real rows' label rates; without real rows: 1/num_labels of the texts
+        train, extra = training_targets(train, counts.get("extra_train_unasked", "negative"))
+        eval_ds = multi_hot(eval_ds)
+        texts = list(train["text"])
+        real = np.flatnonzero(~extra)
+        if len(real):  # extra rows' label shares are set by how they were made (n_per_label), not by the target
+            calibration = ([texts[i] for i in real], _rates(np.asarray(train["labels"])[real], len(labels)))
+        else:
+            calibration = (list(unlabelled), _rates(np.zeros((0, len(labels))), len(labels)))
     set_seed(config.seed)  # before the model is built: PEFT adapters and random heads start the same each run
     model, tokenizer = prepare(config, labels, problem_type=PROBLEM_TYPES.get(task), calibrate=calibration)
     base = model.get_base_model() if config.is_peft else model
@@ -75,7 +81,8 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
     callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
     if task == MULTI_LABEL:
-        base.config.label_thresholds = _thresholds(config, labels, train, texts, tokenizer, collator, callbacks)
+        thresholds = _thresholds(config, labels, train, texts, extra, tokenizer, collator, callbacks)
+        base.config.label_thresholds = thresholds or [0.5] * len(labels)  # extra rows only: set after training
     fitted: Fit = fit(
         model, tokenizer, train, eval_ds, config,
         num_labels=len(labels),
@@ -83,6 +90,8 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
         collator=collator,
         callbacks=callbacks,
     )  # fmt: skip
+    if task == MULTI_LABEL and thresholds is None:
+        base.config.label_thresholds = _rate_thresholds(fitted.trainer.model, tokenizer, unlabelled, config.max_length)
     result = FinetuneResult(
         strategy="finetune",
         **fitted.result_fields(data_args, labels),
@@ -96,18 +105,28 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
 
 
 def _rates(targets: np.ndarray, num_labels: int) -> list[float]:
-    """Each label's share of the rows, kept inside (0, 1); without rows 1/num_labels (a prior, not data)."""
+    """Each label's share of the rows that say whether they have it (-1, unknown, is left out), kept inside
+    (0, 1); a label no row speaks for, or no rows at all: 1/num_labels (a prior, not data)."""
     if not len(targets):
         return [1 / num_labels] * num_labels
-    return np.clip(targets.mean(0), 1 / (len(targets) + 1), 1 - 1 / (len(targets) + 1)).tolist()
+    targets = np.asarray(targets, dtype=np.float64)
+    known = (targets >= 0).sum(0)
+    share = np.divide((targets > 0.5).sum(0), known, out=np.full(known.shape, 1 / num_labels), where=known > 0)
+    return np.clip(share, 1 / (known + 1), 1 - 1 / (known + 1)).tolist()
 
 
-def _thresholds(config, labels, train, texts, tokenizer, collator, callbacks) -> list[float]:
-    """Multi-label decision thresholds from training data only: cross-fitted on the labelled rows (each scored
-    by a model of the same recipe that did not see it) or one fixed value. Zero-shot: 0.5, where the calibrated
-    bias puts each label's top 1/num_labels share of the unlabelled train texts."""
+def _thresholds(config, labels, train, texts, extra, tokenizer, collator, callbacks) -> list[float] | None:
+    """Multi-label decision thresholds from training data only: cross-fitted on the real labelled rows (each
+    scored by a model of the same recipe that did not see it: the other folds' real rows plus every extra_train
+    row) or one fixed value. Zero-shot: 0.5, where the calibrated bias puts each label's top 1/num_labels share
+    of the unlabelled train texts. ``None`` when only extra_train rows train: :func:`_rate_thresholds` after
+    training (synthetic rows are not target texts, and with unasked labels unknown they hold no negatives to
+    cross-fit false positives on)."""
     if not len(train) or config.thresholds != "cross_fit":
         return [0.5 if not len(train) else float(config.thresholds)] * len(labels)
+    real, synthetic = np.flatnonzero(~extra), np.flatnonzero(extra)
+    if not len(real):
+        return None
     targets = np.asarray(train["labels"])
     texts = np.asarray(texts, dtype=object)
     with tempfile.TemporaryDirectory(prefix="hf_transfer_folds_") as folder:
@@ -119,14 +138,26 @@ def _thresholds(config, labels, train, texts, tokenizer, collator, callbacks) ->
 
         def train_and_predict(rows: np.ndarray, held_out: np.ndarray) -> np.ndarray:
             set_seed(config.seed)
-            calibration = (list(texts[rows]), _rates(targets[rows], len(labels)))
+            calibration = (list(texts[real[rows]]), _rates(targets[real[rows]], len(labels)))
             model, _ = prepare(config, labels, problem_type=PROBLEM_TYPES[MULTI_LABEL], calibrate=calibration)
-            fitted = fit(model, tokenizer, train.select(rows), train.select(held_out), fold_config,
+            rows = np.concatenate([real[rows], synthetic])
+            fitted = fit(model, tokenizer, train.select(rows), train.select(real[held_out]), fold_config,
                          num_labels=len(labels), collator=collator, callbacks=callbacks)  # fmt: skip
             return 1 / (1 + np.exp(-fitted.predictions.astype(np.float64)))
 
-        probs = out_of_fold(targets, config.threshold_folds, config.seed, train_and_predict)
-    return fit_thresholds(probs, targets)
+        probs = out_of_fold(targets[real], config.threshold_folds, config.seed, train_and_predict)
+    return fit_thresholds(probs, targets[real])
+
+
+def _rate_thresholds(model, tokenizer, texts, max_length: int) -> list[float]:
+    """Trained on extra_train rows alone: each label's threshold at its top 1/num_labels share of the unlabelled
+    target train texts, as the trained model ranks them. The zero-shot decision rule, with no label read: the
+    ranking comes from training, the rate from the prior, since the synthetic rows' label shares are set by
+    how many were generated, not by the target."""
+    probs = predict_proba(model, tokenizer, list(texts), max_length=max_length)
+    num_labels = probs.shape[1]
+    return [round(float(np.clip(np.quantile(probs[:, j], 1 - 1 / num_labels), 1e-4, 1 - 1e-4)), 4)
+            for j in range(num_labels)]  # fmt: skip
 
 
 def _with_prior(train, model, features: torch.Tensor):

@@ -16,6 +16,7 @@ class FinetuneResult(RunResult, strategy="finetune"):
     n_real_train: int | None = None
     n_extra_train: int = 0
     extra_train_missing_labels: list[str] = field(default_factory=list)
+    extra_train_unasked: str | None = None  # multi-label: the labels an extra row does not list, negative or unknown
 
     def training_data(self) -> str:
         if not self.extra_train:

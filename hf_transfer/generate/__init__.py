@@ -7,6 +7,7 @@ from .config import GenerateConfig
 from .continuous import generate_continuous
 from .filters import apply_filters, clean_text, contamination_mask, default_scorer, near_duplicate_mask
 from .generation import check_generator, generate_batch, generate_rows, load_generator, measure_throughput
+from .label_pairs import top_label_pairs
 from .pipeline import generate_dataset, generation_stats, run_generate
 from .prompts import build_prompts, load_templates
 from .shards import ShardStore, batch_seed
@@ -32,5 +33,6 @@ __all__ = [
     "measure_throughput",
     "near_duplicate_mask",
     "run_generate",
+    "top_label_pairs",
     "write_dataset_card",
 ]

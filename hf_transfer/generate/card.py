@@ -34,15 +34,19 @@ def build_dataset_card(
     path = template_path(template)
     if stats is None:
         stats = json.loads(dataset.info.description or "{}")
-    labels = dataset.features["label"].names
+    feature = dataset.features["label"]
+    multi = hasattr(feature, "feature")  # List(ClassLabel): the labels each text was asked for
+    labels = (feature.feature if multi else feature).names
     counts = dict.fromkeys(labels, 0)
-    for label_id in dataset["label"]:
-        counts[labels[label_id]] += 1
+    for value in dataset["label"]:
+        for label_id in value if multi else [value]:
+            counts[labels[label_id]] += 1
     generator_ref = hub_model_ref(config.generator)
     n = len(dataset)
     card_data = DatasetCardData(
         license=KNOWN_LICENSES.get(generator_ref or ""),
         task_categories=["text-classification"],
+        task_ids=["multi-label-classification"] if multi else None,
         size_categories=[_size_category(n)],
         annotations_creators=["machine-generated"],
         language_creators=["machine-generated"],
@@ -60,8 +64,15 @@ def build_dataset_card(
         else "off",
         "exact_duplicate": "identical text (after normalising case and spaces)",
         "near_duplicate": f"character 5-gram Jaccard ≥ {config.near_dup_threshold}",
-        "consistency": f"scorer's P(intended label) < {stats.get('consistency_threshold', '?')} "
-        f"(scorer: {config.consistency_model})",
+        "consistency": (
+            f"an asked label outside the scorer's top {stats.get('consistency_top_k', '?')} (+1 per further asked "
+            f"label) (scorer: {config.consistency_model})"
+            if multi and stats.get("consistency_threshold", 1)
+            else "off"
+            if multi
+            else f"scorer's P(intended label) < {stats.get('consistency_threshold', '?')} "
+            f"(scorer: {config.consistency_model})"
+        ),
         "surplus": f"rows beyond {config.target_per_label} per label (top-up rounds)"
         if getattr(config, "target_per_label", None)
         else "off",
@@ -105,6 +116,8 @@ def build_dataset_card(
         kept=stats.get("kept", n),
         filters=filters,
         label_distribution=counts,
+        multi_label=multi,
+        label_pairs=[name for name in stats.get("kept_per_target", {}) if " + " in name],
         usage=usage,
         command=" ".join(["hf-transfer generate", *flags]),
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from ..config import as_mapping, option
@@ -24,6 +25,16 @@ class GenerateConfig:
     )
     label_descriptions: dict | str | None = option(
         None, "One-line description per label, as a mapping or JSON; default: the label name alone."
+    )
+    multi_label: bool | None = option(
+        None,
+        "Write multi-label rows: a list of the label(s) each text was asked for, each checked on its own by the "
+        "consistency filter. Default: from the target data (its labels are lists, or --task multi_label), else off.",
+    )
+    label_pairs: int = option(
+        0,
+        "Multi-label: also prompt for this many label pairs (n_per_label each): those that co-occur most in the "
+        "target's labelled train rows (the n_per_class sample, or the whole split when unset). 0: labels alone.",
     )
     n_per_label: int = option(50, "Examples to generate per label, before filtering (filters remove some).")
     target_per_label: int | None = option(
@@ -77,7 +88,13 @@ class GenerateConfig:
     consistency_threshold: float | None = option(
         None,
         "Keep examples whose intended label gets at least this probability from the scorer, in [0, 1]; default "
-        "1/num_labels; 0 turns the filter off (no scorer loads). Off with a single label.",
+        "1/num_labels; 0 turns the filter off (no scorer loads), also for multi-label. Off with a single label.",
+    )
+    consistency_top_k: int | None = option(
+        None,
+        "Multi-label consistency: keep a row when each label it was asked for is among the scorer's top "
+        "(consistency_top_k + asked labels - 1) labels for the text: a rank, so labels do not compete for "
+        "probability mass. Default: a tenth of the labels, rounded up (3 of 28).",
     )
     consistency_model: str = option(
         "minilm",
@@ -126,6 +143,7 @@ class GenerateConfig:
             raise ConfigError(
                 f"Need 0 <= min_words <= max_words and max_words >= 1; got {self.min_words}, {self.max_words}."
             )
+        check_task_options(self)
         if self.balance not in BALANCE_MODES:
             raise ConfigError(f"balance={self.balance!r}: expected one of {', '.join(BALANCE_MODES)}.")
         if self.contamination_ngram < 0:
@@ -144,9 +162,25 @@ class GenerateConfig:
         return list(self.target_labels)
 
     def resolved_consistency_threshold(self) -> float:
+        """Single-label: the probability the intended label needs; multi-label: 1.0 while the (rank) filter is on,
+        0.0 when off. 0.0 means no scorer loads."""
         if len(self.labels) < 2:  # nothing to confuse a lone label with
             return 0.0
+        if self.multi_label:
+            return 0.0 if self.consistency_threshold == 0 else 1.0
         return self.consistency_threshold if self.consistency_threshold is not None else 1.0 / len(self.labels)
+
+    def resolved_consistency_top_k(self) -> int:
+        """Multi-label: how far down the scorer's ranking a single asked label may be (one more per extra label)."""
+        if self.consistency_top_k is not None:
+            return self.consistency_top_k
+        return max(1, math.ceil(len(self.labels) / 10))
+
+    @property
+    def template_set(self) -> str:
+        """``templates``, with ``default`` read as ``multi_label`` (prompts that can name two labels) for a
+        multi-label run."""
+        return "multi_label" if self.multi_label and self.templates == "default" else self.templates
 
     def generation_fingerprint(self) -> dict:
         """Everything that changes the raw generated rows; filter settings are left out (re-run on shards)."""
@@ -161,6 +195,8 @@ class GenerateConfig:
             fingerprint["top_k"] = self.top_k
         if self.target_per_label is not None:
             fingerprint.update(target_per_label=self.target_per_label, max_rounds=self.max_rounds)
+        if self.multi_label:  # rows of label lists, and the pairs prompted for (plan() adds which pairs)
+            fingerprint.update(multi_label=True, label_pairs=self.label_pairs)
         return fingerprint
 
     @property
@@ -183,3 +219,36 @@ def check_labels(labels, label_descriptions=None) -> None:
     unknown = sorted(set(label_descriptions or {}) - set(labels))
     if unknown:
         raise ConfigError(f"label_descriptions names label(s) {unknown} that are not among the labels {labels}.")
+
+
+def check_task_options(config: GenerateConfig) -> None:
+    """The options that only mean something for one task: refused for the other before anything loads. Called
+    again by ``run_generate`` once the target data has settled ``multi_label``."""
+    if config.label_pairs < 0:
+        raise ConfigError(f"label_pairs={config.label_pairs} must be >= 0 (0 = single labels only).")
+    if config.consistency_top_k is not None and config.consistency_top_k < 1:
+        raise ConfigError(
+            f"consistency_top_k={config.consistency_top_k} must be >= 1; to turn the filter off set "
+            "consistency_threshold=0."
+        )
+    if config.multi_label is False:
+        single_label_only(config)
+    elif config.multi_label and config.consistency_threshold not in (None, 0):
+        raise ConfigError(
+            f"consistency_threshold={config.consistency_threshold} is the single-label rule (a probability the "
+            "intended label needs, with labels sharing one softmax). A multi-label row is kept when each asked "
+            "label is among the scorer's top labels: set consistency_top_k instead (consistency_threshold=0 turns "
+            "the filter off)."
+        )
+
+
+def single_label_only(config: GenerateConfig) -> None:
+    """Refuse the multi-label options on a single-label run."""
+    for name, unset in (("label_pairs", 0), ("consistency_top_k", None)):
+        value = getattr(config, name)
+        if value != unset:
+            raise ConfigError(
+                f"{name}={value} is a multi-label option, but this generate run is single-label (one label per "
+                "row). Drop it, or generate multi-label rows: multi_label=True (CLI: --multi_label true, or a "
+                "multi-label --dataset)."
+            )

@@ -173,6 +173,26 @@ def consistency_scores(texts: Sequence[str], label_ids: Sequence[int], scorer: S
     return probs[np.arange(len(texts)), np.asarray(label_ids)]
 
 
+def consistency_ranks(
+    texts: Sequence[str], asked: Sequence[Sequence[int]], scorer: Scorer
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label: per text, the worst rank (1 = the scorer's top label) among the labels it was asked for, and
+    the lowest score among them. A rank, not a probability: a softmax scorer splits its mass between the two
+    labels of a pair (each then looks unlikely), and a per-label sigmoid scorer is calibrated per label, so a
+    probability cut means something different for every scorer and label count; the ranking does not."""
+    if not len(texts):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    probs = np.asarray(scorer(list(texts)), dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[0] != len(texts) or probs.shape[1] <= max(max(ids) for ids in asked):
+        raise ValueError(f"The consistency scorer returned shape {probs.shape} for {len(texts)} texts.")
+    ranks = np.empty(probs.shape, dtype=np.int64)
+    rows = np.arange(len(texts))[:, None]
+    ranks[rows, np.argsort(-probs, axis=1, kind="stable")] = np.arange(1, probs.shape[1] + 1)
+    worst = np.array([ranks[i, list(ids)].max() for i, ids in enumerate(asked)], dtype=np.int64)
+    lowest = np.array([probs[i, list(ids)].min() for i, ids in enumerate(asked)], dtype=np.float32)
+    return worst, lowest
+
+
 def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None, model: str = "minilm") -> Scorer:
     """The label-description zero-shot classifier of ``hf_transfer.finetune.prepare`` as ``texts -> probs``."""
     from ..classifier import prepare
@@ -204,6 +224,11 @@ def balance_mask(label_ids: Sequence[int], mode: str, seed: int = 0) -> np.ndarr
             rows = np.flatnonzero(label_ids == label)
             keep[rng.choice(rows, size=count - target, replace=False)] = False
     return keep
+
+
+def target_of(row: Mapping) -> tuple[int, ...]:
+    """The label ids a generated row was asked for: a multi-label row's ``label_ids``, else its ``label_id``."""
+    return tuple(row["label_ids"]) if "label_ids" in row else (row["label_id"],)
 
 
 def cap_mask(keys: Sequence, cap: int | None) -> np.ndarray:
@@ -238,11 +263,15 @@ def apply_filters(
     balance: str = "none",
     seed: int = 0,
     cap_per_label: int | None = None,
+    consistency_top_k: int | None = None,
 ) -> tuple[list[dict], dict]:
-    """Every filter over ``rows`` (``raw_text``, ``prompt``, ``label_id``): the kept rows, with ``text`` and
-    ``consistency`` set, and ``{"removed": {filter: count}, ...}``. ``load_scorer()`` runs only if rows reach the
-    consistency filter with a threshold above 0, so the scorer loads only when needed. ``cap_per_label`` cuts
-    each label to its first rows (``surplus``: what top-up rounds made beyond ``target_per_label``)."""
+    """Every filter over ``rows`` (``raw_text``, ``prompt``, ``label_id``, or multi-label ``label_ids``): the kept
+    rows, with ``text`` and ``consistency`` set, and ``{"removed": {filter: count}, ...}``. ``load_scorer()`` runs
+    only if rows reach the consistency filter with a threshold above 0, so the scorer loads only when needed.
+    ``consistency_top_k`` (multi-label): keep a row when every asked label is among the scorer's top
+    ``consistency_top_k + len(asked) - 1`` labels (:func:`consistency_ranks`; ``consistency_rank`` is set), instead
+    of the probability cut. ``cap_per_label`` cuts each target (label, or label pair) to its first rows
+    (``surplus``: what top-up rounds made beyond ``target_per_label``)."""
     removed = dict.fromkeys(FILTER_ORDER, 0)
 
     def keep_where(current: list[dict], mask: np.ndarray, name: str) -> list[dict]:
@@ -259,13 +288,24 @@ def apply_filters(
     current = keep_where(current, mask, "near_duplicate")
     if consistency_threshold > 0 and current and (scorer is not None or load_scorer is not None):
         scorer = scorer if scorer is not None else load_scorer()
-        scores = consistency_scores([r["text"] for r in current], [r["label_id"] for r in current], scorer)
+        texts = [r["text"] for r in current]
+        if consistency_top_k is not None:
+            asked = [target_of(r) for r in current]
+            worst, scores = consistency_ranks(texts, asked, scorer)
+            for row, rank in zip(current, worst):
+                row["consistency_rank"] = int(rank)
+            mask = worst <= consistency_top_k + np.array([len(ids) for ids in asked]) - 1
+        else:
+            scores = consistency_scores(texts, [r["label_id"] for r in current], scorer)
+            mask = scores >= consistency_threshold
         for row, score in zip(current, scores):
             row["consistency"] = float(score)
-        current = keep_where(current, scores >= consistency_threshold, "consistency")
+        current = keep_where(current, mask, "consistency")
     else:
         for row in current:
             row["consistency"] = None
-    current = keep_where(current, cap_mask([r["label_id"] for r in current], cap_per_label), "surplus")
-    current = keep_where(current, balance_mask([r["label_id"] for r in current], balance, seed), "balance")
+    current = keep_where(current, cap_mask([target_of(r) for r in current], cap_per_label), "surplus")
+    targets = [target_of(r) for r in current]
+    code = {target: i for i, target in enumerate(sorted(set(targets)))}  # single-label: in label id order
+    current = keep_where(current, balance_mask([code[t] for t in targets], balance, seed), "balance")
     return current, {"generated": len(rows), "removed": removed, "kept": len(current)}

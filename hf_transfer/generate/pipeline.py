@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, Features, Value, load_from_disk
+from datasets import ClassLabel, Dataset, Features, List, Value, load_from_disk
 
 from .. import __version__
 from ..defaults import portable_ref
@@ -24,22 +24,27 @@ from ..multi_label import MULTI_LABEL, task_of
 from ..output import check_output_dir, run_lock
 from ..state import atomic_write
 from .card import DATASET_CARD_TEMPLATE, write_dataset_card
-from .config import GenerateConfig, check_labels
-from .filters import Scorer, apply_filters, default_scorer
+from .config import GenerateConfig, check_labels, check_task_options
+from .filters import Scorer, apply_filters, default_scorer, target_of
 from .generation import check_generator, generate_rows, load_generator
-from .prompts import Prompt, build_prompts, digest, group_seed_examples, load_templates
+from .label_pairs import check_pairs, top_label_pairs
+from .prompts import Prompt, build_prompts, digest, group_seed_examples, load_templates, target_name
 from .shards import ROUNDS, ShardStore, batch_seed
 
 DATASET_DIR = "dataset"
 
 
-def dataset_features(labels: Sequence[str]) -> Features:
+def dataset_features(labels: Sequence[str], multi_label: bool = False) -> Features:
     """``attributes``: JSON of the style/length/... drawn for the row; ``seed``: the batch's sampling seed;
-    ``consistency``: the scorer's probability of the intended label (None if off)."""
-    return Features({"text": Value("string"), "label": ClassLabel(names=list(labels)),
+    ``consistency``: the scorer's probability of the intended label (None if off). Multi-label: ``label`` lists
+    the asked label(s), ``consistency`` is the lowest score among them and ``consistency_rank`` the worst rank
+    (1 = the scorer's top label)."""
+    label = List(ClassLabel(names=list(labels))) if multi_label else ClassLabel(names=list(labels))
+    rank = {"consistency_rank": Value("int64")} if multi_label else {}
+    return Features({"text": Value("string"), "label": label,
                      **{name: Value("string") for name in ("generator", "template_id", "attributes")},
                      **{name: Value("int64") for name in ("seed", "row_index", "new_tokens")},
-                     "consistency": Value("float32")})  # fmt: skip
+                     "consistency": Value("float32"), **rank})  # fmt: skip
 
 
 def _run_lock(output_dir: str, state):
@@ -61,23 +66,34 @@ def read_seed_examples_file(path: str) -> list[dict]:
     return [{"text": t, "label": y} for t, y in zip(ds["text"], ds["label"])]
 
 
-def plan(config: GenerateConfig, seed_examples=None) -> tuple[list[Prompt], dict, Callable[[dict, int], list[Prompt]]]:
+def targets_of(config: GenerateConfig, pairs: Sequence[Sequence[str]] | None = None) -> list[tuple[int, ...]]:
+    """What the prompts ask for: each label alone, then (multi-label) each label pair, as label ids."""
+    index = {label: i for i, label in enumerate(config.labels)}
+    return [(i,) for i in range(len(index))] + [tuple(index[x] for x in pair) for pair in pairs or ()]
+
+
+def plan(
+    config: GenerateConfig, seed_examples=None, pairs: Sequence[Sequence[str]] | None = None
+) -> tuple[list[Prompt], dict, Callable[[dict, int], list[Prompt]]]:
     """Everything decided before the generator loads (``ConfigError`` for bad labels, templates or seed examples):
     the first round's prompts, the fingerprint of the raw rows (shards of another one are refused) and
-    ``more_prompts(prompts per label, first index)`` for top-up rounds."""
+    ``more_prompts(prompts per target, first index)`` for top-up rounds. ``pairs``: label pairs to prompt for
+    too (multi-label), ``n_per_label`` each."""
     labels = config.labels
-    templates = load_templates(config.templates)
+    templates = load_templates(config.template_set)
     if seed_examples is None and config.seed_examples_file:
         seed_examples = read_seed_examples_file(config.seed_examples_file)
     grouped = group_seed_examples(seed_examples, labels)
     render = functools.partial(build_prompts, labels, templates=templates, seed=config.seed,
                                descriptions=config.label_descriptions, seed_examples=grouped,
-                               n_shots=config.n_shots)  # fmt: skip
+                               n_shots=config.n_shots, targets=targets_of(config, pairs))  # fmt: skip
     fingerprint = {
         **config.generation_fingerprint(),
         "templates_digest": templates.digest(),
         "seed_examples_digest": digest(grouped),
     }
+    if pairs:  # chosen from the target data, so they are part of what the rows are
+        fingerprint["label_pair_names"] = [list(pair) for pair in pairs]
     if Path(config.templates).is_file():  # a file is known by its content: moved or cloned elsewhere, it resumes
         del fingerprint["templates"]
     return render(config.n_per_label), fingerprint, lambda counts, start: render(counts, start_index=start)
@@ -90,25 +106,36 @@ def generate_dataset(
     seed_examples=None,
     scorer: Scorer | None = None,
     generator=None,
+    pairs: Sequence[Sequence[str]] | None = None,
 ) -> Dataset:
     """Generate, filter and save (``<output_dir>/dataset``) a ``Dataset`` of ``text``, ``label`` and provenance
     columns; its stats (:func:`generation_stats`) are JSON in ``info.description``. ``eval_texts`` are protected
     from contamination, ``seed_examples`` shown as few-shot examples, ``scorer`` (``texts -> probs``) replaces the
-    default consistency classifier, ``generator`` is a loaded ``(model, tokenizer)``. Several processes split the
+    default consistency classifier, ``generator`` is a loaded ``(model, tokenizer)``. Multi-label
+    (``config.multi_label``): ``label`` lists the asked label(s) and ``pairs`` (label names, e.g. from
+    :func:`~hf_transfer.generate.label_pairs.top_label_pairs`) are prompted for too. Several processes split the
     resumable shards; the main process merges them in order, filters and saves; every process returns the result."""
     state = partial_state()
-    prompts, fingerprint, more_prompts = plan(config, seed_examples)
+    if config.multi_label is None:  # no target data to take it from: single-label unless asked
+        config.multi_label = False
+    check_task_options(config)
+    pairs = check_pairs(config, pairs)
+    prompts, fingerprint, more_prompts = plan(config, seed_examples, pairs)
     if generator is None:
         check_generator(config.generator)
     if scorer is None and config.resolved_consistency_threshold() > 0:
         from ..classifier import check_prepare_args
 
         check_prepare_args(config.consistency_model, config.labels, label_descriptions=config.label_descriptions)
+    targets = targets_of(config, pairs)
     with _run_lock(config.output_dir, state):
-        return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator)
+        return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator,
+                                 targets)  # fmt: skip
 
 
-def _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator) -> Dataset:
+def _generate_dataset(
+    config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator, targets
+) -> Dataset:
     store = ShardStore(config.output_dir)
     store.check(fingerprint, config.overwrite)  # every process: all raise together, nobody hangs
     if state.is_main_process:
@@ -124,7 +151,7 @@ def _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_te
     round_prompts = prompts
     for round_index in range(config.max_rounds if config.target_per_label else 1):
         if round_index:
-            counts = _plan_top_up(config, store, batches, round_index, eval_texts, scorer, load_scorer, state)
+            counts = _plan_top_up(config, store, batches, round_index, eval_texts, scorer, load_scorer, state, targets)
             if not counts:
                 break
             round_prompts = more_prompts(counts, batches[-1][-1].index + 1)
@@ -147,7 +174,8 @@ def _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_te
 
     dataset_dir = Path(config.output_dir) / DATASET_DIR
     if state.is_main_process:  # merge the shards in batch order and filter once, on the main process
-        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session, load_scorer)
+        dataset = _filter_and_build(config, store.read(len(batches)), eval_texts, scorer, session, load_scorer,
+                                    targets)  # fmt: skip
         dataset.save_to_disk(str(dataset_dir))
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -162,12 +190,14 @@ def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, load_s
         consistency_threshold=config.resolved_consistency_threshold(), contamination_ngram=config.contamination_ngram,
         eval_texts=eval_texts, scorer=scorer, load_scorer=load_scorer, balance=config.balance if final else "none",
         seed=config.seed, cap_per_label=config.target_per_label if final else None,
+        consistency_top_k=config.resolved_consistency_top_k() if config.multi_label else None,
     )  # fmt: skip
 
 
-def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_texts, scorer, load_scorer, state):
-    """Prompts per label for top-up round ``round_index``: what each short label still needs, divided by its
-    keep rate so far (floor 10%), plus 20%. Planned once on the main process and recorded in
+def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_texts, scorer, load_scorer, state,
+                 targets):  # fmt: skip
+    """Prompts per target (label, or label pair) for top-up round ``round_index``: what each short one still
+    needs, divided by its keep rate so far (floor 10%), plus 20%. Planned once on the main process and recorded in
     ``shards/rounds.json``, so a resumed run (even one re-filtering with other settings) replays the same
     rounds. ``{}`` means every label has ``target_per_label`` rows: stop."""
     record = store.shard_dir / ROUNDS
@@ -177,12 +207,13 @@ def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_text
             rows = store.read(len(batches))
             kept, _ = _filter(config, rows, eval_texts, scorer, load_scorer, final=False)
             counts = {}
-            for label_id, label in enumerate(config.labels):
-                made = sum(r["label_id"] == label_id for r in rows)
-                have = sum(r["label_id"] == label_id for r in kept)
+            for target in targets:
+                made = sum(target_of(r) == target for r in rows)
+                have = sum(target_of(r) == target for r in kept)
                 if have < config.target_per_label:
                     rate = max(have / made if made else 0.0, 0.1)
-                    counts[label] = math.ceil((config.target_per_label - have) / rate * 1.2)
+                    counts[target_name(config.labels, target)] = math.ceil((config.target_per_label - have) / rate
+                                                                           * 1.2)  # fmt: skip
             planned.append(counts)
             atomic_write(record, json.dumps(planned, indent=2))
     state.wait_for_everyone()  # every process reads the recorded plan
@@ -190,7 +221,7 @@ def _plan_top_up(config, store: ShardStore, batches, round_index: int, eval_text
 
 
 def _filter_and_build(
-    config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict, load_scorer
+    config: GenerateConfig, rows: list[dict], eval_texts, scorer, session: dict, load_scorer, targets
 ) -> Dataset:
     labels = config.labels
     kept, stats = _filter(config, rows, eval_texts, scorer, load_scorer, final=True)
@@ -200,11 +231,15 @@ def _filter_and_build(
                  tokens_per_second=tokens / seconds if seconds else None, batch_size=config.batch_size,
                  continuous_batching=config.continuous_batching,
                  dtype="bfloat16" if config.use_bf16 else "float32")  # fmt: skip
-    stats["kept_per_label"] = {label: sum(r["label_id"] == i for r in kept) for i, label in enumerate(labels)}
+    asked = [target_of(r) for r in kept]
+    stats["kept_per_label"] = {label: sum(i in ids for ids in asked) for i, label in enumerate(labels)}
+    if config.multi_label:
+        stats["kept_per_target"] = {target_name(labels, t): sum(ids == t for ids in asked) for t in targets}
+        stats["consistency_top_k"] = config.resolved_consistency_top_k()
     stats["consistency_threshold"] = config.resolved_consistency_threshold()
     columns = {
         "text": [r["text"] for r in kept],
-        "label": [r["label_id"] for r in kept],
+        "label": [list(ids) for ids in asked] if config.multi_label else [r["label_id"] for r in kept],
         "generator": [portable_ref(r["generator"]) for r in kept],  # an alias or Hub id, never a local path
         "template_id": [r["template_id"] for r in kept],
         "attributes": [json.dumps(r["attributes"], sort_keys=True) for r in kept],
@@ -213,7 +248,10 @@ def _filter_and_build(
         "new_tokens": [r["new_tokens"] for r in kept],
         "consistency": [r["consistency"] for r in kept],
     }
-    dataset = Dataset.from_dict(columns, features=dataset_features(labels))  # columnar: works with 0 rows too
+    if config.multi_label:
+        columns["consistency_rank"] = [r.get("consistency_rank") for r in kept]
+    features = dataset_features(labels, config.multi_label)
+    dataset = Dataset.from_dict(columns, features=features)  # columnar: works with 0 rows too
     dataset.info.description = json.dumps(stats)
     return dataset
 
@@ -240,6 +278,7 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
             out = generate_rows(model, tokenizer, [p.text for p in batch], seed=seed, bf16=config.use_bf16, **kwargs)
             store.write(batch_index, [
                 {"index": p.index, "batch": batch_index, "label": p.label, "label_id": p.label_id,
+                 **({"label_ids": list(p.label_ids)} if config.multi_label else {}),
                  "template_id": p.template_id, "attributes": p.attributes, "prompt": p.text, "raw_text": text,
                  "seed": seed, "new_tokens": n, "batch_seconds": out.seconds, "generator": config.generator}
                 for p, text, n in zip(batch, out.texts, out.new_tokens)
@@ -253,27 +292,51 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
 def run_generate(config: GenerateConfig, data_args=None) -> dict:
     """Generate the labelled dataset (``<output_dir>/dataset``, for finetune's ``--dataset``) + ``results.json``.
     The target data of ``data_args``, if any, supplies the labels when ``target_labels`` is unset, its eval split
-    is protected from contamination, and with ``n_per_class`` its train sample gives the few-shot examples."""
+    is protected from contamination, and with ``n_per_class`` its train sample gives the few-shot examples. A
+    multi-label target makes a multi-label run, whose ``label_pairs`` come from its labelled train rows."""
     start = time.perf_counter()
-    eval_texts, seed_examples = None, None
+    eval_texts, seed_examples, pairs = None, None, None
     if data_args is not None and str(data_args.dataset).lower() not in ("", "none"):
         from ..config import DataArguments
         from ..data import load_data_args
 
         labels = config.target_labels or data_args.labels
         train, eval_ds, data_labels = load_data_args(DataArguments(**{**data_args.__dict__, "labels": labels}))
-        if task_of(train) == MULTI_LABEL:
+        multi = task_of(train) == MULTI_LABEL
+        if config.multi_label is not None and config.multi_label != multi:
             raise ConfigError(
-                f"{data_args.dataset!r} is multi-label; generate writes single-label rows so far. Generate per "
-                "label without --dataset (target_labels), or train on the real rows with `hf-transfer finetune`."
+                f"multi_label={config.multi_label}, but the target {data_args.dataset!r} is "
+                f"{'multi' if multi else 'single'}-label: rows generated for it would not train it. Leave "
+                "multi_label unset (it follows the target data), or generate without --dataset (--dataset none)."
             )
+        config.multi_label = multi
         if config.target_labels is None:
             config.target_labels = data_labels
         eval_texts = list(eval_ds["text"])
         if data_args.n_per_class:
             seed_examples = train
-    elif config.target_labels is None and data_args is not None and data_args.labels:
-        config.target_labels = list(data_args.labels)
+        if multi and config.label_pairs:
+            if not len(train):
+                raise ConfigError(
+                    f"label_pairs={config.label_pairs} picks the label pairs that co-occur most in the target's "
+                    "labelled train rows, but n_per_class=0 leaves none. Set n_per_class (e.g. 8) or leave it unset "
+                    "(the whole train split), or set label_pairs=0."
+                )
+            pairs = top_label_pairs(train, config.label_pairs)
+            if len(pairs) < config.label_pairs:
+                warnings.warn(
+                    f"label_pairs={config.label_pairs}, but the target's labelled train rows hold only {len(pairs)} "
+                    "label pair(s) that occur together; prompting for those.",
+                    stacklevel=2,
+                )
+    else:
+        if config.target_labels is None and data_args is not None and data_args.labels:
+            config.target_labels = list(data_args.labels)
+        if config.multi_label is None and data_args is not None and data_args.task != "auto":
+            config.multi_label = data_args.task == MULTI_LABEL  # --task without target data
+    if config.multi_label is None:
+        config.multi_label = False
+    check_task_options(config)
     if config.target_labels is not None:
         check_labels(config.target_labels, config.label_descriptions)
     from ..hub import PushError, check_publish, push_dataset, push_target
@@ -281,13 +344,15 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
     check_publish(config, DATASET_CARD_TEMPLATE)  # push settings (repo id, offline), card template: before generating
     state = partial_state()
     with _run_lock(config.output_dir, state):  # held until results.json is written
-        dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples)
+        dataset = generate_dataset(config, eval_texts=eval_texts, seed_examples=seed_examples, pairs=pairs)
         stats = generation_stats(dataset)
         out = Path(config.output_dir)
         results = {
             "strategy": "generate",
             "generator": portable_ref(config.generator),
             "labels": config.labels,
+            "multi_label": config.multi_label,
+            "label_pairs": [list(pair) for pair in pairs or ()],
             "n_per_label": config.n_per_label,
             "target_per_label": config.target_per_label,
             "n_rows": len(dataset),

@@ -40,11 +40,17 @@ class TemplateSet:
 @dataclass(frozen=True)
 class Prompt:
     index: int  # row index in the run; batches are consecutive slices of these
-    label: str
-    label_id: int
+    label: str  # the target's name: the label, or for a label pair "a + b" (target_name)
+    label_id: int  # the first asked label
     template_id: str
     attributes: dict
     text: str
+    label_ids: tuple[int, ...] = ()  # every asked label (multi-label: one, or a pair)
+
+
+def target_name(labels: Sequence[str], ids: Sequence[int]) -> str:
+    """A target's key in top-up counts and stats: the label name, or the asked labels joined by ``" + "``."""
+    return " + ".join(labels[i] for i in ids)
 
 
 def load_templates(spec: str) -> TemplateSet:
@@ -118,34 +124,46 @@ def build_prompts(
     seed_examples: Mapping[str, Sequence[str]] | None = None,
     n_shots: int = 2,
     start_index: int = 0,
+    targets: Sequence[Sequence[int]] | None = None,
 ) -> list[Prompt]:
-    """``n_per_label`` prompts per label (a mapping: per label, for top-up rounds), numbered from ``start_index``,
-    labels interleaved while each still needs some (row i has label ``i % len(labels)`` when all need as many)."""
-    left = [int(n_per_label.get(x, 0)) if isinstance(n_per_label, Mapping) else n_per_label for x in labels]
-    label_ids = []
+    """``n_per_label`` prompts per target (a mapping: per target name, for top-up rounds), numbered from
+    ``start_index``, targets interleaved while each still needs some (row i has label ``i % len(labels)`` when all
+    need as many). A target is one label, or several asked together (multi-label pairs: ``targets=[(0,), (1,),
+    (0, 1)]``), rendered as ``{{ label }}`` = "a and b" with both descriptions; its few-shot examples are the seed
+    texts that carry all its labels. Default targets: each label alone."""
+    targets = [tuple(t) for t in targets] if targets is not None else [(j,) for j in range(len(labels))]
+    names = [target_name(labels, t) for t in targets]
+    left = [int(n_per_label.get(x, 0)) if isinstance(n_per_label, Mapping) else n_per_label for x in names]
+    order = []
     while any(n > 0 for n in left):
-        for label_id, n in enumerate(left):
+        for target, n in enumerate(left):
             if n > 0:
-                label_ids.append(label_id)
-                left[label_id] -= 1
+                order.append(target)
+                left[target] -= 1
     descriptions, seed_examples = descriptions or {}, seed_examples or {}
     prompts = []
-    for index, label_id in enumerate(label_ids, start=start_index):
-        label = labels[label_id]
+    for index, target in enumerate(order, start=start_index):
+        ids = targets[target]
         rng = random.Random(f"{seed}:{index}")
         template = rng.choice(templates.templates)
         attributes = {name: rng.choice(values) for name, values in sorted(templates.attributes.items())}
-        pool = list(seed_examples.get(label, ()))
+        pool = _shared_examples([seed_examples.get(labels[i], ()) for i in ids])
         examples = rng.sample(pool, min(n_shots, len(pool))) if pool else []
         variables = {  # the name in words, as finetune's descriptions
-            "label": readable_label(label),
-            "description": descriptions.get(label, ""),
+            "label": " and ".join(readable_label(labels[i]) for i in ids),
+            "description": "; ".join(d for d in (descriptions.get(labels[i], "") for i in ids) if d),
             "examples": examples,
             **attributes,
         }
         text = sandbox.render(template.text, _where(template.id, templates.source), variables)
-        prompts.append(Prompt(index, label, label_id, template.id, attributes, text.strip()))
+        prompts.append(Prompt(index, names[target], ids[0], template.id, attributes, text.strip(), ids))
     return prompts
+
+
+def _shared_examples(pools: Sequence[Sequence[str]]) -> list[str]:
+    """The texts in every pool, in the first pool's order: seed examples of all of a target's labels."""
+    common = set(pools[0]).intersection(*pools[1:]) if len(pools) > 1 else None
+    return [t for t in pools[0] if common is None or t in common]
 
 
 def _where(template_id: str, source: str) -> str:
@@ -153,25 +171,29 @@ def _where(template_id: str, source: str) -> str:
 
 
 def group_seed_examples(rows, labels: Sequence[str]) -> dict[str, list[str]]:
-    """``[{'text':..., 'label':...}]`` (label as name or id) or a ``Dataset`` → ``{label: [texts]}``, checked."""
+    """``[{'text':..., 'label':...}]`` (label as name or id, or a list of them for multi-label rows) or a ``Dataset``
+    → ``{label: [texts]}``, checked; a multi-label text is an example of each of its labels."""
     if rows is None:
         return {}
-    if hasattr(rows, "features"):  # a datasets.Dataset with a ClassLabel (or string) label column
+    if hasattr(rows, "features"):  # a datasets.Dataset with a ClassLabel / List(ClassLabel) (or string) label
         feature = rows.features["label"]
+        feature = getattr(feature, "feature", feature)  # List(ClassLabel): the names are on the item
         names = getattr(feature, "names", None)
-        rows = [{"text": t, "label": names[y] if names else y} for t, y in zip(rows["text"], rows["label"])]
+        spell = (lambda y: names[y]) if names else (lambda y: y)  # noqa: E731
+        rows = [{"text": t, "label": [spell(v) for v in y] if isinstance(y, list) else spell(y)}
+                for t, y in zip(rows["text"], rows["label"])]  # fmt: skip
     grouped: dict[str, list[str]] = {}
     for row in rows:
         if not isinstance(row, Mapping) or "text" not in row or "label" not in row:
             raise ConfigError(f"Seed examples need 'text' and 'label'; got {row!r}.")
-        label = row["label"]
-        if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(labels):
-            label = labels[label]
-        if label not in labels:
-            raise ConfigError(f"Seed example label {label!r} is not among the labels {list(labels)}.")
         text = str(row["text"]).strip()
-        if text:
-            grouped.setdefault(label, []).append(text)
+        for label in row["label"] if isinstance(row["label"], list | tuple) else [row["label"]]:
+            if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(labels):
+                label = labels[label]
+            if label not in labels:
+                raise ConfigError(f"Seed example label {label!r} is not among the labels {list(labels)}.")
+            if text:
+                grouped.setdefault(label, []).append(text)
     return grouped
 
 

@@ -2,14 +2,15 @@
 
 Map its labels (explicitly, learned from a few labelled examples, or by name similarity), predict
 zero-shot through the map, pseudo-label an unlabelled pool, and distil the soft labels into a student
-through the stock ``Trainer``.
+through the stock ``Trainer``; onto single-label targets or multi-label ones (many-to-many maps, a score and
+a threshold per label).
 """
 
 from ..trainer import TransferTrainer, soft_target_loss
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
-from .pipeline import build_label_map, evaluate_through_map, run_labelmap
+from .pipeline import build_label_map, decision_thresholds, evaluate_through_map, run_labelmap
 from .predict import add_source_probs, load_source, predict_proba, source_label_names
 from .pseudo import pseudo_label, select_rows
 from .result import LabelMapResult
@@ -21,6 +22,7 @@ __all__ = [
     "TransferTrainer",
     "add_source_probs",
     "build_label_map",
+    "decision_thresholds",
     "evaluate_through_map",
     "load_source",
     "predict_proba",

@@ -8,6 +8,7 @@ from typing import ClassVar
 from ..config import as_mapping, check_range
 from ..errors import ConfigError
 from ..trainer import TransferTrainingArguments
+from .mapping import check_label_map
 from .pseudo import check_selection
 
 MAP_METHODS = ("auto", "explicit", "identity", "learned", "names")
@@ -27,8 +28,9 @@ class LabelMapConfig(TransferTrainingArguments):
     label_map: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Explicit source->target label map as a mapping or JSON, many-to-one; unmapped source labels "
-            "are dropped and the rest renormalised."
+            "help": "Explicit source->target label map as a mapping or JSON: each source label to a target label "
+            "or a list of them (multi-label targets: many-to-many; single-label: many-to-one, a list sharing the "
+            "source's probability evenly). Unmapped source labels are dropped (single-label: the rest renormalised)."
         },
     )
     map_method: str = field(
@@ -44,21 +46,36 @@ class LabelMapConfig(TransferTrainingArguments):
         default=False, metadata={"help": "Accept target labels that no source label maps to (never predicted)."}
     )
     threshold: float = field(
-        default=0.9, metadata={"help": "Keep pseudo-labels whose target confidence is at least this (0 keeps all)."}
+        default=0.9,
+        metadata={
+            "help": "Keep pseudo-labels whose target confidence is at least this (0 keeps all); multi-label: a row's "
+            "confidence is that of its least sure label decision."
+        },
     )
     top_k: int | None = field(
-        default=None, metadata={"help": "Keep at most this many pseudo-labels per class, the most confident."}
+        default=None,
+        metadata={
+            "help": "Keep at most this many pseudo-labels per class, the most confident; multi-label: per label among "
+            "the rows predicted to have it (rows with no label form one more group)."
+        },
     )
     temperature: float = field(default=2.0, metadata={"help": "Distillation temperature T (> 0)."})
     distill_weight: float = field(
-        default=0.5, metadata={"help": "Weight in [0, 1] of the soft-label KL term; the rest goes to hard-label CE."}
+        default=0.5,
+        metadata={
+            "help": "Weight in [0, 1] of the soft-label term (KL; multi-label: binary cross-entropy per label); the "
+            "rest goes to the hard labels."
+        },
     )
     rounds: int = field(
         default=1, metadata={"help": "Self-training rounds: after the first, the student re-labels the pool."}
     )
     init_from_source: bool = field(
         default=False,
-        metadata={"help": "Start the student from the source model, head mapped by W_t = sum_s P(s|t) W_s."},
+        metadata={
+            "help": "Start the student from the source model, head mapped by W_t = sum_s P(s|t) W_s (multi-label: "
+            "a sigmoid head, its biases at the teacher's label rates on the pool)."
+        },
     )
     max_pool_samples: int | None = field(
         default=None, metadata={"help": "Pseudo-label at most this many rows of the unlabelled pool."}
@@ -75,6 +92,8 @@ class LabelMapConfig(TransferTrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         self.label_map = as_mapping("label_map", self.label_map)
+        if self.label_map:
+            check_label_map(self.label_map)  # a value that is not a label name or a list of them
         if not self.source_model:
             raise ConfigError("source_model is required: the classifier whose labels are mapped onto the target.")
         if self.map_method not in MAP_METHODS:

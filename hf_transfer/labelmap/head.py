@@ -1,15 +1,23 @@
 """Reuse the source head for the target labels: ``W_target = Σ_s P(s | target) W_s`` (and the same for bias),
-a target head that works before any training since the source already separates its classes."""
+a target head that works before any training since the source already separates its classes.
+
+A multi-label target scores each label with a sigmoid, where a softmax head's logits mean nothing on their own
+(only their differences do): there the biases are then set so that each label fires on the share of the pool
+the teacher gives it (``calibrate``), as ``prepare(calibrate=...)`` does for a fresh head."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from ..errors import ConfigError
+from ..inference import run_batched
+from ..multi_label import MULTI_LABEL, PROBLEM_TYPES
 from .mapping import LabelMap
 
 
@@ -26,8 +34,14 @@ def find_head(model: nn.Module, num_labels: int) -> tuple[nn.Module, str, nn.Lin
     return parent, attr, getattr(parent, attr)
 
 
-def transfer_head(source: PreTrainedModel, label_map: LabelMap) -> PreTrainedModel:
-    """A copy of ``source`` whose head predicts the target labels, initialised through ``label_map``."""
+def transfer_head(
+    source: PreTrainedModel,
+    label_map: LabelMap,
+    calibrate: tuple[object, Sequence[str], Sequence[float]] | None = None,
+    max_length: int = 128,
+) -> PreTrainedModel:
+    """A copy of ``source`` whose head predicts the target labels, initialised through ``label_map``; for a
+    multi-label target a sigmoid head, its biases set by ``calibrate=(tokenizer, texts, rates)`` when given."""
     if source.config.num_labels != len(label_map.source_labels):
         raise ConfigError(
             f"The label map has {len(label_map.source_labels)} source labels but the model has "
@@ -47,4 +61,20 @@ def transfer_head(source: PreTrainedModel, label_map: LabelMap) -> PreTrainedMod
     model.config.label2id = {t: i for i, t in enumerate(targets)}
     if hasattr(model, "num_labels"):
         model.num_labels = len(targets)
+    if label_map.multi_label_target:
+        model.config.problem_type = PROBLEM_TYPES[MULTI_LABEL]
+        model.config.label_thresholds = None  # chosen after training (run.Fit.scores reads it)
+        if calibrate is not None:
+            _calibrate(model, new_head, *calibrate, max_length=max_length)
     return model
+
+
+def _calibrate(model, head: nn.Linear, tokenizer, texts: Sequence[str], rates: Sequence[float], max_length: int):
+    """Each label's bias at the ``1 − rate`` quantile of its logit over ``texts``: it fires on a ``rate`` share."""
+    with torch.no_grad():
+        head.bias.zero_()
+    dim = len(rates)
+    logits = run_batched(model, tokenizer, texts, lambda m, b: m(**b).logits.float(), dim=dim, max_length=max_length)
+    quantiles = [float(np.quantile(logits[:, j], 1 - rate)) for j, rate in enumerate(rates)]
+    with torch.no_grad():
+        head.bias.copy_(-torch.tensor(quantiles, dtype=head.bias.dtype, device=head.bias.device))

@@ -245,3 +245,47 @@ def test_the_cli_takes_the_multi_label_options(tmp_path):
 
     with pytest.raises(ConfigError, match="task='multilabel' must be 'auto', 'single_label' or 'multi_label'"):
         parse_with_config(make_parser("finetune"), ["--task", "multilabel", "--output_dir", str(tmp_path)])
+
+
+def test_multi_label_distillation_is_per_label_and_skips_unknown_targets():
+    from torch.nn import functional as F
+
+    from hf_transfer.trainer import multi_label_soft_target_loss
+
+    q = torch.tensor([[0.9, 0.2, 0.6], [0.1, 0.7, 0.3]])
+    at_q = torch.logit(q).requires_grad_()
+    multi_label_soft_target_loss(at_q, q, weight=1.0, temperature=2.0).backward()
+    assert at_q.grad.abs().max() < 1e-6  # each label's optimum is the teacher's own log-odds, at any temperature
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-0.3, 1.5, -2.0]])
+    targets = torch.tensor([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]])  # -1: the row says nothing of that label
+    known = targets >= 0
+    hard = F.binary_cross_entropy_with_logits(logits[known], targets[known])
+    mixed = multi_label_soft_target_loss(logits, q, targets, weight=0.25, temperature=1.0)
+    assert mixed == pytest.approx(
+        (0.75 * hard + 0.25 * F.binary_cross_entropy_with_logits(logits, q)).item(), rel=1e-5
+    )
+
+
+def test_empty_label_lists_everywhere_name_no_label(tmp_path):
+    rows = [{"text": "a", "labels": []}, {"text": "b", "labels": []}]
+    with pytest.raises(DataError, match=r"Every label list in split 'train' is empty.*pass labels=\[\.\.\.\]"):
+        load_target(write_rows(tmp_path / "train.jsonl", rows), validation_size=0)
+    given = load_target(str(tmp_path / "train.jsonl"), validation_size=0, labels=["x", "y"])
+    assert label_names(given) == ["x", "y"] and given["train"]["label"] == [[], []]
+
+
+def test_a_single_label_classifier_is_a_multi_label_base_only_when_asked(tmp_path, tiny_encoder, multi_dir):
+    from hf_transfer import ConfigError
+
+    single, tokenizer = prepare(tiny_encoder, ["good", "bad"])
+    single.save_pretrained(tmp_path / "single")
+    tokenizer.save_pretrained(tmp_path / "single")
+    config = FinetuneConfig(output_dir=str(tmp_path / "run"), model_name_or_path=str(tmp_path / "single"),
+                            method="head", max_steps=2, thresholds="0.5", disable_tqdm=True)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"is a single-label classifier .* pass task='multi_label'"):
+        run_finetune(config, DataArguments(dataset=str(multi_dir), n_per_class=2))
+    assert not (tmp_path / "run").exists()  # refused before the folder was claimed
+    result = run_finetune(config, DataArguments(dataset=str(multi_dir), n_per_class=2, task="multi_label"))
+    assert result.task == "multi_label" and result.label_thresholds == [0.5] * 4
+    with pytest.raises(ConfigError, match=r"thresholds=1.5 must be"):
+        FinetuneConfig(output_dir=str(tmp_path / "t"), thresholds=1.5)

@@ -275,8 +275,16 @@ def test_mapping_options_are_json_not_yaml_or_python(tmp_path):
     from hf_transfer.config import as_mapping
 
     target = tmp_path / "pwned"
-    with pytest.raises(ConfigError, match="label_map must be a mapping or a JSON object string"):
+    with pytest.raises(ConfigError, match="label_map must be a mapping, a JSON object string or a .json/.yaml file"):
         as_mapping("label_map", PYTHON_TAG.format(target=target))
-    with pytest.raises(ConfigError, match="label_map must be a mapping or a JSON object string"):
+    with pytest.raises(ConfigError, match="label_map must be a mapping, a JSON object string or a .json/.yaml file"):
         as_mapping("label_map", f"{{'a': __import__('os').system('touch {target}')}}")
+    file = tmp_path / "map.yaml"  # a mapping file is read with yaml.safe_load: a Python tag is an error, not a call
+    file.write_text(f"a: {PYTHON_TAG.format(target=target)}\n")
+    with pytest.raises(ConfigError, match=r"label_map: cannot read .*map.yaml' \(ConstructorError"):
+        as_mapping("label_map", str(file))
     assert not target.exists()
+    (tmp_path / "ok.json").write_text('{"joy": ["joy", "love"]}')
+    assert as_mapping("label_map", str(tmp_path / "ok.json")) == {"joy": ["joy", "love"]}
+    with pytest.raises(ConfigError, match="is not a file"):
+        as_mapping("label_map", str(tmp_path / "missing.json"))

@@ -26,6 +26,22 @@ ADJECTIVES = {
 }
 NOUNS = ["movie", "film", "plot", "story", "cast"]
 LABELS = sorted(ADJECTIVES)  # ['negative', 'neutral', 'positive']
+# The multi-label task: an adjective x noun text is labelled with its tone and its topic (0, 1 or 2 labels).
+TONE_LABEL = {"positive": "praise", "negative": "criticism", "neutral": None}
+NOUN_LABEL = {"movie": "film", "film": "film", "plot": "story", "story": None, "cast": None}
+
+
+def multi_label_rows() -> list[dict]:
+    """60 rows, 8 of them without any label (neutral tone, no topic)."""
+    rows = []
+    for tone, adjectives in ADJECTIVES.items():
+        for i, adjective in enumerate(adjectives):
+            for noun in NOUNS:
+                labels = [x for x in (TONE_LABEL[tone], NOUN_LABEL[noun]) if x]
+                rows.append({"text": f"{'the' if i % 2 else 'a very'} {adjective} {noun}", "labels": labels})
+    return rows
+
+
 # The 2-label task (sentiment_dir): short reviews, 8 per label.
 POSITIVE = ["good movie", "great film", "fun plot", "loved it", "very good", "a great movie", "fine actors",
             "good fun"]  # fmt: skip

@@ -95,3 +95,19 @@ def fake_scorer(labels, good_words=None):
         return out
 
     return score
+
+
+def interrupt_generation(monkeypatch, at_call: int) -> None:
+    """Make generate's ``generate_rows`` raise ``KeyboardInterrupt`` on its ``at_call``-th call (a kill mid-run);
+    ``monkeypatch.undo()`` or a new setattr restores it."""
+    from hf_transfer.generate import pipeline
+
+    real, calls = pipeline.generate_rows, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "generate_rows", flaky)

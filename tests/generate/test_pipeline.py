@@ -18,7 +18,7 @@ from hf_transfer.errors import ConfigError
 from hf_transfer.generate import GenerateConfig, generate_dataset, generation_stats, run_generate
 from hf_transfer.generate import pipeline as pipeline_module
 
-from .conftest import fake_scorer
+from .conftest import fake_scorer, interrupt_generation
 
 LABELS = ["good", "bad", "fine"]
 
@@ -103,15 +103,7 @@ def test_rerun_is_a_no_op_and_filters_can_change(reference, tiny_lm_dir, monkeyp
 def test_resume_after_an_exception_matches_uninterrupted_run(tmp_path, reference, tiny_lm, tiny_lm_dir, monkeypatch):
     _, expected = reference
     real = pipeline_module.generate_rows
-    calls = []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated interruption")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline_module, "generate_rows", flaky)
+    interrupt_generation(monkeypatch, at_call=3)
     config = make_config(tmp_path / "out", tiny_lm_dir)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(config, scorer=fake_scorer(LABELS), generator=tiny_lm)
@@ -355,15 +347,7 @@ def test_top_up_interrupted_in_a_later_round_resumes_to_the_same_rows(tmp_path, 
     expected = generate_dataset(make_config(tmp_path / "ref", tiny_lm_dir, **kwargs), scorer=picky_scorer(LABELS),
                                 generator=tiny_lm)  # fmt: skip
     real = pipeline_module.generate_rows
-    calls = []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 6:  # round 1 is 5 shards: the first top-up shard is interrupted
-            raise KeyboardInterrupt("simulated interruption")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline_module, "generate_rows", flaky)
+    interrupt_generation(monkeypatch, at_call=6)  # round 1 is 5 shards: the first top-up shard is interrupted
     config = make_config(tmp_path / "out", tiny_lm_dir, **kwargs)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(config, scorer=picky_scorer(LABELS), generator=tiny_lm)

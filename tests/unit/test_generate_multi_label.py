@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import ADJECTIVES, NOUNS, write_rows
 from datasets import ClassLabel, Dataset, Features, List, Value, load_from_disk
-from generate.conftest import fake_scorer, make_tiny_causal_lm
+from generate.conftest import fake_scorer, interrupt_generation, make_tiny_causal_lm
 
 from hf_transfer import DataArguments, FinetuneConfig, run_finetune
 from hf_transfer.data import DataError, load_data_args, load_target, training_targets
@@ -176,15 +176,8 @@ def test_multi_label_generation_writes_the_asked_labels_as_lists(multi_reference
 
 def test_multi_label_runs_resume_and_refuse_other_pairs(tmp_path, multi_reference, lm, lm_dir, monkeypatch):
     _, expected = multi_reference
-    real, calls = pipeline_module.generate_rows, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated interruption")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline_module, "generate_rows", flaky)
+    real = pipeline_module.generate_rows
+    interrupt_generation(monkeypatch, at_call=3)
     config = multi_config(tmp_path / "out", lm_dir)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(config, scorer=fake_scorer(LABELS), generator=lm, pairs=[("good", "fine")])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ADJECTIVES, NOUNS, write_rows
+from conftest import multi_label_rows, write_rows
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -33,8 +33,6 @@ from hf_transfer.trainer import TransferTrainer
 ROOT = Path(__file__).resolve().parents[2]
 TONES = ["negative", "neutral", "positive"]  # the single-label source's classes
 TARGET = ["criticism", "film", "praise", "story"]  # the multi-label target's labels (sorted, as loaded)
-TONE_LABEL = {"positive": "praise", "negative": "criticism", "neutral": None}
-NOUN_LABEL = {"movie": "film", "film": "film", "plot": "story", "story": None, "cast": None}
 TONE_MAP = {"negative": ["criticism", "story"], "positive": ["praise", "film"], "neutral": "story"}
 SOURCE_SEED = 0  # the tiny sources' random heads: the same whichever tests ran first
 
@@ -154,21 +152,10 @@ def test_student_thresholds_predict_each_label_at_its_teachers_rate():
 # ---- runs end to end
 
 
-def _multi_rows() -> list[dict]:
-    """Adjective x noun texts labelled with their tone and topic: 0, 1 or 2 labels each."""
-    rows = []
-    for tone, adjectives in ADJECTIVES.items():
-        for i, adjective in enumerate(adjectives):
-            for noun in NOUNS:
-                labels = [x for x in (TONE_LABEL[tone], NOUN_LABEL[noun]) if x]
-                rows.append({"text": f"{'the' if i % 2 else 'a very'} {adjective} {noun}", "labels": labels})
-    return rows
-
-
 @pytest.fixture(scope="module")
 def multi_data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("multi")
-    rows = _multi_rows()
+    rows = multi_label_rows()
     write_rows(folder / "train.jsonl", rows[0::3] + rows[1::3])
     write_rows(folder / "validation.jsonl", rows[2::3])
     return folder

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import ADJECTIVES, NOUNS, write_rows
+from conftest import multi_label_rows, write_rows
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
@@ -20,24 +20,10 @@ from hf_transfer.metrics import multi_label_scores
 from hf_transfer.multi_label import label_matrix
 from hf_transfer.thresholds import fit_thresholds, out_of_fold
 
-NOUN_LABEL = {"movie": "film", "film": "film", "plot": "story", "story": None, "cast": None}
-TONE_LABEL = {"positive": "praise", "negative": "criticism", "neutral": None}
-
-
-def _rows() -> list[dict]:
-    """Adjective x noun texts whose labels are their tone and their topic: 0, 1 or 2 labels per text."""
-    rows = []
-    for tone, adjectives in ADJECTIVES.items():
-        for i, adjective in enumerate(adjectives):
-            for noun in NOUNS:
-                labels = [x for x in (TONE_LABEL[tone], NOUN_LABEL[noun]) if x]
-                rows.append({"text": f"{'the' if i % 2 else 'a very'} {adjective} {noun}", "labels": labels})
-    return rows  # 60 rows, 8 without any label (neutral tone, no topic)
-
 
 @pytest.fixture
 def multi_dir(tmp_path):
-    rows = _rows()
+    rows = multi_label_rows()
     folder = tmp_path / "multi"
     write_rows(folder / "train.jsonl", rows[0::3] + rows[1::3])
     write_rows(folder / "validation.jsonl", rows[2::3])
@@ -48,14 +34,14 @@ def test_a_list_column_loads_as_multi_label_and_keeps_rows_with_no_label(multi_d
     data = load_target(str(multi_dir))
     assert isinstance(data["train"].features["label"], List)
     assert label_names(data) == ["criticism", "film", "praise", "story"]  # sorted names
-    first = _rows()[0]
+    first = multi_label_rows()[0]
     assert [label_names(data)[i] for i in data["train"][0]["label"]] == sorted(first["labels"])
-    empty = sum(not r["labels"] for r in _rows()[0::3] + _rows()[1::3])
+    empty = sum(not r["labels"] for r in multi_label_rows()[0::3] + multi_label_rows()[1::3])
     assert empty > 0 and sum(not ids for ids in data["train"]["label"]) == empty  # [] rows stay, all-negative
 
 
 def test_joined_labels_label_columns_and_datasets_features_give_the_same_data(tmp_path, multi_dir):
-    rows = _rows()
+    rows = multi_label_rows()
     expected = load_target(str(multi_dir / "train.jsonl"), validation_size=0)["train"]["label"]
     labelled = [r for r in rows[0::3] + rows[1::3]]
     csv_rows = [{"text": r["text"], "tags": "|".join(r["labels"])} for r in labelled if r["labels"]]
@@ -121,7 +107,7 @@ def test_sample_per_label_takes_at_least_n_per_label_rarest_first_and_is_seeded(
 
 
 def test_a_carved_validation_split_holds_every_label(tmp_path):
-    rows = _rows()
+    rows = multi_label_rows()
     data = load_target(write_rows(tmp_path / "train.jsonl", rows), validation_size=0.25, seed=0)
     assert label_matrix(data["validation"]).any(0).all() and len(data["validation"]) == 15
 
@@ -164,7 +150,7 @@ def test_thresholds_come_from_held_out_predictions_and_shrink_toward_the_shared_
 
 def test_calibrated_bias_predicts_each_label_at_its_rate(tiny_encoder):
     model, tokenizer = prepare(tiny_encoder, ["a", "b", "c"], problem_type="multi_label_classification")
-    texts = [r["text"] for r in _rows()]
+    texts = [r["text"] for r in multi_label_rows()]
     calibrate_bias(model, tokenizer, texts, [0.1, 0.5, 0.25])
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():

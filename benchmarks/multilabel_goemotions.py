@@ -1,9 +1,11 @@
 """Multi-label few-shot on GoEmotions (28 labels), side by side on the same samples and backbone (MiniLM).
 
 Evaluated on the full test split (5,427 comments); the few-shot sample is ``sample_per_class(train, n, seed)``
-(at least n rows per label, rarest first), the same rows for every method:
+(at least n rows per label, rarest first), the same rows for every method. For n beyond the rarest label's
+train rows (64: train has 60 of ``grief``) the pool is train ∪ validation, written once as files; test is never
+sampled and no setting is chosen on it:
 
-* hf_transfer finetune (``--method head`` / ``lora``), thresholds cross-fitted on the sample; and zero-shot
+* hf_transfer finetune (``--method head`` / ``lora`` / ``full``), thresholds cross-fitted on the sample; and zero-shot
   from the label names (n = 0: each label predicted on its top 1/28 of unlabelled train texts);
 * one-vs-rest logistic regression on frozen MiniLM embeddings (scikit-learn, threshold 0.5), as is and with
   ``class_weight="balanced"`` (the usual fix when positives are rare);
@@ -14,6 +16,7 @@ Evaluated on the full test split (5,427 comments); the few-shot sample is ``samp
   *validation* labels (generous to it: our zero-shot uses no label at all).
 
     python benchmarks/multilabel_goemotions.py [n ...] [--skip NAME ...]   # default n: 8; JSON in benchmarks/results/
+    python benchmarks/multilabel_goemotions.py 64 --skip SetFit --skip lora --skip "ours full" --skip stock
 
 Finished runs are kept in the JSON and not run again, so a killed benchmark resumes; ``--skip SetFit`` leaves out
 the methods whose name contains the word (e.g. to add seeds to the fast methods first).

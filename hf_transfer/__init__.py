@@ -18,6 +18,8 @@ _LAZY = {
     "bundled_datasets": "data",
     "label_names": "data",
     "sample_per_class": "data",
+    "load_token_target": "token_classification",
+    "sample_per_type": "token_classification",
     "DataError": "errors",
     "ConfigError": "errors",
     "HfTransferError": "errors",
@@ -79,6 +81,7 @@ _SUBMODULES = {
     "run",
     "multi_label",
     "thresholds",
+    "token_classification",
 }
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
@@ -100,6 +103,7 @@ if TYPE_CHECKING:
     from .report import write_report  # noqa: F401
     from .results import RunResult  # noqa: F401
     from .run import fit, run_training  # noqa: F401
+    from .token_classification import load_token_target, sample_per_type  # noqa: F401
     from .trainer import TransferTrainer, TransferTrainingArguments, WeightInterpolationCallback  # noqa: F401
 
 

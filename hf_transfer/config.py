@@ -28,7 +28,8 @@ class DataArguments:
     dataset: str = option(
         "bundled:sst2",
         "Target data: 'bundled:<name>' (shipped slices: sst2, ag_news, sst5, sms_spam, sentiment_sentences_amazon, "
-        "sentiment_sentences_imdb; multi-label: goemotions; its single-label Ekman-group view: goemotions_ekman), "
+        "sentiment_sentences_imdb; multi-label: goemotions; its single-label Ekman-group view: goemotions_ekman; "
+        "token classification, loaded by token_classification.load_token_target: conll2003, crossner_politics), "
         "a JSONL/CSV/Parquet file, a folder with train/validation/test files or a saved DatasetDict, or a Hub "
         "dataset id.",
     )

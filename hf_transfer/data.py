@@ -209,6 +209,12 @@ def read_source(source) -> DatasetDict:
 def _check_columns(data: DatasetDict, text_column: str, label_column: str) -> None:
     for split, ds in data.items():
         missing = [c for c in (text_column, label_column) if c not in ds.column_names]
+        if missing and {"tokens", "ner_tags"} <= set(ds.column_names):
+            raise DataError(
+                f"Split {split!r} is token-classification data ('tokens' + 'ner_tags'), not sentences with labels. "
+                f"Load it with hf_transfer.token_classification.load_token_target; the strategies train sentence "
+                f"classifiers only so far."
+            )
         if missing:
             close = {c: difflib.get_close_matches(c, ds.column_names, n=1, cutoff=0.5) for c in missing}
             hints = [f"Did you mean {near[0]!r} for {c!r}?" for c, near in close.items() if near]

@@ -112,3 +112,24 @@ def multi_label(thresholds=None) -> Callable:
         return {k: v for k, v in scores.items() if not isinstance(v, list)}
 
     return compute_metrics
+
+
+class EntityF1(evaluate.Metric):
+    """Entity-level precision, recall and F1 of BIO tag sequences (seqeval's semantics, offline):
+    ``hf_transfer.token_classification.entity_scores`` behind ``evaluate``'s ``compute``/``add_batch``."""
+
+    def _info(self) -> evaluate.MetricInfo:
+        features = datasets.Features(
+            {
+                "predictions": datasets.Sequence(datasets.Value("string")),
+                "references": datasets.Sequence(datasets.Value("string")),
+            }
+        )
+        return evaluate.MetricInfo(description="Entity-level F1 of BIO tags (exact type and span).", citation="",
+                                   inputs_description="predictions, references: lists of BIO tags per sentence",
+                                   features=features)  # fmt: skip
+
+    def _compute(self, predictions, references) -> dict:
+        from .token_classification import entity_scores
+
+        return entity_scores(predictions, references)

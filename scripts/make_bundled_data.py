@@ -139,6 +139,43 @@ def main() -> None:
         (dst / "SOURCE.md").write_text("\n".join(lines), encoding="utf-8")
         print(f"{name}: wrote {dst}")
     ekman_slice()
+    for name, splits in TOKEN_SLICES.items():
+        token_slice(name, splits)
+
+
+# token classification (NER): dataset -> {split: sentences to keep (None = all)}
+TOKEN_SLICES = {
+    "conll2003": {"train": 2000, "validation": 500, "test": 1000},
+    "crossner_politics": {"train": None, "validation": None, "test": None},
+}
+
+
+def token_slice(name: str, splits: dict) -> None:
+    """NER slices: the sentences with the smallest ``sha256(tokens + tags)``, original order kept."""
+    src, dst = SHARED / name, OUT / name
+    dst.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Bundled slice of `{name}` (token classification, BIO tags)", ""]
+    lines.append(f"Taken from the workplace copy `shared/data/{name}/` (its provenance follows below) by")
+    lines.append("`scripts/make_bundled_data.py`: the sentences with the smallest")
+    lines.append('`sha256(" ".join(tokens) + "\\t" + " ".join(ner_tags))`; original order kept.')
+    lines += ["", "| split | sentences kept | of | entities per type |", "|---|---:|---:|---|"]
+    for split, n in splits.items():
+        rows = [json.loads(line) for line in (src / f"{split}.jsonl").open(encoding="utf-8")]
+        kept = rows
+        if n is not None and n < len(rows):
+            key = lambda r: hashlib.sha256(f"{' '.join(r['tokens'])}\t{' '.join(r['ner_tags'])}".encode()).hexdigest()  # noqa: E731
+            chosen = set(sorted(range(len(rows)), key=lambda i: key(rows[i]))[:n])
+            kept = [row for i, row in enumerate(rows) if i in chosen]
+        with (dst / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+            for row in kept:
+                f.write(json.dumps({"tokens": row["tokens"], "ner_tags": row["ner_tags"]}, ensure_ascii=False) + "\n")
+        per_type = Counter(tag[2:] for r in kept for tag in r["ner_tags"] if tag.startswith("B-"))
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(per_type.items()))
+        lines.append(f"| {split} | {len(kept)} | {len(rows)} | {counts} |")
+    lines += ["", "---", "", "## Upstream provenance (copied from the source SOURCE.md)", ""]
+    lines.append((src / "SOURCE.md").read_text(encoding="utf-8"))
+    (dst / "SOURCE.md").write_text("\n".join(lines), encoding="utf-8")
+    print(f"{name}: wrote {dst}")
 
 
 def ekman_slice() -> None:

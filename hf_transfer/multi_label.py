@@ -175,14 +175,23 @@ def sample_per_label(ds: Dataset, n: int, seed: int = 0) -> Dataset:
     none = ~has.any(1)
     if none.any():  # "none of these" is a case too: as a label of its own, as much of it as there is
         has, counts = np.column_stack([has, none]), np.append(counts, min(int(none.sum()), n))
+    return ds.select(cover_rarest_first(has, n, seed, counts).tolist())
+
+
+def cover_rarest_first(has: np.ndarray, n: int, seed: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """Row indices (ascending) holding at least ``min(n, available)`` rows of each column of the bool matrix
+    ``has``: columns in order of ``counts`` (default: their row counts), rarest first, each topped up with
+    seeded random rows not yet taken, so a row taken for a rare column counts for every other it has. The
+    sampler behind per-label (multi-label) and per-entity-type (token classification) few-shot samples."""
+    counts = has.sum(0) if counts is None else counts
     rng = np.random.default_rng(seed)
-    chosen = np.zeros(len(ds), dtype=bool)
+    chosen = np.zeros(len(has), dtype=bool)
     for j in np.argsort(counts, kind="stable"):
         need = min(n, int(counts[j])) - int(has[chosen, j].sum())
         if need > 0:
             candidates = rng.permutation(np.flatnonzero(has[:, j] & ~chosen))
             chosen[candidates[:need]] = True
-    return ds.select(np.flatnonzero(chosen).tolist())
+    return np.flatnonzero(chosen)
 
 
 def rarest_label(has: np.ndarray) -> np.ndarray:

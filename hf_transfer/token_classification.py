@@ -20,6 +20,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
 from .errors import DataError
+from .multi_label import cover_rarest_first
 
 logger = logging.getLogger(__name__)
 
@@ -228,14 +229,7 @@ def sample_per_type(ds: Dataset, n: int, seed: int = 0) -> Dataset:
             f"n_per_class={n} (sentences per entity type) is more than some types have ({'; '.join(short)}). "
             f"Lower n_per_class, or use the full split."
         )
-    rng = np.random.default_rng(seed)
-    chosen = np.zeros(len(ds), dtype=bool)
-    for j in np.argsort(counts, kind="stable"):
-        need = min(n, int(counts[j])) - int(has[chosen, j].sum())
-        if need > 0:
-            candidates = rng.permutation(np.flatnonzero(has[:, j] & ~chosen))
-            chosen[candidates[:need]] = True
-    return ds.select(np.flatnonzero(chosen).tolist())
+    return ds.select(cover_rarest_first(has, n, seed, counts).tolist())
 
 
 def entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:

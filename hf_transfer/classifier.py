@@ -21,9 +21,16 @@ from .config import as_mapping, check_range, option
 from .data import readable_label
 from .defaults import DEFAULT_ENCODER, portable_ref, resolve_model, sentence_transformers_pooling
 from .errors import ConfigError
-from .inference import embed_texts, run_batched
-from .modeling import POOLING_MODES, TransferConfig, TransferForSequenceClassification, register_auto_classes
+from .inference import embed_texts, run_batched, run_batched_words
+from .modeling import (
+    POOLING_MODES,
+    TransferConfig,
+    TransferForSequenceClassification,
+    TransferForTokenClassification,
+    register_auto_classes,
+)
 from .multi_label import MULTI_LABEL, PROBLEM_TYPES
+from .token_classification import SUBWORD_LABELS, TOKEN_CLASSIFICATION, types_of_tags, word_tokenizer
 
 BUILTIN_METHODS = ("full", "head")
 
@@ -82,6 +89,11 @@ class ModelArguments:
         "default: the label's name in words.",
     )
     head_init_scale: float = option(10.0, "Logit scale (inverse temperature) of a description-initialised head.")
+    subword_labels: str = option(
+        "first",
+        "Token classification: which sub-tokens of a word carry its tag in training: 'first' (the rest -100, left "
+        "out of the loss) or 'all' (the rest as I- of the word's type). Scores always read the first sub-token.",
+    )
 
     def __post_init__(self):
         self.method = self.method.lower()
@@ -103,6 +115,8 @@ class ModelArguments:
             raise ConfigError(f"pooling={self.pooling!r}: use {', '.join(POOLING_MODES)}.")
         if self.head_init not in ("label_descriptions", "random"):
             raise ConfigError(f"head_init={self.head_init!r}: use 'label_descriptions' or 'random'.")
+        if self.subword_labels not in SUBWORD_LABELS:
+            raise ConfigError(f"subword_labels={self.subword_labels!r}: use {' or '.join(map(repr, SUBWORD_LABELS))}.")
 
     def _check_peft_kwargs(self) -> None:
         """PEFT would only fail on an unknown key after the encoder has loaded, with a bare ``TypeError``."""
@@ -143,10 +157,11 @@ def check_prepare_args(model: str | ModelArguments, labels: Sequence[str], **opt
         raise ConfigError(f"Need at least 2 labels to classify, got {labels}.")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"Labels must be unique, got {labels}.")
-    unknown = sorted(set(args.label_descriptions or ()) - set(labels))
+    described = types_of_tags(labels) or labels  # a tag set (O, B-x, I-x, ...) is described per entity type
+    unknown = sorted(set(args.label_descriptions or ()) - set(described))
     if unknown:
         raise ConfigError(
-            f"label_descriptions names label(s) {unknown} that the task does not have (labels: {labels})."
+            f"label_descriptions names label(s) {unknown} that the task does not have (labels: {described})."
         )
     register_auto_classes()  # a model hf_transfer saved is a base too (continued transfer)
     try:
@@ -193,11 +208,14 @@ def check_base_task(name: str, task: str, forced: bool) -> None:
 
 
 def load_encoder(path: str, dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, tuple[str, bool] | None]:
-    """The encoder at ``path`` and its declared ``(pooling, normalise)``; of a saved hf_transfer classifier
-    (continued transfer) the encoder and pooling are kept and the head dropped."""
+    """The encoder at ``path`` and its declared ``(pooling, normalise)``; of a saved hf_transfer classifier or
+    tagger (continued transfer) the encoder and pooling are kept and the head dropped."""
     kwargs = {"dtype": dtype} if dtype else {}
-    if isinstance(AutoConfig.from_pretrained(path), TransferConfig):
-        saved = TransferForSequenceClassification.from_pretrained(path, **kwargs)
+    config = AutoConfig.from_pretrained(path)
+    if isinstance(config, TransferConfig):
+        tagger = any(a.endswith("ForTokenClassification") for a in config.architectures or ())
+        model_class = TransferForTokenClassification if tagger else TransferForSequenceClassification
+        saved = model_class.from_pretrained(path, **kwargs)
         return saved.encoder, (saved.config.pooling, saved.config.normalize)
     return AutoModel.from_pretrained(path, **kwargs), sentence_transformers_pooling(path)
 
@@ -215,6 +233,7 @@ def freeze(model: TransferForSequenceClassification, *, backbone=False, embeddin
     encoder = model.encoder
     if backbone:
         encoder.requires_grad_(False)
+        model.frozen_encoder = True  # no dropout in it either: training on live inputs = on cached features
         return
     if embeddings:
         encoder.get_input_embeddings().requires_grad_(False)
@@ -264,18 +283,46 @@ def calibrate_bias(
         model.classifier.bias.copy_(-torch.tensor(quantiles, dtype=model.classifier.bias.dtype))
 
 
+def calibrate_token_bias(
+    model: TransferForTokenClassification,
+    tokenizer: PreTrainedTokenizerBase,
+    sentences: Sequence[Sequence[str]],
+    rates: Sequence[float],
+    max_length: int = 128,
+) -> None:
+    """Token classification: set each entity type's biases so that its logit passes ``O``'s (0) on a
+    ``rates[type]`` share of the words of ``sentences``; ``I-`` gets a hair more than ``B-``.
+
+    The description head scores a word by its state's similarity to each type's description, and most
+    similarities are positive, so with zero biases every word starts inside an entity (the multi-label head's
+    problem, per token). Untrained, ``B-`` and ``I-`` rows are the same; leaning to ``I-`` reads a run of one
+    type's words as one entity (an ``I-`` after ``O`` opens an entity in seqeval's default reading and in
+    ``pipeline(aggregation_strategy="simple")``), where leaning to ``B-`` would split it into one per word."""
+    with torch.no_grad():
+        model.classifier.bias.zero_()
+    dim = model.config.num_labels
+    words = run_batched_words(model, tokenizer, sentences, lambda m, b: m(**b).logits.float(), max_length=max_length)
+    logits = np.concatenate([w for w in words if len(w)] or [np.zeros((0, dim), np.float32)])
+    bias = torch.zeros(dim)
+    for k, rate in enumerate(rates):
+        cut = float(np.quantile(logits[:, 2 + 2 * k], 1 - rate)) if len(logits) else 0.0
+        bias[1 + 2 * k], bias[2 + 2 * k] = -cut, -cut + 1e-3
+    with torch.no_grad():
+        model.classifier.bias.copy_(bias.to(model.classifier.bias.dtype))
+
+
 def descriptions_for(labels: Sequence[str], label_descriptions: Mapping | None) -> list[list[str]]:
     given = [(label_descriptions or {}).get(label, readable_label(label)) for label in labels]
     return [[texts] if isinstance(texts, str) else list(texts) for texts in given]
 
 
-def peft_config_for(method: str, encoder_model_type: str, **overrides):
+def peft_config_for(method: str, encoder_model_type: str, *, tokens: bool = False, **overrides):
     """A PEFT config for ``method`` whose target modules suit the encoder, with the head saved in full."""
     import peft.utils.constants as peft_constants
     from peft import TaskType
 
     config_cls, peft_type = peft_config_class(method), peft_type_of(method)
-    kwargs = {"task_type": TaskType.SEQ_CLS}
+    kwargs = {"task_type": TaskType.TOKEN_CLS if tokens else TaskType.SEQ_CLS}
     if method == "dora":
         kwargs["use_dora"] = True
     fields = getattr(config_cls, "__dataclass_fields__", {})
@@ -298,7 +345,8 @@ def prepare(
     *,
     dtype: torch.dtype | None = None,
     problem_type: str | None = None,
-    calibrate: tuple[Sequence[str], Sequence[float]] | None = None,
+    calibrate: tuple[Sequence, Sequence[float]] | None = None,
+    task: str | None = None,
     **options,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``model`` (a name with :class:`ModelArguments` fields as keywords, or a ``ModelArguments``) as a
@@ -306,12 +354,19 @@ def prepare(
     with the head in ``modules_to_save``; either way it goes straight to ``transformers.Trainer``.
     ``problem_type="multi_label_classification"``: a sigmoid per label, trained with binary cross-entropy; saved in
     ``config.json``, so plain transformers (``pipeline``) scores labels independently too; ``calibrate=(texts,
-    rates)`` sets its biases by :func:`calibrate_bias` before any freezing or adapter."""
+    rates)`` sets its biases by :func:`calibrate_bias` before any freezing or adapter.
+    ``task="token_classification"``: a tagger (:class:`~hf_transfer.modeling.TransferForTokenClassification`)
+    over the tag set ``labels`` (``O``, ``B-t``, ``I-t`` per type ``t``), its head from the types' descriptions and
+    ``calibrate=(sentences, type_rates)`` by :func:`calibrate_token_bias`."""
     labels = list(labels)
     args = check_prepare_args(model, labels, **options)
+    tokens = task == TOKEN_CLASSIFICATION
+    types = types_of_tags(labels)
+    if tokens and types is None:
+        raise ConfigError(f"A tagger needs the tag set 'O', 'B-<type>', 'I-<type>', ... as labels, got {labels[:5]}.")
     method, ref = args.method, portable_ref(args.model_name_or_path)  # saved in config.json: no local path
     path = resolve_model(args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = word_tokenizer(path) if tokens else AutoTokenizer.from_pretrained(path)
     encoder, declared = load_encoder(path, dtype)
     declared = declared or ("mean", False)
     encoder.config.name_or_path = ref
@@ -322,23 +377,28 @@ def prepare(
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
         problem_type=problem_type,
+        subword_labels=args.subword_labels if tokens else None,
     )
     config.name_or_path = ref
-    model = TransferForSequenceClassification(config, encoder=encoder)
+    model = (TransferForTokenClassification if tokens else TransferForSequenceClassification)(config, encoder=encoder)
     if args.head_init == "label_descriptions":
-        descriptions = descriptions_for(labels, args.label_descriptions)
+        descriptions = descriptions_for(types if tokens else labels, args.label_descriptions)
         weights = description_head(model, tokenizer, descriptions, args.head_init_scale, args.max_length)
+        if tokens:  # O: no direction of its own (the biases set where it wins); B-t and I-t: type t's
+            weights = torch.cat([torch.zeros_like(weights[:1]), weights.repeat_interleave(2, dim=0)])
         with torch.no_grad():
             model.classifier.weight.copy_(weights)
             model.classifier.bias.zero_()
     if calibrate is not None:
-        calibrate_bias(model, tokenizer, *calibrate, max_length=args.max_length)
+        calibrate_fn = calibrate_token_bias if tokens else calibrate_bias
+        calibrate_fn(model, tokenizer, *calibrate, max_length=args.max_length)
     freeze(model, backbone=method == "head", embeddings=args.freeze_embeddings, layers=args.freeze_layers)
     model.eval()  # like from_pretrained; the Trainer switches to train mode itself
     if args.is_peft:
         from peft import get_peft_model
 
-        model = get_peft_model(model, peft_config_for(method, encoder.config.model_type, **(args.peft_kwargs or {})))
+        peft_config = peft_config_for(method, encoder.config.model_type, tokens=tokens, **(args.peft_kwargs or {}))
+        model = get_peft_model(model, peft_config)
         saved = model.peft_config["default"]
         if getattr(saved, "modules_to_save", None):  # PEFT appends its SEQ_CLS defaults ("classifier", "score"):
             names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}  # list each real module once

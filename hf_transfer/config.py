@@ -39,8 +39,9 @@ class DataArguments:
     )
     task: str = option(
         "auto",
-        "'single_label', 'multi_label', or 'auto': multi-label when the label column holds lists, label_separator "
-        "splits it, or label_columns are given.",
+        "'single_label', 'multi_label', 'token_classification', or 'auto': token classification when the data has "
+        "'tokens' + 'ner_tags' (or 'text' + 'entities' spans, or is CoNLL files), multi-label when the label column "
+        "holds lists, label_separator splits it, or label_columns are given.",
     )
     label_separator: str | None = option(
         None, "Multi-label from text: the label column joins a row's labels with this separator (e.g. ',')."
@@ -48,7 +49,11 @@ class DataArguments:
     label_columns: list[str] | None = option(
         None, "Multi-label from one 0/1 column per label: the columns (names or globs like 'tag_*'), in label order."
     )
-    labels: list[str] | None = option(None, "Label names in order; default: the data's ClassLabel order, else sorted.")
+    labels: list[str] | None = option(
+        None,
+        "Label names in order (token classification: the entity types); default: the data's ClassLabel order, "
+        "else sorted.",
+    )
     normalize_labels: bool = option(
         False,
         "Strip whitespace around label names and merge case variants ('Positive', 'positive ') into one: the spelling "
@@ -57,7 +62,8 @@ class DataArguments:
     n_per_class: int | None = option(
         None,
         "Train rows per class, sampled stratified (0 = no training); multi-label: at least this many rows per label "
-        "(and rows with no label, if the data has them), rarest label first. Default: all.",
+        "(and rows with no label, if the data has them), rarest label first; token classification: at least this many "
+        "sentences per entity type, rarest type first. Default: all.",
     )
     sample_seed: int = option(0, "Seed for the n-per-class sample.")
     extra_train: str | None = option(
@@ -73,6 +79,11 @@ class DataArguments:
         "data (which lists all its labels). Real rows are always fully known; single-label rows have none unknown. "
         "Measured on GoEmotions validation: benchmarks/multilabel_generate.py.",
     )
+    repair_bio: bool = option(
+        False,
+        "Token classification: read an I-x tag that continues no x entity as B-x (with a warning) instead of "
+        "refusing the data (IOB1 files are like this).",
+    )
     eval_split: str = option("validation", "Split to evaluate on.")
     validation_size: float = option(
         0.1, "Share of train carved out (stratified) when the data has no validation split."
@@ -86,8 +97,10 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if self.task not in ("auto", "single_label", "multi_label"):
-            raise ConfigError(f"task={self.task!r} must be 'auto', 'single_label' or 'multi_label'.")
+        if self.task not in ("auto", "single_label", "multi_label", "token_classification"):
+            raise ConfigError(
+                f"task={self.task!r} must be 'auto', 'single_label', 'multi_label' or 'token_classification'."
+            )
         if isinstance(self.label_columns, str):
             self.label_columns = [self.label_columns]
         if self.extra_train_unasked not in UNASKED_MODES:

@@ -48,6 +48,7 @@ from .multi_label import (
     split_joined,
     strata,
 )
+from .token_classification import TOKEN_CLASSIFICATION, is_token_source, load_token_target, sample_per_type, type_names
 
 if TYPE_CHECKING:
     from .config import DataArguments
@@ -212,8 +213,8 @@ def _check_columns(data: DatasetDict, text_column: str, label_column: str) -> No
         if missing and {"tokens", "ner_tags"} <= set(ds.column_names):
             raise DataError(
                 f"Split {split!r} is token-classification data ('tokens' + 'ner_tags'), not sentences with labels. "
-                f"Load it with hf_transfer.token_classification.load_token_target; the strategies train sentence "
-                f"classifiers only so far."
+                f"Train a tagger on it with task='token_classification' (or 'auto'; --task on the command line), or "
+                f"load it with hf_transfer.token_classification.load_token_target."
             )
         if missing:
             close = {c: difflib.get_close_matches(c, ds.column_names, n=1, cutoff=0.5) for c in missing}
@@ -605,6 +606,8 @@ def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
 def load_data_args(data_args: DataArguments, counts: dict | None = None):
     """Load and sample the target data of ``data_args``: ``(train, eval, labels)``. ``counts``, if given, receives
     ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``."""
+    if data_args.task == TOKEN_CLASSIFICATION or (data_args.task == "auto" and is_token_source(data_args.dataset)):
+        return _load_token_args(data_args, counts)
     names = ("text_column", "label_column", "labels", "normalize_labels", "task", "label_separator", "label_columns")
     kwargs = {k: getattr(data_args, k) for k in names}
     kwargs.update(validation_size=data_args.validation_size, seed=data_args.sample_seed)
@@ -653,6 +656,39 @@ def load_data_args(data_args: DataArguments, counts: dict | None = None):
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
     return train, eval_ds, labels
+
+
+def _load_token_args(data_args: DataArguments, counts: dict | None):
+    """:func:`load_data_args` for token classification: ``(train, eval, tags)``, train sampled per entity type
+    (:func:`~hf_transfer.token_classification.sample_per_type`); extra_train rows are token data too, with the
+    target's types."""
+    options = dict(repair_bio=data_args.repair_bio, validation_size=data_args.validation_size)
+    data = load_token_target(data_args.dataset, types=data_args.labels, seed=data_args.sample_seed, **options)
+    if data_args.eval_split not in data:
+        raise DataError(f"eval_split={data_args.eval_split!r} is not among the splits {list(data)}.")
+    train = data["train"]
+    tags = list(train.features["ner_tags"].feature.names)
+    n = data_args.n_per_class
+    if n is not None:
+        train = train.select([]) if n == 0 else sample_per_type(train, n, seed=data_args.sample_seed)
+    n_real = len(train)
+    if data_args.repeat_train > 1 and n_real:
+        train = concatenate_datasets([train] * data_args.repeat_train)
+    extra = None
+    if data_args.extra_train:
+        try:
+            parts = load_token_target(data_args.extra_train, types=type_names(train), validation_size=0, **{
+                "repair_bio": data_args.repair_bio})  # fmt: skip
+        except DataError as err:
+            raise DataError(f"extra_train={str(data_args.extra_train)!r}: {err}") from None
+        extra = concatenate_datasets([ds.cast(train.features) for ds in parts.values()])
+        train = concatenate_datasets([train, extra])
+    if counts is not None:
+        counts.update(n_real_train=n_real, n_extra_train=len(extra) if extra is not None else 0)
+    eval_ds = data[data_args.eval_split]
+    if data_args.max_eval_samples is not None:
+        eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
+    return train, eval_ds, tags
 
 
 def _load_extra_train(source, labels: list[str], multi: bool, data_args: DataArguments) -> Dataset:

@@ -133,3 +133,18 @@ class EntityF1(evaluate.Metric):
         from .token_classification import entity_scores
 
         return entity_scores(predictions, references)
+
+
+def token_classification(names) -> Callable:
+    """A ``compute_metrics`` for tagger logits ``(rows, seq, tags)``: entity-level micro/macro F1, precision and
+    recall, and word accuracy, read at the labelled positions (first sub-tokens); ``names`` are the tags."""
+    from .token_classification import tag_scores, word_predictions
+
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        label_ids = np.asarray(eval_pred.label_ids)
+        truth = [row[row != -100].tolist() for row in label_ids]
+        scores = tag_scores(word_predictions(logits, label_ids), truth, names)
+        return {k: v for k, v in scores.items() if not isinstance(v, dict)}
+
+    return compute_metrics

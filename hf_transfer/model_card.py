@@ -242,16 +242,24 @@ def build_model_card(
     dataset_ref = hub_dataset_ref(dataset)
     eval_split = result.eval_split or getattr(data_args, "eval_split", None) or "validation"
     model_name = model_name or Path(str(getattr(config, "output_dir", None) or "hf-transfer-model")).name
+    token = result.token_classification
+    task = "token-classification" if token else "text-classification"
     common = dict(
-        task_type="text-classification",
-        task_name="Text Classification",
+        task_type=task,
+        task_name="Token Classification" if token else "Text Classification",
         dataset_type=dataset_ref or dataset,
         dataset_name=dataset_ref or dataset.removeprefix("bundled:"),
         dataset_split=eval_split,
     )
     metrics = [("accuracy", result.accuracy, "Subset accuracy" if result.multi_label else "Accuracy", None),
                ("f1", result.f1_macro, "Macro F1", {"average": "macro"})]  # fmt: skip
-    if result.multi_label:
+    if token:  # entity-level scores (micro-F1 the headline), then word accuracy
+        metrics = [("f1", result.f1_micro, "Entity micro F1", {"average": "micro"}),
+                   ("f1", result.f1_macro, "Entity macro F1", {"average": "macro"}),
+                   ("precision", result.precision, "Entity precision", {"average": "micro"}),
+                   ("recall", result.recall, "Entity recall", {"average": "micro"}),
+                   ("accuracy", result.accuracy, "Word accuracy", None)]  # fmt: skip
+    elif result.multi_label:
         metrics += [("f1", result.f1_micro, "Micro F1", {"average": "micro"}),
                     ("f1", result.f1_samples, "Samples F1", {"average": "samples"})]  # fmt: skip
     eval_results = [
@@ -263,11 +271,11 @@ def build_model_card(
         library_name="peft" if saved_as_adapter else "transformers",
         base_model=(base_refs[0] if len(base_refs) == 1 else base_refs) or None,
         datasets=[dataset_ref] if dataset_ref else None,
-        tags=[LIBRARY_TAG, result.strategy, method, "text-classification"]
+        tags=[LIBRARY_TAG, result.strategy, method, task]
         + (["multi-label-classification"] if result.multi_label else []),
-        pipeline_tag="text-classification",
+        pipeline_tag=task,
         license=license or next((KNOWN_LICENSES[r] for r in base_refs if r in KNOWN_LICENSES), None),
-        metrics=["accuracy", "f1"],
+        metrics=["f1", "precision", "recall", "accuracy"] if token else ["accuracy", "f1"],
         model_name=model_name,
         eval_results=eval_results,
     )
@@ -277,7 +285,12 @@ def build_model_card(
         summary = (
             f"Micro-F1 {result.f1_micro:.3f}, macro-F1 {result.f1_macro:.3f}, subset accuracy {result.accuracy:.3f}"
         )
-    headline = "micro-F1 " if result.multi_label else ""  # a multi-label reference's accuracy slot is micro-F1
+    if token:
+        scores = [("Entity micro-F1", result.f1_micro), ("macro-F1", result.f1_macro),
+                  ("precision", result.precision), ("recall", result.recall)]  # fmt: skip
+        summary = ", ".join(f"{name} {value:.3f}" for name, value in scores if value is not None)
+    # a multi-label (token) reference's accuracy slot is (entity) micro-F1
+    headline = "entity micro-F1 " if token else "micro-F1 " if result.multi_label else ""
     summary += "".join(f" ({r.name}: {headline}{r.accuracy:.3f})" for r in references) + "."
     variables = dict(
         model_name=model_name,
@@ -309,14 +322,24 @@ def build_model_card(
             (name, scores, t)
             for (name, scores), t in zip((result.per_label or {}).items(), result.label_thresholds or [])
         ],  # fmt: skip
+        token_classification=token,
+        entity_types=entity_types(result) if token else [],
+        per_type=list((result.per_label or {}).items()) if token else [],
         hyperparameters=_hyperparameters(result, config),
         results_table=_results_table(result, references),
-        usage=_usage(usage_ref or model_name, saved_as_adapter),
+        usage=_usage(usage_ref or model_name, saved_as_adapter, token=token),
         limitations=_limitations(result, dataset),
     )
     variables.update(result.card_variables())
     variables.update(_reproduce(result, config, data_args))
     return render_card(ModelCard, card_data, path, variables)
+
+
+def entity_types(result: RunResult) -> list[str]:
+    """A token-classification run's entity types in tag order (``B-t``/``I-t`` → ``t``; ``O`` is none), or the
+    types its per-type scores name when the result lists no tags."""
+    types = [label[2:] for label in result.labels if label[:2] in ("B-", "I-")]
+    return list(dict.fromkeys(types)) or list(result.per_label or {})
 
 
 def write_model_card(folder: str | Path, results: Mapping, config=None, data_args=None, **kwargs) -> Path:
@@ -348,13 +371,21 @@ def _hyperparameters(result: RunResult, config) -> dict[str, str]:
 
 
 def _results_table(result: RunResult, references) -> list[tuple[str, str]]:
+    token = result.token_classification
     rows = [("subset accuracy" if result.multi_label else "accuracy", f"{result.accuracy:.4f}"),
             ("macro-F1", f"{result.f1_macro:.4f}")]  # fmt: skip
-    if result.multi_label:
+    if token:
+        scores = [("entity micro-F1", result.f1_micro), ("entity macro-F1", result.f1_macro),
+                  ("entity precision", result.precision), ("entity recall", result.recall),
+                  ("word accuracy", result.accuracy)]  # fmt: skip
+        rows = [(name, f"{value:.4f}") for name, value in scores if value is not None]
+    elif result.multi_label:
         rows += [("micro-F1", f"{result.f1_micro:.4f}"), ("samples-F1", f"{result.f1_samples:.4f}")]
     for r in references:
-        headline = "micro-F1" if result.multi_label else "accuracy"  # as the run's own headline
-        rows += [(f"{headline}, {r.name}", f"{r.accuracy:.4f}"), (f"macro-F1, {r.name}", f"{r.f1_macro:.4f}")]
+        # as the run's own headline
+        headline = "entity micro-F1" if token else "micro-F1" if result.multi_label else "accuracy"
+        macro = "entity macro-F1" if token else "macro-F1"
+        rows += [(f"{headline}, {r.name}", f"{r.accuracy:.4f}"), (f"{macro}, {r.name}", f"{r.f1_macro:.4f}")]
     rows += result.card_rows()
     if result.train_seconds is not None:
         rows.append(("training time (s)", f"{result.train_seconds:.1f}"))
@@ -365,9 +396,12 @@ def _results_table(result: RunResult, references) -> list[tuple[str, str]]:
     return rows
 
 
-def _usage(model_name: str, adapter: bool) -> str:
+def _usage(model_name: str, adapter: bool, *, token: bool = False) -> str:
     """Loading with hf_transfer installed (its registered class, no remote code) and, as comments, without
-    it (``trust_remote_code=True`` runs the ``modeling.py`` that ``save_pretrained`` ships in the folder)."""
+    it (``trust_remote_code=True`` runs the ``modeling.py`` that ``save_pretrained`` ships in the folder).
+    ``token``: a tagger (``AutoModelForTokenClassification``, the token-classification pipeline)."""
+    if token:
+        return _token_usage(model_name, adapter)
     load = f'model = AutoModelForSequenceClassification.from_pretrained("{model_name}")'
     lines = [
         "import hf_transfer  # pip install hf-transfer-learning: registers the classifier with the Auto classes",
@@ -394,7 +428,37 @@ def _usage(model_name: str, adapter: bool) -> str:
     return "\n".join(lines)
 
 
+def _token_usage(model_name: str, adapter: bool) -> str:
+    load = f'model = AutoModelForTokenClassification.from_pretrained("{model_name}")'
+    task = '"token-classification"'
+    lines = [
+        "import hf_transfer  # pip install hf-transfer-learning: registers the tagger with the Auto classes",
+        "from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline",
+        "",
+        load + ("  # base + PEFT adapter" if adapter else ""),
+        f'tokenizer = AutoTokenizer.from_pretrained("{model_name}")',
+        f'tag = pipeline({task}, model=model, tokenizer=tokenizer, aggregation_strategy="simple")',
+        'print(tag("Angela Merkel met Emmanuel Macron in Paris."))  # entities: type, words, score, offsets',
+    ]
+    if adapter:
+        lines += [
+            "",
+            "# or with PEFT's own loader:",
+            "from peft import AutoPeftModelForTokenClassification",
+            f'model = AutoPeftModelForTokenClassification.from_pretrained("{model_name}")',
+        ]
+    lines += [
+        "",
+        "# without hf_transfer: the tagger's code ships with the model (modeling.py); allow it to run",
+        f'# model = AutoModelForTokenClassification.from_pretrained("{model_name}", trust_remote_code=True)',
+        f'# tag = pipeline({task}, model="{model_name}", trust_remote_code=True, aggregation_strategy="simple")',
+    ]
+    return "\n".join(lines)
+
+
 def _limitations(result: RunResult, dataset: str) -> list[str]:
+    if result.token_classification:
+        return _token_limitations(result, dataset)
     items = [
         f"It only knows the labels {', '.join(result.labels)}; "
         + (
@@ -410,6 +474,25 @@ def _limitations(result: RunResult, dataset: str) -> list[str]:
     n = result.n_per_class
     if n is not None and 0 < n <= 64:
         items.append(f"Trained on only {n} labelled examples per class: the numbers above are noisy.")
+    return items + result.card_limitations()
+
+
+def _token_limitations(result: RunResult, dataset: str) -> list[str]:
+    types = ", ".join(entity_types(result))
+    items = [
+        f"It only knows the entity types {types}: it tags each word `B-<type>` (the first word of an entity), "
+        "`I-<type>` (a word inside one) or `O` (outside any), so a name of any other type is missed or given "
+        "one of these types.",
+        "Entity scores count an entity only with its exact type and boundaries; word accuracy is high even for "
+        "a weak tagger, since most words are `O`.",
+        f"Measured on one split of `{dataset}` with one seed; expect a few points of variance on other "
+        "samples, and more on text unlike the training data.",
+        "The tagger is a custom class (a linear tag head on the encoder's token states): load it after "
+        "`import hf_transfer`, or pass `trust_remote_code=True` to run the `modeling.py` shipped with the model.",
+    ]
+    n = result.n_per_class
+    if n is not None and 0 < n <= 64:
+        items.append(f"Trained on only {n} labelled sentences per entity type: the numbers above are noisy.")
     return items + result.card_limitations()
 
 

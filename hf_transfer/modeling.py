@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 POOLING_MODES = ("mean", "cls", "max", "pooler")
 
@@ -32,6 +32,8 @@ class TransferConfig(PreTrainedConfig):
     classifier_dropout: float = 0.0
     # multi-label: the probability at which each label is predicted (chosen on training data when trained)
     label_thresholds: list[float] | None = None
+    # token classification: which sub-tokens of a word carried its tag in training ("first" or "all")
+    subword_labels: str | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -51,12 +53,56 @@ class TransferPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     # The loss is a per-batch mean; tell the Trainer not to rescale it by num_items_in_batch / world size.
     accepts_loss_kwargs = False
+    # Set when the whole backbone is frozen (hf_transfer's method="head"): the encoder is a fixed feature extractor.
+    frozen_encoder = False
+
+    def train(self, mode: bool = True):
+        """``nn.Module.train``, but a frozen encoder (``frozen_encoder``) stays in eval mode, its dropout off: a head
+        trained on live inputs sees the features that the cached path computes once in eval mode."""
+        super().train(mode)
+        if mode and self.frozen_encoder:
+            self.encoder.eval()
+        return self
 
     def _init_weights(self, module):
         # The encoder arrives pretrained; only the head is ever freshly initialised here.
         if isinstance(module, nn.Linear) and module is getattr(self, "classifier", None):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
+
+    def _attach_encoder(self, encoder: PreTrainedModel | None) -> None:
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(self.config.encoder_config)
+        if self.encoder.config._attn_implementation is None:
+            self.encoder.config._attn_implementation = self.config._attn_implementation
+        self.config.encoder_config = self.encoder.config
+        self.dropout = nn.Dropout(self.config.classifier_dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, self.config.num_labels)
+
+    def _encode(self, input_ids, attention_mask, token_type_ids, inputs_embeds=None, **kwargs):
+        given = {**kwargs, "inputs_embeds": inputs_embeds}
+        keys = ("inputs_embeds", "output_attentions", "output_hidden_states", "position_ids")
+        extra = {key: given[key] for key in keys if given.get(key) is not None}
+        if token_type_ids is not None:
+            extra["token_type_ids"] = token_type_ids
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **extra)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def embed(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """The pooled (and, if configured, L2-normalised) sentence embedding."""
+        outputs = self._encode(input_ids, attention_mask, token_type_ids, **kwargs)
+        mode = self.config.pooling
+        pooled = outputs.pooler_output if mode == "pooler" else pool(outputs.last_hidden_state, attention_mask, mode)
+        if self.config.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        return pooled
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -> torch.Tensor:
@@ -87,30 +133,8 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
 
     def __init__(self, config: TransferConfig, encoder: PreTrainedModel | None = None):
         super().__init__(config)
-        self.encoder = encoder if encoder is not None else AutoModel.from_config(config.encoder_config)
-        if self.encoder.config._attn_implementation is None:
-            self.encoder.config._attn_implementation = self.config._attn_implementation
-        self.config.encoder_config = self.encoder.config
-        self.dropout = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._attach_encoder(encoder)
         self.post_init()
-
-    def embed(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        """The pooled (and, if configured, L2-normalised) sentence embedding."""
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
-        mode = self.config.pooling
-        pooled = outputs.pooler_output if mode == "pooler" else pool(outputs.last_hidden_state, attention_mask, mode)
-        if self.config.normalize:
-            pooled = nn.functional.normalize(pooled, dim=-1)
-        return pooled
 
     def forward(
         self,
@@ -123,10 +147,9 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         **kwargs,
     ) -> SequenceClassifierOutput:
         if sentence_embedding is None:
-            given = {**kwargs, "inputs_embeds": inputs_embeds}
-            keys = ("inputs_embeds", "output_attentions", "output_hidden_states", "position_ids")
-            extra = {key: given[key] for key in keys if given.get(key) is not None}
-            sentence_embedding = self.embed(input_ids, attention_mask, token_type_ids, **extra)
+            sentence_embedding = self.embed(
+                input_ids, attention_mask, token_type_ids, inputs_embeds=inputs_embeds, **kwargs
+            )
         logits = self.classifier(self.dropout(sentence_embedding.to(self.classifier.weight.dtype)))
         loss = None
         if labels is not None and self.config.problem_type == "multi_label_classification":
@@ -144,21 +167,83 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
         thresholds = self.config.label_thresholds or [0.5] * logits.shape[-1]
         return logits.float().sigmoid() >= torch.tensor(thresholds, device=logits.device)
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.encoder.get_input_embeddings()
+
+def token_soft_target_loss(logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor | None = None,
+                           *, weight: float = 1.0, temperature: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """Per-token distillation: ``(1 − weight) · CE(z, y) + weight · T² · KL(q_T ‖ softmax(z / T))`` over the
+    tokens whose target row sums to 1 (padding and unlabelled sub-tokens carry zeros), averaged over those
+    tokens; CE over the tokens whose label is not -100."""
+    logits = logits.float()
+    scored = targets.float().sum(-1) > 0.5
+    target_log = nn.functional.log_softmax(targets.float().clamp_min(1e-8).log() / temperature, dim=-1)
+    log_probs = nn.functional.log_softmax(logits / temperature, dim=-1)
+    kl = (target_log.exp() * (target_log - log_probs)).sum(-1)
+    kl = (kl * scored).sum() / scored.sum().clamp(min=1) * temperature**2
+    if labels is None or weight == 1.0:
+        return kl
+    ce = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten().long(), ignore_index=-100)
+    return (1 - weight) * torch.nan_to_num(ce) + weight * kl
+
+
+class TransferForTokenClassification(TransferPreTrainedModel):
+    """Encoder → token states → (normalise) → dropout → linear head, one tag per token: the pooled-encoder family's
+    tagger. It keeps the sentence classifier's config (pooling and normalisation as the checkpoint was trained),
+    so the same type-description head init applies to token states, and ``forward`` takes precomputed
+    ``token_embeddings`` (one per word) so the Trainer can train the head on cached features of a frozen
+    backbone. ``labels``: tag ids with -100 for sub-tokens and padding left out (CE), or per-token distributions
+    (soft targets; rows of zeros are left out)."""
+
+    def __init__(self, config: TransferConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        self._attach_encoder(encoder)
+        self.post_init()
+
+    def token_states(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
+        """``(batch, seq, hidden)`` token states, L2-normalised when the checkpoint normalises its embeddings."""
+        hidden = self._encode(input_ids, attention_mask, token_type_ids, **kwargs).last_hidden_state
+        return nn.functional.normalize(hidden, dim=-1) if self.config.normalize else hidden
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        token_embeddings: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        if token_embeddings is None:
+            token_embeddings = self.token_states(
+                input_ids, attention_mask, token_type_ids, inputs_embeds=inputs_embeds, **kwargs
+            )
+        logits = self.classifier(self.dropout(token_embeddings.to(self.classifier.weight.dtype)))
+        loss = None
+        if labels is not None and labels.is_floating_point():
+            loss = token_soft_target_loss(logits, labels)
+        elif labels is not None:
+            loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+    def decide(self, logits: torch.Tensor) -> torch.Tensor:
+        """Tag ids from logits, one per token."""
+        return logits.argmax(-1)
 
 
 # Ship this file with every save: ``save_pretrained`` copies it next to the weights and adds ``auto_map``.
 TransferConfig.register_for_auto_class()
 TransferForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+TransferForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 
 def register_auto_classes() -> None:
     """Load saved models with this package's classes, no ``trust_remote_code``: transformers prefers a
     registered (local) class to the folder's ``auto_map`` copy."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     with contextlib.suppress(ValueError):  # already registered (module reloaded)
         AutoConfig.register(TransferConfig.model_type, TransferConfig)
     with contextlib.suppress(ValueError):
         AutoModelForSequenceClassification.register(TransferConfig, TransferForSequenceClassification)
+    with contextlib.suppress(ValueError):
+        AutoModelForTokenClassification.register(TransferConfig, TransferForTokenClassification)

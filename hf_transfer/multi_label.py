@@ -28,8 +28,11 @@ def is_list_feature(feature) -> bool:
 
 
 def task_of(data: Dataset | DatasetDict) -> str:
-    """``multi_label`` when the ``label`` column holds lists of labels, else ``single_label``."""
+    """``token_classification`` for ``ner_tags`` sentences, ``multi_label`` when the ``label`` column holds lists of
+    labels, else ``single_label``."""
     ds = data["train"] if isinstance(data, DatasetDict) else data
+    if "ner_tags" in ds.features:
+        return "token_classification"
     return MULTI_LABEL if is_list_feature(ds.features["label"]) else SINGLE_LABEL
 
 

@@ -1,5 +1,9 @@
 """Compare strategies across runs: a Markdown table and a PNG plot from the ``results.json`` of each run,
-one row per strategy × labels per class (averaged over seeds), zero-shot floors as reference lines."""
+one row per strategy × labels per class (averaged over seeds), zero-shot floors as reference lines.
+
+A row's headline ("accuracy" column) is accuracy, except for multi-label runs (micro-F1, the row marked
+``[micro-F1]``) and token-classification runs (entity micro-F1, marked ``[entity micro-F1]``; their labels
+per class are sentences per entity type)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from .results import RunResult
 REPORT_MD = "report.md"
 REPORT_PNG = "report.png"
 ALL = "all"  # labels per class when a run trained on the whole train split
+MICRO_F1 = " [micro-F1]"  # a multi-label row's headline: micro-F1 (subset accuracy says little with 28 labels)
+ENTITY_MICRO_F1 = " [entity micro-F1]"  # a token-classification row's headline: entity micro-F1, not word accuracy
 
 
 @dataclass(frozen=True)
@@ -73,15 +79,23 @@ def run_points(run: Mapping) -> list[tuple[str, str, int | str, float, float, fl
     per zero-shot floor the run measured (labelmap's zero-shot through the map)."""
     run = RunResult.from_dict(run)
     target = _target(run)
-    metric = " [micro-F1]" if run.multi_label else ""  # a multi-label reference's accuracy slot is micro-F1
+    # a multi-label (token-classification) reference's accuracy slot is (entity) micro-F1
+    metric = _headline_mark(run)
     floors = [(target, f"{run.strategy} {r.name}{metric}", 0, r.accuracy, r.f1_macro, float(r.seconds or 0.0), True)
               for r in run.references() if r.floor]  # fmt: skip
     n = ALL if run.n_per_class is None else int(run.n_per_class)
     wall = float(run.wall_seconds or 0.0)
-    if run.multi_label:  # subset accuracy says little with 28 labels: the row shows micro-F1, and says so
-        return [*floors, (target, f"{run.report_name()} [micro-F1]", n, run.f1_micro, run.f1_macro, wall,
+    if metric and run.f1_micro is not None:  # the row shows (entity) micro-F1, and says so
+        return [*floors, (target, f"{run.report_name()}{metric}", n, run.f1_micro, run.f1_macro, wall,
                           run.zero_shot)]  # fmt: skip
     return [*floors, (target, run.report_name(), n, run.accuracy, run.f1_macro, wall, run.zero_shot)]
+
+
+def _headline_mark(run: RunResult) -> str:
+    """What a run's row shows in place of accuracy, as the suffix of its name ("" for accuracy)."""
+    if run.token_classification:
+        return ENTITY_MICRO_F1
+    return MICRO_F1 if run.multi_label else ""
 
 
 def _group(items: Iterable, key: Callable) -> dict:
@@ -180,9 +194,13 @@ def write_report(
         + (f", seed {r['seed']}" if r.get("seed") is not None else "")
         for r in runs
     )
+    marks = [mark.strip() for mark in (MICRO_F1, ENTITY_MICRO_F1) if any(r.strategy.endswith(mark) for r in rows)]
+    note = f" Rows marked {' or '.join(f'`{m}`' for m in marks)} show that score instead." if marks else ""
+    if ENTITY_MICRO_F1.strip() in marks:
+        note += " A token-classification run's labels per class are sentences per entity type."
     markdown = (
         f"# {title}\n\n{len(runs)} run(s) under `{folder}`; accuracy ± sample std over runs with the same "
-        f"strategy and labels per class.\n\n{table}\n\n![accuracy vs labels per class]({png.name})\n\n"
+        f"strategy and labels per class.{note}\n\n{table}\n\n![accuracy vs labels per class]({png.name})\n\n"
         f"## Runs\n\n{sources}\n"
     )
     md = out / REPORT_MD

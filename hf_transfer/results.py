@@ -68,6 +68,10 @@ class RunResult(Mapping):
     f1_samples: float | None = None
     per_label: dict[str, dict[str, float]] | None = None  # precision, recall, F1 per label on the eval split
     label_thresholds: list[float] | None = None
+    # token classification (``task="token_classification"``): ``accuracy`` is word accuracy, ``f1_micro`` /
+    # ``f1_macro`` / ``precision`` / ``recall`` are entity-level, ``per_label`` holds each entity type's scores
+    precision: float | None = None
+    recall: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __init_subclass__(cls, strategy: str | None = None, **kwargs):
@@ -140,15 +144,21 @@ class RunResult(Mapping):
     def multi_label(self) -> bool:
         return self.task == "multi_label"
 
+    @property
+    def token_classification(self) -> bool:
+        return self.task == "token_classification"
+
     # ---- what the card and the report show; a strategy overrides what it knows more about
     def training_data(self) -> str:
-        """What the model learned from, in words (the card's "labelled examples")."""
+        """What the model learned from, in words (the card's "labelled examples"). A token-classification run
+        samples sentences per entity type (``n_per_class``), and says so."""
         n, n_train = self.n_per_class, self.n_train
+        rows, per = ("sentences", "sentences per entity type") if self.token_classification else ("rows", "per class")
         if n == 0:
             return "none (zero-shot: the head comes from label descriptions)"
         if n is None:
-            return f"all {n_train} training rows" if n_train is not None else "all training rows"
-        return f"{n} per class ({n_train} rows)" if n_train is not None else f"{n} per class"
+            return f"all {n_train} training {rows}" if n_train is not None else f"all training {rows}"
+        return f"{n} {per} ({n_train} {rows})" if n_train is not None else f"{n} {per}"
 
     def references(self) -> list[Reference]:
         """Scores measured in the run to compare the trained model with."""

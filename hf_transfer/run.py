@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from accelerate import PartialState
-from transformers import DataCollatorWithPadding, TrainerCallback
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, TrainerCallback
 
 from .defaults import portable_ref
 from .hub import check_publish, push_run, save_run, trainer_args
-from .metrics import classification, multi_label, multi_label_scores
+from .metrics import classification, multi_label, multi_label_scores, token_classification
 from .output import claim_output_dir, last_complete_checkpoint, save_bytes, wants_resume
 from .results import RunResult
+from .token_classification import TOKEN_CLASSIFICATION, tag_scores, word_predictions
 from .trainer import TransferTrainer, TransferTrainingArguments
 
 
@@ -44,9 +45,23 @@ class Fit:
     def multi_label(self) -> bool:
         return self.trainer.model.config.problem_type == "multi_label_classification"
 
+    @property
+    def tokens(self) -> bool:
+        return is_tagger(self.trainer.model)
+
     def scores(self, labels: list[str]) -> dict:
         """The eval scores a :class:`RunResult` records: accuracy and macro-F1; multi-label adds micro- and
-        samples-F1, per-label scores and the thresholds (its ``accuracy`` is subset accuracy)."""
+        samples-F1, per-label scores and the thresholds (its ``accuracy`` is subset accuracy); token
+        classification: entity-level micro/macro F1, precision, recall and per-type scores over every word of
+        the eval sentences (its ``accuracy`` is word accuracy; ``labels`` are the tags)."""
+        if self.tokens:
+            truth = self.trainer.eval_dataset["ner_tags"]
+            predicted = word_predictions(self.predictions, self.label_ids, [len(t) for t in truth])
+            scores = tag_scores(predicted, truth, labels)
+            per_type = {name: {k: round(v, 4) for k, v in s.items()} for name, s in scores["per_type"].items()}
+            return dict(task=TOKEN_CLASSIFICATION, accuracy=scores["accuracy"], f1_macro=scores["f1_macro"],
+                        f1_micro=scores["f1_micro"], precision=scores["precision"], recall=scores["recall"],
+                        per_label=per_type)  # fmt: skip
         if not self.multi_label:
             return dict(accuracy=self.metrics["eval_accuracy"], f1_macro=self.metrics["eval_f1_macro"])
         thresholds = self.trainer.model.config.label_thresholds or [0.5] * len(labels)
@@ -108,6 +123,12 @@ def fit(
     distillation); ``checkpoint_dir`` replaces ``output_dir`` as where checkpoints go and are resumed from."""
     config = config.for_train_size(len(train))
     multi = getattr(model.config, "problem_type", None) == "multi_label_classification"
+    tagger = is_tagger(model)
+    default_collator = DataCollatorForTokenClassification if tagger else DataCollatorWithPadding
+    if tagger:
+        metrics = token_classification(list(model.config.id2label.values()))
+    else:
+        metrics = multi_label(model.config.label_thresholds) if multi else classification(num_labels)
     args = trainer_args(config)  # push settings and token withheld: we push once, with our card
     if checkpoint_dir:
         args = copy.copy(args)
@@ -117,9 +138,9 @@ def fit(
         args=args,
         train_dataset=train if len(train) else None,
         eval_dataset=eval_ds,
-        data_collator=collator or DataCollatorWithPadding(tokenizer),
+        data_collator=collator or default_collator(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=multi_label(model.config.label_thresholds) if multi else classification(num_labels),
+        compute_metrics=metrics,
         callbacks=list(callbacks),
         soft_weight=soft_weight,
         temperature=temperature,
@@ -129,12 +150,18 @@ def fit(
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_checkpoint(config, checkpoint_dir))
         train_seconds = time.perf_counter() - start
-    if not multi:
+    if not (multi or tagger):
         return Fit(trainer, config, trainer.evaluate(), train_seconds, tokenizer)
     output = trainer.predict(eval_ds, metric_key_prefix="eval")  # evaluate(), keeping the logits for the result
     trainer.log(output.metrics)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return Fit(trainer, config, output.metrics, train_seconds, tokenizer, logits, output.label_ids)
+
+
+def is_tagger(model) -> bool:
+    """Whether ``model`` (or the model under its PEFT wrapper) tags tokens rather than classifying texts."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__.endswith("ForTokenClassification")
 
 
 def resume_checkpoint(config, checkpoint_dir: str | None = None) -> str | None:

@@ -158,6 +158,26 @@ def read_token_source(source) -> dict[str, list[dict]]:
     return {split: _rows_of(ds, split) for split, ds in read_source(source).items()}
 
 
+def is_token_source(source) -> bool:
+    """Whether ``source`` holds token-classification data: CoNLL files, or ``tokens`` + ``ner_tags`` /
+    ``text`` + ``entities`` columns in its train split (the ``task="auto"`` detection)."""
+    from .data import BUNDLED_DIR, read_source
+
+    if isinstance(source, str) and source.startswith("bundled:"):
+        source = str(BUNDLED_DIR / source.removeprefix("bundled:"))
+    path = Path(str(source)) if isinstance(source, str | Path) else None
+    if path is not None and path.is_file():
+        return path.suffix.lower() in CONLL_SUFFIXES
+    if path is not None and path.is_dir() and any(p.suffix.lower() in CONLL_SUFFIXES for p in path.iterdir()):
+        return True
+    try:
+        data = read_source(source)
+    except DataError:
+        return False
+    columns = set(next(iter(data.values())).column_names if "train" not in data else data["train"].column_names)
+    return {"tokens", "ner_tags"} <= columns or {"text", "entities"} <= columns
+
+
 def load_token_target(
     source,
     *,
@@ -278,3 +298,130 @@ def entity_scores(predicted: Sequence[Sequence[str]], truth: Sequence[Sequence[s
         "f1_macro": macro,
         "per_type": per_type,
     }
+
+
+# ---- model side: sub-word alignment, word-level predictions, tag-set helpers
+
+SUBWORD_LABELS = ("first", "all")
+IGNORE_INDEX = -100  # the label of a sub-token or special token that no loss or score reads
+# Zero-shot (no labelled sentence): the share of tokens a description-initialised tagger puts inside entities,
+# split evenly over the types. A prior, replaced by the labelled sentences' own shares whenever there are any;
+# general-domain NER corpora sit near it (CoNLL-2003 train: 16.7% of tokens; CrossNER politics train: 34.9%).
+ZERO_SHOT_ENTITY_SHARE = 0.15
+
+
+def is_tagger(model) -> bool:
+    """Whether ``model`` (or the model under its PEFT wrapper) tags tokens rather than classifying texts."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__.endswith("ForTokenClassification")
+
+
+def types_of_tags(names: Sequence[str]) -> list[str] | None:
+    """The entity types of a tag set in :func:`tag_names` order, or ``None`` when ``names`` is not one."""
+    names = list(names)
+    if len(names) < 3 or names[0] != "O" or len(names) % 2 != 1:
+        return None
+    types = [name[2:] for name in names[1::2]]
+    return types if tag_names(types) == names else None
+
+
+def word_tokenizer(path: str):
+    """The tokenizer at ``path``, ready for pre-split words: byte-level BPE tokenizers (RoBERTa, GPT-2) need
+    ``add_prefix_space=True`` for ``is_split_into_words``, and only a fast tokenizer gives ``word_ids``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer([["a", "b"]], is_split_into_words=True)
+    except (ValueError, AssertionError, TypeError):
+        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError(
+            f"The tokenizer of {path!r} is not a fast (Rust) tokenizer, so sub-tokens cannot be aligned to words. "
+            "Use a model that ships tokenizer.json."
+        )
+    return tokenizer
+
+
+def fill_empty_words(tokenizer, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``sentences`` with each word that ``tokenizer`` turns into no sub-token (a soft hyphen, a zero-width space:
+    the normaliser strips them) replaced by its unknown token. Every word then has a first sub-token, so the i-th
+    labelled position is the i-th word; else the tags and predictions of every later word slide by one."""
+    sentences = [list(s) for s in sentences]
+    unique = list({w for s in sentences for w in s})
+    if not unique:
+        return sentences
+    empty = {w for w, ids in zip(unique, tokenizer(unique, add_special_tokens=False)["input_ids"]) if not ids}
+    if not empty:
+        return sentences
+    filler = tokenizer.unk_token or "-"
+    return [[filler if w in empty else w for w in s] for s in sentences]
+
+
+def aligned_labels(word_ids: Sequence[int | None], tags: Sequence[int], names: Sequence[str], subword_labels: str):
+    """One label per sub-token: the word's tag on its first sub-token; on the others -100 (``"first"``) or the
+    word's tag with ``B-`` turned into ``I-`` (``"all"``: the entity continues); -100 on special tokens."""
+    out, previous = [], None
+    for word in word_ids:
+        if word is None:
+            out.append(IGNORE_INDEX)
+        elif word != previous:
+            out.append(tags[word])
+        elif subword_labels == "all":
+            name = names[tags[word]]
+            out.append(names.index("I-" + name[2:]) if name.startswith("B-") else tags[word])
+        else:
+            out.append(IGNORE_INDEX)
+        previous = word
+    return out
+
+
+def tokenize_tokens(dataset: Dataset, tokenizer, max_length: int, subword_labels: str = "first") -> Dataset:
+    """``tokens`` + ``ner_tags`` sentences as model inputs with aligned ``labels`` (:func:`aligned_labels`);
+    ``ner_tags`` stays (the Trainer drops it: ``forward`` does not take it) for word-level scores of every word,
+    also those that truncation cut off."""
+    names = dataset.features["ner_tags"].feature.names
+
+    def encode(batch):
+        words = fill_empty_words(tokenizer, batch["tokens"])
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        encoded["labels"] = [aligned_labels(encoded.word_ids(i), tags, names, subword_labels)
+                             for i, tags in enumerate(batch["ner_tags"])]  # fmt: skip
+        return encoded
+
+    keep = [c for c in dataset.column_names if c != "ner_tags"]
+    return dataset.map(encode, batched=True, remove_columns=keep, desc="Tokenizing and aligning tags")
+
+
+def word_predictions(logits: np.ndarray, label_ids: np.ndarray, lengths: Sequence[int] | None = None) -> list:
+    """Tag ids per word from sub-token ``logits`` ``(rows, seq, tags)``: the argmax at each labelled position
+    (first sub-tokens, or words of cached features), padded with ``O`` (0) to ``lengths`` (the words that
+    truncation cut off count as predicted outside any entity)."""
+    out = []
+    for i in range(len(label_ids)):
+        positions = np.flatnonzero(np.asarray(label_ids[i]) != IGNORE_INDEX)
+        predicted = np.asarray(logits[i])[positions].argmax(-1).tolist()
+        if lengths is not None:
+            predicted = predicted[: lengths[i]] + [0] * max(0, lengths[i] - len(predicted))
+        out.append(predicted)
+    return out
+
+
+def tag_scores(predicted: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], names: Sequence[str]) -> dict:
+    """:func:`entity_scores` of tag ids, plus word-level ``accuracy``."""
+    spell = [[names[t] for t in tags] for tags in predicted], [[names[t] for t in tags] for tags in truth]
+    scores = entity_scores(*spell)
+    words = sum(len(t) for t in truth)
+    scores["accuracy"] = sum(p == t for ps, ts in zip(predicted, truth) for p, t in zip(ps, ts)) / max(words, 1)
+    return scores
+
+
+def type_rates(dataset: Dataset) -> list[float]:
+    """Each entity type's share of the words in ``dataset`` (``B-`` and ``I-`` tags), kept above 0; without
+    sentences: :data:`ZERO_SHOT_ENTITY_SHARE` split evenly over the types."""
+    types = type_names(dataset)
+    if not len(dataset):
+        return [ZERO_SHOT_ENTITY_SHARE / len(types)] * len(types)
+    tags = np.concatenate([np.asarray(t, dtype=np.int64) for t in dataset["ner_tags"]] or [np.zeros(0, np.int64)])
+    counts = np.bincount((tags[tags > 0] - 1) // 2, minlength=len(types))
+    return np.clip(counts / max(len(tags), 1), 1 / (len(tags) + 1), 1.0).tolist()

@@ -34,6 +34,8 @@ from transformers.utils import logging
 from .classifier import ModelArguments
 from .config import check_range
 from .errors import ConfigError
+from .modeling import token_soft_target_loss
+from .token_classification import is_tagger
 
 logger = logging.get_logger(__name__)
 
@@ -114,6 +116,8 @@ class TransferTrainer(Trainer):
         config = getattr(self.model, "config", None)  # ``model`` may be DDP-wrapped; ``self.model`` is not
         multi = getattr(config, "problem_type", None) == "multi_label_classification"
         loss_fn = multi_label_soft_target_loss if multi else soft_target_loss
+        if is_tagger(self.model):
+            loss_fn = token_soft_target_loss
         loss = loss_fn(outputs.logits, targets, labels, weight=self.soft_weight, temperature=self.temperature)
         return (loss, outputs) if return_outputs else loss
 
@@ -148,6 +152,7 @@ class TransferTrainer(Trainer):
 # frozen features where it started; 1e-2 wrecks a fully fine-tuned encoder). PEFT methods not named: 5e-4.
 DEFAULT_LEARNING_RATES = {"full": 2e-5, "head": 1e-2, "ia3": 3e-3}
 PEFT_LEARNING_RATE = 5e-4
+TAGGER_HEAD_MIN_STEPS = 1000  # see TransferTrainingArguments.for_tagger
 # The training options users set most and their valid ranges (``check_range``'s keywords), checked before
 # anything loads. TrainingArguments itself checks only warmup_steps >= 0 among these, with a plain ValueError.
 TRAINING_RANGES: dict[str, dict] = {
@@ -217,7 +222,8 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
         metadata={
             "help": "Train at least this many optimizer steps: on a small train set num_train_epochs is raised "
             "(whole epochs) to reach it, since 10 epochs of 8 examples per class are a handful of steps. "
-            "0: num_train_epochs alone decides; max_steps > 0 always wins."
+            "0: num_train_epochs alone decides; max_steps > 0 always wins. A tagger (token classification) "
+            "trained head-only takes at least 1000."
         },
     )
     learning_rate: float | None = field(
@@ -268,6 +274,18 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
                 raise ConfigError(message) from None
             check_range("thresholds", value, low=0, high=1, low_open=True, high_open=True)
         super().__post_init__()
+
+    def for_tagger(self) -> TransferTrainingArguments:
+        """This config, or a copy whose ``min_train_steps`` is at least :data:`TAGGER_HEAD_MIN_STEPS` for a tagger
+        trained head-only. A sentence head starts from label descriptions already near its task; a tagger's head
+        starts near nothing (type descriptions match word states weakly), and on cached word features steps cost
+        little. Measured on CoNLL-2003 validation, 64 sentences per type, MiniLM, head at lr 1e-2: 140 steps
+        12.3 entity F1, 1,000 steps 47.9; a converged logistic regression on the same features 46.7."""
+        if self.method != "head" or self.max_steps > 0 or not 0 < self.min_train_steps < TAGGER_HEAD_MIN_STEPS:
+            return self
+        config = copy.copy(self)
+        config.min_train_steps = TAGGER_HEAD_MIN_STEPS
+        return config
 
     def for_train_size(self, n_train: int) -> TransferTrainingArguments:
         """This config, or a copy with enough whole epochs to reach ``min_train_steps`` on ``n_train`` rows.

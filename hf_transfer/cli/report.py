@@ -14,7 +14,9 @@ def make_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,  # flags only by their whole name, as every hf-transfer command
         description="Compare the runs under FOLDER (every results.json, searched recursively): writes report.md "
         "(strategy x labels-per-class -> accuracy, macro-F1, wall time) and report.png (accuracy vs labels per "
-        "class, one line per strategy, zero-shot floor as a reference line).",
+        "class, one line per strategy, zero-shot floor as a reference line). Multi-label rows show micro-F1 and "
+        "token-classification (NER) rows entity micro-F1 in the accuracy column, marked [micro-F1] and "
+        "[entity micro-F1].",
     )
     parser.add_argument("folder", help="Folder holding the runs' output_dirs, e.g. outputs/ or outputs/demo.")
     parser.add_argument(

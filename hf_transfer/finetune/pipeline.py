@@ -19,12 +19,13 @@ from ..data import load_data_args, tokenize, training_targets
 from ..defaults import portable_ref
 from ..errors import ConfigError
 from ..inference import embed_texts, predict_proba
-from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, multi_hot, task_of
+from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL, multi_hot, task_of
 from ..run import Fit, fit, run_training
 from ..thresholds import fit_thresholds, out_of_fold
+from ..token_classification import TOKEN_CLASSIFICATION, tokenize_tokens, type_rates
 from ..trainer import SOFT_TARGETS, WeightInterpolationCallback
 from .config import FinetuneConfig
-from .features import embed_dataset
+from .features import collate_token_features, embed_dataset, embed_token_dataset
 from .result import FinetuneResult
 
 
@@ -33,11 +34,15 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneRe
     counts: dict = {}
     train, eval_ds, labels = load_data_args(data_args, counts)
     task = task_of(train)
-    if task == MULTI_LABEL and config.prior_weight > 0:
-        raise ConfigError("prior_weight anchors single-label runs only; for multi-label data set prior_weight=0.")
+    if task != SINGLE_LABEL and config.prior_weight > 0:
+        raise ConfigError(f"prior_weight anchors single-label runs only; for {task} data set prior_weight=0.")
     check_prepare_args(config, labels)
-    check_base_task(config.model_name_or_path, task, forced=data_args.task == MULTI_LABEL)
+    check_base_task(config.model_name_or_path, task, forced=data_args.task == task)
     unlabelled = None
+    if task == TOKEN_CLASSIFICATION and not len(train):  # zero-shot: the type biases are set on unlabelled sentences
+        everything = DataArguments(**{**vars(data_args), "n_per_class": None, "extra_train": None})
+        unlabelled = load_data_args(everything)[0].shuffle(seed=data_args.sample_seed)
+        unlabelled = unlabelled.select(range(min(len(unlabelled), 2000)))["tokens"]
     if task == MULTI_LABEL and not counts["n_real_train"]:  # no real labels: unlabelled train texts set the decision
         everything = DataArguments(**{**vars(data_args), "n_per_class": None, "extra_train": None})
         unlabelled = load_data_args(everything)[0].shuffle(seed=data_args.sample_seed)
@@ -51,6 +56,8 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneRe
 
 
 def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, labels, counts, task, unlabelled):
+    if task == TOKEN_CLASSIFICATION:
+        return _train_tagger(config, data_args, train, eval_ds, labels, counts, unlabelled)
     calibration, extra, thresholds = None, np.zeros(len(train), dtype=bool), None
     if task == MULTI_LABEL:  # biases at the real rows' label rates; without real rows: 1/num_labels of the texts
         train, extra = training_targets(train, counts.get("extra_train_unasked", "negative"))
@@ -92,16 +99,41 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
     )  # fmt: skip
     if task == MULTI_LABEL and thresholds is None:
         base.config.label_thresholds = _rate_thresholds(fitted.trainer.model, tokenizer, unlabelled, config.max_length)
-    result = FinetuneResult(
+    return _result(fitted, data_args, labels, len(train), counts), fitted
+
+
+def _result(fitted: Fit, data_args, labels, n_train: int, counts: dict) -> FinetuneResult:
+    return FinetuneResult(
         strategy="finetune",
         **fitted.result_fields(data_args, labels),
         n_per_class=data_args.n_per_class,
-        n_train=len(train),
+        n_train=n_train,
         **counts,
         repeat_train=data_args.repeat_train,
         extra_train=portable_ref(data_args.extra_train),
     )
-    return result, fitted
+
+
+def _train_tagger(config: FinetuneConfig, data_args, train, eval_ds, tags, counts, unlabelled):
+    """Token classification: the tagger's type biases at the sampled sentences' type rates (zero-shot: a prior on
+    unlabelled sentences), trained on aligned sub-tokens or, head-only, on cached word features."""
+    sentences = list(train["tokens"]) if len(train) else list(unlabelled or [])
+    set_seed(config.seed)
+    model, tokenizer = prepare(config, tags, task=TOKEN_CLASSIFICATION, calibrate=(sentences, type_rates(train)))
+    base = model.get_base_model() if config.is_peft else model
+    collator = None
+    # cached features are one row per word (its first sub-token): subword_labels="all" trains on every sub-token
+    if config.method == "head" and config.cache_features and config.subword_labels == "first":
+        options = dict(max_length=config.max_length, cache_dir=config.feature_cache_dir)
+        train, eval_ds = (embed_token_dataset(ds, base, tokenizer, **options) for ds in (train, eval_ds))
+        collator = collate_token_features
+    else:
+        train = tokenize_tokens(train, tokenizer, config.max_length, config.subword_labels)
+        eval_ds = tokenize_tokens(eval_ds, tokenizer, config.max_length, "first")  # scores read first sub-tokens
+    callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
+    fitted: Fit = fit(model, tokenizer, train.remove_columns("ner_tags"), eval_ds, config.for_tagger(),
+                      num_labels=len(tags), collator=collator, callbacks=callbacks)  # fmt: skip
+    return _result(fitted, data_args, tags, len(train), counts), fitted
 
 
 def _rates(targets: np.ndarray, num_labels: int) -> list[float]:

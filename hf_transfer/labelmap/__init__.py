@@ -3,7 +3,8 @@
 Map its labels (explicitly, learned from a few labelled examples, or by name similarity), predict
 zero-shot through the map, pseudo-label an unlabelled pool, and distil the soft labels into a student
 through the stock ``Trainer``; onto single-label targets or multi-label ones (many-to-many maps, a score and
-a threshold per label).
+a threshold per label), or between entity tag sets for token classification (a map between types, B-/I-
+laid out for you, pseudo-labelled sentences and per-token distillation: :mod:`.tagging`).
 """
 
 from ..trainer import TransferTrainer, soft_target_loss
@@ -14,6 +15,7 @@ from .pipeline import build_label_map, decision_thresholds, evaluate_through_map
 from .predict import add_source_probs, load_source, predict_proba, source_label_names
 from .pseudo import pseudo_label, select_rows
 from .result import LabelMapResult
+from .tagging import expand_type_map, learn_tag_map, source_tags, tag_label_map
 
 __all__ = [
     "LabelMap",
@@ -24,6 +26,8 @@ __all__ = [
     "build_label_map",
     "decision_thresholds",
     "evaluate_through_map",
+    "expand_type_map",
+    "learn_tag_map",
     "load_source",
     "predict_proba",
     "pseudo_label",
@@ -31,5 +35,7 @@ __all__ = [
     "select_rows",
     "soft_target_loss",
     "source_label_names",
+    "source_tags",
+    "tag_label_map",
     "transfer_head",
 ]

@@ -35,6 +35,7 @@ from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, label_matrix, multi_hot, t
 from ..output import wants_resume
 from ..precision import resolve_bf16
 from ..run import fit, run_training
+from ..token_classification import TOKEN_CLASSIFICATION
 from ..trainer import SOFT_TARGETS
 from .config import LabelMapConfig
 from .head import transfer_head
@@ -43,6 +44,7 @@ from .predict import PROBS_COLUMN, add_source_probs, load_source, source_config,
 from .pseudo import pseudo_label
 from .result import LabelMapResult
 from .state import LabelMapState, run_fingerprint
+from .tag_pipeline import run_labelmap_tags
 
 
 def build_label_map(
@@ -156,6 +158,8 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> LabelMapRe
     train, eval_ds, labels = load_data_args(
         DataArguments(**{**data_args.__dict__, "n_per_class": None})  # the whole train split is the pool
     )
+    if task_of(train) == TOKEN_CLASSIFICATION:
+        return run_labelmap_tags(config, data_args, train, eval_ds, labels)
     multi = task_of(train) == MULTI_LABEL
     gold = sample_per_class(train, data_args.n_per_class, seed=data_args.sample_seed) if data_args.n_per_class \
         else train.select([])  # fmt: skip

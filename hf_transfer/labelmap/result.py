@@ -33,8 +33,11 @@ class LabelMapResult(RunResult, strategy="labelmap"):
         return self.map_method == "identity"
 
     def training_data(self) -> str:
-        gold = f"{self.n_per_class} gold labels per class" if self.n_per_class else "no gold labels"
         how = "by the teacher" if self.self_training else "through the map"
+        if self.token_classification:
+            gold = f"{self.n_per_class} gold sentences per entity type" if self.n_per_class else "no gold sentences"
+            return f"{gold}; an unlabelled pool of {self.n_pool} sentences pseudo-labelled {how}"
+        gold = f"{self.n_per_class} gold labels per class" if self.n_per_class else "no gold labels"
         return f"{gold}; an unlabelled pool of {self.n_pool} rows pseudo-labelled {how}"
 
     def references(self) -> list[Reference]:
@@ -43,7 +46,8 @@ class LabelMapResult(RunResult, strategy="labelmap"):
         if self.zero_shot_accuracy is None:
             return []
         name = self._reference_name()
-        headline = self.zero_shot_f1_micro if self.multi_label else self.zero_shot_accuracy
+        micro = self.multi_label or self.token_classification
+        headline = self.zero_shot_f1_micro if micro else self.zero_shot_accuracy
         return [Reference(name, headline, self.zero_shot_f1_macro, self.pool_seconds,
                           floor=not self.self_training)]  # fmt: skip
 

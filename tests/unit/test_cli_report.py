@@ -35,3 +35,17 @@ def test_report_on_an_empty_folder_exits_with_the_error(tmp_path, capsys):
         main(["report", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "No runs found" in capsys.readouterr().err
+
+
+def test_report_marks_token_classification_rows(tmp_path, capsys):
+    run = tmp_path / "runs" / "ner-head"
+    run.mkdir(parents=True)
+    results = {"strategy": "finetune", "method": "head", "dataset": "bundled:crossner_politics",
+               "eval_split": "validation", "n_per_class": 2, "task": "token_classification", "accuracy": 0.64,
+               "f1_micro": 0.046, "f1_macro": 0.048, "precision": 0.036, "recall": 0.063,
+               "wall_seconds": 17.0}  # fmt: skip
+    (run / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| crossner_politics validation | finetune/head [entity micro-F1] | 2 | 0.046 | 0.048 | 17.0 | 1 |" in out
+    assert "[entity micro-F1]" in " ".join(make_parser().format_help().split())  # however argparse wraps it

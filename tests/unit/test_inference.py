@@ -110,7 +110,9 @@ def test_a_model_in_train_mode_gives_eval_results_and_stays_in_train_mode(classi
     model.eval()
     eval_probs = predict_proba(model, tokenizer, TEXTS, batch_size=3, max_length=16)
     eval_emb = embed_texts(model, tokenizer, TEXTS, batch_size=3, max_length=16)
-    model.train()  # dropout would make these differ if the loop did not switch to eval
+    # every module, the frozen encoder too (model.train() keeps it in eval): dropout would make these differ if
+    # the loop did not switch to eval
+    torch.nn.Module.train(model)
     try:
         assert np.array_equal(predict_proba(model, tokenizer, TEXTS, batch_size=3, max_length=16), eval_probs)
         assert model.training and all(m.training for m in model.modules())

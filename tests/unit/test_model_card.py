@@ -264,3 +264,140 @@ def test_training_data_names_synthetic_rows():
     )
     assert training_data(**{**synthetic, "n_train": 618}, n_per_class=8).startswith("8 real per class, plus")
     assert training_data(n_train=16, n_per_class=8) == "8 per class (16 rows)"
+
+
+# What a token-classification (NER) finetune run recorded (a results.json from a CrossNER politics run, trimmed):
+# accuracy is word accuracy, the F1s / precision / recall are entity-level, per_label is per entity type.
+TOKEN_TYPES = ["country", "politicalparty", "politician"]
+TOKEN_RESULTS = {
+    "strategy": "finetune", "method": "head", "model": "minilm", "dataset": "bundled:crossner_politics",
+    "eval_split": "validation", "n_per_class": 2, "n_train": 5, "n_eval": 541, "task": "token_classification",
+    "labels": ["O"] + [f"{p}-{t}" for t in TOKEN_TYPES for p in ("B", "I")], "seed": 0, "sample_seed": 0,
+    "head_init": "label_descriptions", "accuracy": 0.6397, "f1_micro": 0.4605, "f1_macro": 0.4022,
+    "precision": 0.3642, "recall": 0.6261, "label_thresholds": None, "f1_samples": None,
+    "per_label": {"country": {"precision": 0.1158, "recall": 0.4317, "f1": 0.1827},
+                  "politicalparty": {"precision": 0.5, "recall": 0.25, "f1": 0.3333},
+                  "politician": {"precision": 0.0297, "recall": 0.0243, "f1": 0.0267}},
+    "train_seconds": 1.1, "wall_seconds": 17.0, "num_processes": 1, "hf_transfer_version": "0.1.0",
+}  # fmt: skip
+
+
+def test_token_card_metadata_declares_token_classification_and_entity_scores(tmp_path):
+    path = write_model_card(tmp_path, TOKEN_RESULTS, model_name="me/politics-ner")
+    data = ModelCard.load(path).data
+    assert data.pipeline_tag == "token-classification"
+    assert "token-classification" in data.tags and "text-classification" not in data.tags
+    assert data.metrics == ["f1", "precision", "recall", "accuracy"]
+    assert {(r.task_type, r.task_name, r.dataset_split) for r in data.eval_results} == {
+        ("token-classification", "Token Classification", "validation")
+    }
+    scores = [(r.metric_type, r.metric_name, r.metric_value, r.metric_args) for r in data.eval_results]
+    assert scores == [  # entity micro-F1 first: the headline
+        ("f1", "Entity micro F1", 0.4605, {"average": "micro"}),
+        ("f1", "Entity macro F1", 0.4022, {"average": "macro"}),
+        ("precision", "Entity precision", 0.3642, {"average": "micro"}),
+        ("recall", "Entity recall", 0.6261, {"average": "micro"}),
+        ("accuracy", "Word accuracy", 0.6397, None),
+    ]
+
+
+def test_token_card_body_speaks_of_entity_types_not_tags():
+    text = build_model_card(TOKEN_RESULTS, model_name="me/politics-ner").text
+    intro = text.split("## What was transferred")[0]
+    assert "NER tagger) over 3 entity types (`country`, `politicalparty`, `politician`)" in intro
+    assert "B-country" not in intro and "text classifier" not in intro
+    assert "Entity micro-F1 0.461, macro-F1 0.402, precision 0.364, recall 0.626." in intro
+    assert "| labelled examples | 2 sentences per entity type (5 sentences) |" in text
+    assert "(541 sentences)" in text
+    for row in ("| entity micro-F1 | 0.4605 |", "| entity macro-F1 | 0.4022 |", "| entity precision | 0.3642 |",
+                "| entity recall | 0.6261 |", "| word accuracy | 0.6397 |"):  # fmt: skip
+        assert row in text, row
+    assert "| accuracy |" not in text and "| macro-F1 |" not in text
+    # the per-entity-type table: one row per type, no thresholds
+    assert "| entity type | precision | recall | F1 |" in text and "| threshold |" not in text
+    assert "| `country` | 0.116 | 0.432 | 0.183 |" in text and "| `politicalparty` | 0.500 | 0.250 | 0.333 |" in text
+    usage = _code_block(text, "python")
+    assert 'AutoModelForTokenClassification.from_pretrained("me/politics-ner")' in usage
+    assert 'pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")' in usage
+    assert "SequenceClassification" not in usage and '"text-classification"' not in usage
+    assert (
+        '# model = AutoModelForTokenClassification.from_pretrained("me/politics-ner", trust_remote_code=True)' in usage
+    )
+    assert 'model="me/politics-ner", trust_remote_code=True, aggregation_strategy="simple")' in usage
+    limitations = text.split("## Limitations")[1].split("## Reproduce")[0]
+    assert "entity types country, politicalparty, politician" in limitations and "`B-<type>`" in limitations
+    assert "2 labelled sentences per entity type" in limitations
+    assert "per class" not in limitations and "no 'none of these' class" not in limitations
+
+
+def test_token_adapter_card_loads_with_peft_token_classes():
+    card = build_model_card(TOKEN_RESULTS, saved_as_adapter=True, model_name="me/ner-lora")
+    assert card.data.library_name == "peft"
+    assert 'AutoPeftModelForTokenClassification.from_pretrained("me/ner-lora")' in card.text
+    assert "AutoPeftModelForSequenceClassification" not in card.text
+
+
+def test_token_card_references_headline_entity_micro_f1():
+    labelmap = {
+        **LABELMAP_RESULTS, "task": "token_classification", "labels": TOKEN_RESULTS["labels"],
+        "label_map": {"person": "politician"}, "f1_micro": 0.61, "precision": 0.6, "recall": 0.62,
+        "per_label": TOKEN_RESULTS["per_label"], "zero_shot_accuracy": 0.9, "zero_shot_f1_micro": 0.45,
+        "zero_shot_f1_macro": 0.4,
+    }  # fmt: skip
+    text = build_model_card(labelmap).text
+    assert "(zero-shot through the label map: entity micro-F1 0.450)." in text
+    assert "| entity micro-F1, zero-shot through the label map | 0.4500 |" in text
+    assert "| entity macro-F1, zero-shot through the label map | 0.4000 |" in text
+
+
+def test_token_training_data_counts_sentences_per_entity_type():
+    from hf_transfer.results import RunResult
+
+    def training_data(**results):
+        base = {"strategy": "finetune", "accuracy": 0.5, "f1_macro": 0.5, "task": "token_classification"}
+        return RunResult.from_dict({**base, **results}).training_data()
+
+    assert training_data(n_per_class=8, n_train=50) == "8 sentences per entity type (50 sentences)"
+    assert training_data(n_per_class=8) == "8 sentences per entity type"
+    assert training_data(n_train=200) == "all 200 training sentences"
+
+
+def _token_data(folder: Path) -> str:
+    """Sentences over the tiny encoder's words, two entity types (a `tone`, one or two words; a `thing`)."""
+    from conftest import ADJECTIVES, NOUNS
+
+    rows = []
+    for adjectives in ADJECTIVES.values():
+        for i, adjective in enumerate(adjectives):
+            for noun in NOUNS:
+                if i % 2:
+                    rows.append({"tokens": ["the", adjective, noun], "ner_tags": ["O", "B-tone", "B-thing"]})
+                else:
+                    rows.append({"tokens": ["a", "very", adjective, noun],
+                                 "ner_tags": ["O", "B-tone", "I-tone", "B-thing"]})  # fmt: skip
+    folder.mkdir(parents=True)
+    for split, part in (("train", rows[::2]), ("validation", rows[1::2])):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return str(folder)
+
+
+def test_run_finetune_token_card_and_its_usage_snippet_run(tiny_encoder, tmp_path):
+    out = tmp_path / "run"
+    config = FinetuneConfig(output_dir=str(out), model_name_or_path=tiny_encoder, method="head",
+                            num_train_epochs=1, disable_tqdm=True)  # fmt: skip
+    results = run_finetune(config, DataArguments(dataset=_token_data(tmp_path / "data"), n_per_class=2))
+    assert results.token_classification
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "token-classification"
+    values = [(r.metric_name, r.metric_value) for r in card.data.eval_results]
+    assert values[0] == ("Entity micro F1", results["f1_micro"]) and ("Word accuracy", results["accuracy"]) in values
+    assert "2 entity types (`thing`, `tone`)" in card.text  # sorted, as the tags are
+    for name in results["per_label"]:
+        assert f"| `{name}` |" in card.text
+    # the usage snippet runs as written against the folder and tags entities of the known types
+    usage = re.sub(r'from_pretrained\("[^"]*"\)', f"from_pretrained({str(out)!r})", _code_block(card.text, "python"))
+    usage = re.sub(r"print\(tag\(\"[^\"]*\"\)\)", 'tagged = tag("a very good movie")', usage)
+    namespace: dict = {}
+    exec(usage, namespace)
+    assert type(namespace["model"]).__name__ == "TransferForTokenClassification"
+    assert all(entity["entity_group"] in ("tone", "thing") for entity in namespace["tagged"])

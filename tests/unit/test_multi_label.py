@@ -229,7 +229,8 @@ def test_the_cli_takes_the_multi_label_options(tmp_path):
     assert (config.thresholds, config.threshold_folds) == ("0.3", 3)
     from hf_transfer import ConfigError
 
-    with pytest.raises(ConfigError, match="task='multilabel' must be 'auto', 'single_label' or 'multi_label'"):
+    expected = "task='multilabel' must be 'auto', 'single_label', 'multi_label' or 'token_classification'"
+    with pytest.raises(ConfigError, match=expected):
         parse_with_config(make_parser("finetune"), ["--task", "multilabel", "--output_dir", str(tmp_path)])
 
 

@@ -127,3 +127,43 @@ def test_self_training_is_its_own_line_without_a_zero_shot_floor(tmp_path):
         ("finetune zero-shot", 0.741, True),
         ("self-training (pseudo-label + distil)", 0.770, False),
     ]
+
+
+def _token_run(**extra):
+    """A token-classification (NER) run: word accuracy, entity-level F1s; n_per_class is sentences per type."""
+    return _run(method="head", n=2, acc=0.64, f1=0.048, wall=17.0, dataset="bundled:crossner_politics",
+                task="token_classification", f1_micro=0.046, precision=0.036, recall=0.063,
+                labels=["O", "B-country", "I-country"], **extra)  # fmt: skip
+
+
+def test_token_run_rows_headline_entity_micro_f1(tmp_path):
+    recorded = {
+        "ner/head": _token_run(),
+        "ner/labelmap": _run(strategy="labelmap", method="full", n=0, acc=0.7, f1=0.2, dataset="bundled:conll2003",
+                             task="token_classification", f1_micro=0.3, zero_shot_accuracy=0.9,
+                             zero_shot_f1_micro=0.25, zero_shot_f1_macro=0.22, pool_seconds=2.0),
+        "sst2/head": _run(method="head", n=8, acc=0.742, f1=0.740, wall=4.2),
+    }  # fmt: skip
+    for name, results in recorded.items():
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+    rows = {(r.target, r.strategy): r for r in report_rows(collect_runs(tmp_path))}
+    ner = rows[("crossner_politics validation", "finetune/head [entity micro-F1]")]
+    assert ner.accuracy == 0.046 and ner.f1_macro == 0.048 and ner.labels_per_class == 2  # not word accuracy
+    floor = rows[("conll2003 validation", "labelmap zero-shot through the label map [entity micro-F1]")]
+    assert floor.zero_shot and floor.accuracy == 0.25  # a token reference's headline is entity micro-F1 too
+    assert rows[("conll2003 validation", "labelmap (pseudo-label + distil) [entity micro-F1]")].accuracy == 0.3
+    assert rows[("sst2 validation", "finetune/head")].accuracy == 0.742  # a single-label row is unmarked
+    table = report_table(list(rows.values()))
+    assert "| crossner_politics validation | finetune/head [entity micro-F1] | 2 | 0.046 | 0.048 | 17.0 | 1 |" in table
+    markdown = write_report(tmp_path, tmp_path / "report").markdown_path.read_text()
+    assert "Rows marked `[entity micro-F1]` show that score instead" in markdown
+    assert "sentences per entity type" in markdown
+
+
+def test_markdown_notes_marked_rows_only_when_there_are_some(runs_dir, tmp_path):
+    assert "Rows marked" not in write_report(runs_dir, tmp_path / "plain").markdown_path.read_text()
+    (runs_dir / "multi").mkdir()
+    (runs_dir / "multi" / "results.json").write_text(json.dumps(_run(task="multi_label", acc=0.1, f1_micro=0.4)))
+    markdown = write_report(runs_dir, tmp_path / "multi").markdown_path.read_text()
+    assert "Rows marked `[micro-F1]` show that score instead." in markdown and "entity" not in markdown

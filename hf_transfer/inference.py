@@ -151,10 +151,15 @@ def word_features(model, tokenizer, sentences: Sequence[Sequence[str]], *, batch
 def predict_word_proba(model, tokenizer, sentences: Sequence[Sequence[str]], *, batch_size: int = 64,
                        max_length: int = 128, bf16: bool = False) -> list[np.ndarray]:  # fmt: skip
     """Tag probabilities (softmax) per word of each sentence, float32 ``(words, tags)``; a word that truncation
-    cut off has no row."""
+    cut off has no row. A model whose config has ``continue_runs`` (hf_transfer's taggers) is read at word level
+    as the scores are (:func:`~hf_transfer.token_classification.continue_word_runs`)."""
+    from .token_classification import continue_word_runs
 
     def forward(m, b):
         return m(**b).logits.float().softmax(-1)
 
     kwargs = dict(batch_size=batch_size, max_length=max_length, bf16=bf16)
-    return run_batched_words(model, tokenizer, sentences, forward, **kwargs)
+    probs = run_batched_words(model, tokenizer, sentences, forward, **kwargs)
+    if getattr(model.config, "continue_runs", False):
+        probs = [continue_word_runs(p) for p in probs]
+    return probs

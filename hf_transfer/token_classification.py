@@ -393,14 +393,34 @@ def tokenize_tokens(dataset: Dataset, tokenizer, max_length: int, subword_labels
     return dataset.map(encode, batched=True, remove_columns=keep, desc="Tokenizing and aligning tags")
 
 
-def word_predictions(logits: np.ndarray, label_ids: np.ndarray, lengths: Sequence[int] | None = None) -> list:
+def continue_word_runs(scores: np.ndarray) -> np.ndarray:
+    """:func:`hf_transfer.modeling.continue_runs` on one sentence's word scores ``(words, tags)`` (logits or
+    probabilities, tags in :func:`tag_names` order): where a word's argmax is ``B-x`` right after an ``x`` word,
+    its ``B-x`` and ``I-x`` scores are swapped, so it continues that entity."""
+    scores = np.array(scores, copy=True)
+    if not len(scores):
+        return scores
+    tags = scores.argmax(-1)
+    kind = (tags + 1) // 2
+    previous = np.concatenate([[0], kind[:-1]])
+    for i in np.flatnonzero((tags % 2 == 1) & (kind == previous) & (kind > 0)):
+        b = tags[i]
+        scores[i, [b, b + 1]] = scores[i, [b + 1, b]]
+    return scores
+
+
+def word_predictions(
+    logits: np.ndarray, label_ids: np.ndarray, lengths: Sequence[int] | None = None, *, runs: bool = True
+) -> list:
     """Tag ids per word from sub-token ``logits`` ``(rows, seq, tags)``: the argmax at each labelled position
-    (first sub-tokens, or words of cached features), padded with ``O`` (0) to ``lengths`` (the words that
-    truncation cut off count as predicted outside any entity)."""
+    (first sub-tokens, or words of cached features), read with :func:`continue_word_runs` unless ``runs=False``,
+    padded with ``O`` (0) to ``lengths`` (the words that truncation cut off count as predicted outside any
+    entity)."""
     out = []
     for i in range(len(label_ids)):
         positions = np.flatnonzero(np.asarray(label_ids[i]) != IGNORE_INDEX)
-        predicted = np.asarray(logits[i])[positions].argmax(-1).tolist()
+        words = np.asarray(logits[i])[positions]
+        predicted = (continue_word_runs(words) if runs else words).argmax(-1).tolist()
         if lengths is not None:
             predicted = predicted[: lengths[i]] + [0] * max(0, lengths[i] - len(predicted))
         out.append(predicted)

@@ -28,7 +28,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 from ..defaults import resolve_model
 from ..errors import ConfigError
 from ..inference import predict_word_proba
-from ..token_classification import IGNORE_INDEX, entities, tag_scores, type_names
+from ..token_classification import continue_word_runs, entities, tag_scores
 from .mapping import LabelMap, check_label_map
 from .predict import PROBS_COLUMN, source_config, source_label_names
 from .pseudo import select_rows
@@ -186,8 +186,11 @@ def add_word_probs(dataset: Dataset, model, tokenizer, *, desc: str, **infer) ->
 
 
 def map_words(dataset: Dataset, label_map: LabelMap) -> list[np.ndarray]:
-    """Target tag probabilities per word of each sentence, through ``label_map``."""
-    return [label_map.predict_proba(np.asarray(p, dtype=np.float64)) for p in dataset[PROBS_COLUMN]]
+    """Target tag probabilities per word of each sentence, through ``label_map``, a word that continues an
+    entity of its type moved from ``B-`` to ``I-`` (:func:`~hf_transfer.token_classification.continue_word_runs`)."""
+    return [
+        continue_word_runs(label_map.predict_proba(np.asarray(p, dtype=np.float64))) for p in dataset[PROBS_COLUMN]
+    ]
 
 
 def evaluate_tags(predicted: Sequence[Sequence[int]], eval_ds: Dataset, reachable: Sequence[str] | None = None):
@@ -321,18 +324,3 @@ def type_rates_of(sentences: Sequence[Sequence[int]], names: Sequence[str]) -> l
         if name != "O":
             counts[types.index(name[2:])] += (tags == i).sum()
     return np.clip(counts / max(len(tags), 1), 1 / (len(tags) + 1), 1.0).tolist()
-
-
-__all__ = [
-    "IGNORE_INDEX",
-    "SoftTagCollator",
-    "add_word_probs",
-    "evaluate_tags",
-    "expand_type_map",
-    "learn_tag_map",
-    "load_source_tagger",
-    "pseudo_label_sentences",
-    "source_tags",
-    "tag_label_map",
-    "type_names",
-]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 from conftest import write_rows
 from datasets import ClassLabel, Dataset, Features, List, Value
@@ -135,3 +136,26 @@ def test_character_spans_tokenise_words_and_punctuation():
     assert tags == ["O", "O", "B-person", "O", "O", "O", "O", "O"]
     with pytest.raises(DataError, match="covers no token"):
         spans_to_bio("a  b", [{"start": 1, "end": 2, "label": "x"}])
+
+
+def test_a_word_of_the_entity_type_before_it_continues_that_entity():
+    import torch
+
+    from hf_transfer.modeling import continue_runs
+    from hf_transfer.token_classification import continue_word_runs, entities, tag_names
+
+    names = tag_names(["loc", "per"])  # O, B-loc, I-loc, B-per, I-per
+    tags = ["B-per", "B-per", "O", "B-loc", "B-per", "I-per", "B-per"]  # "Andy Caddick , Leeds Peter Such Smith"
+    logits = np.full((len(tags), len(names)), -2.0)
+    for i, tag in enumerate(tags):
+        logits[i, names.index(tag)] = 3.0
+        logits[i, names.index(tag) + (1 if tag.startswith("B-") else 0)] += 0.5 if tag.startswith("B-") else 0
+    read = continue_word_runs(logits)
+    assert [names[t] for t in read.argmax(1)] == ["B-per", "I-per", "O", "B-loc", "B-per", "I-per", "I-per"]
+    assert entities([names[t] for t in read.argmax(1)]) == {("per", 0, 2), ("loc", 3, 4), ("per", 4, 7)}
+    assert np.allclose(np.sort(read, 1), np.sort(logits, 1))  # each word's scores only permuted
+    assert np.array_equal(continue_word_runs(read), read)  # idempotent
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(3, 9, len(names))).astype(np.float32)
+    torch_read = continue_runs(torch.from_numpy(batch)).numpy()
+    assert np.allclose(torch_read, np.stack([continue_word_runs(s) for s in batch]))

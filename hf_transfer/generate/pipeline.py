@@ -302,6 +302,12 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
 
         labels = config.target_labels or data_args.labels
         train, eval_ds, data_labels = load_data_args(DataArguments(**{**data_args.__dict__, "labels": labels}))
+        if task_of(train) == "token_classification":
+            raise ConfigError(
+                f"The target {data_args.dataset!r} is token-classification (NER) data; generate writes labelled "
+                "sentences for sentence classification only so far. For a tagger on few labels, use finetune "
+                "(--n_per_class sentences per type) or labelmap from a source tagger."
+            )
         multi = task_of(train) == MULTI_LABEL
         if config.multi_label is not None and config.multi_label != multi:
             raise ConfigError(
@@ -332,6 +338,8 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
     else:
         if config.target_labels is None and data_args is not None and data_args.labels:
             config.target_labels = list(data_args.labels)
+        if data_args is not None and data_args.task == "token_classification":
+            raise ConfigError("generate writes sentence-classification data only so far, not token_classification.")
         if config.multi_label is None and data_args is not None and data_args.task != "auto":
             config.multi_label = data_args.task == MULTI_LABEL  # --task without target data
     if config.multi_label is None:

@@ -42,6 +42,15 @@ class LabelMapConfig(TransferTrainingArguments):
             "n_per_class > 0, else identity if the source's labels are the target's, else names."
         },
     )
+    one_to_many: str = field(
+        default="descriptions",
+        metadata={
+            "help": "Token classification, explicit maps: how a source type's probability is shared among the "
+            "several target types it maps to (person -> person, politician). 'descriptions': by the similarity of "
+            "the entity's words to each type's label_descriptions entry (default: the type name), a softmax at "
+            "head_init_scale; 'even': equal shares (ties go to the first-listed type)."
+        },
+    )
     allow_unreachable: bool = field(
         default=False, metadata={"help": "Accept target labels that no source label maps to (never predicted)."}
     )
@@ -98,6 +107,8 @@ class LabelMapConfig(TransferTrainingArguments):
             raise ConfigError("source_model is required: the classifier whose labels are mapped onto the target.")
         if self.map_method not in MAP_METHODS:
             raise ConfigError(f"map_method={self.map_method!r}: use one of {', '.join(MAP_METHODS)}.")
+        if self.one_to_many not in ("descriptions", "even"):
+            raise ConfigError(f"one_to_many={self.one_to_many!r}: use 'descriptions' or 'even'.")
         if self.map_method == "explicit" and not self.label_map:
             raise ConfigError("map_method='explicit' needs label_map (a source->target mapping).")
         check_selection(self.threshold, self.top_k)

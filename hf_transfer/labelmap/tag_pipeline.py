@@ -15,6 +15,7 @@ from ..classifier import check_prepare_args, export_model, prepare
 from ..config import DataArguments
 from ..defaults import portable_ref
 from ..errors import ConfigError
+from ..inference import embed_texts
 from ..output import wants_resume
 from ..precision import resolve_bf16
 from ..run import fit, run_training
@@ -26,6 +27,7 @@ from .predict import PROBS_COLUMN, source_config
 from .result import LabelMapResult
 from .state import LabelMapState, run_fingerprint
 from .tagging import (
+    EntityTypeResolver,
     SoftTagCollator,
     add_word_probs,
     evaluate_tags,
@@ -108,7 +110,9 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
         label_map = tag_label_map(config.label_map, source, tags, method=method,
                                   allow_unreachable=config.allow_unreachable)  # fmt: skip
     reachable = sorted({t[2:] for t in np.asarray(tags)[label_map.matrix.sum(0) > 0] if t != "O"})
-    zero_shot = evaluate_tags([p.argmax(1) for p in map_words(eval_probs, label_map)], eval_probs, reachable)
+    resolver = _resolver(config, label_map) if method == "explicit" and config.one_to_many == "descriptions" else None
+    predicted = [p.argmax(1) for p in map_words(eval_probs, label_map, resolver)]
+    zero_shot = evaluate_tags(predicted, eval_probs, reachable)
 
     saved = state.load_pool(pool, 1, PROBS_COLUMN) if state else None
     if saved:
@@ -128,13 +132,15 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
             rounds.append(done)
             pool, teacher_map = relabelled[0], identity
             continue
-        pseudo = pseudo_label_sentences(pool, teacher_map, threshold=config.threshold, top_k=config.top_k)
+        resolve = resolver if teacher_map is label_map else None  # a student teaching later rounds: its own tags
+        pseudo = pseudo_label_sentences(pool, teacher_map, threshold=config.threshold, top_k=config.top_k,
+                                        resolver=resolve)  # fmt: skip
         set_seed(config.seed)
         if config.init_from_source:
             student, student_tok = transfer_head(teacher, label_map, max_length=config.max_length), teacher_tok
         else:
-            teacher_tags = [p.argmax(1) for p in map_words(_sample(pool, CALIBRATION_SENTENCES, config.seed),
-                                                           teacher_map)]  # fmt: skip
+            sample = _sample(pool, CALIBRATION_SENTENCES, config.seed)
+            teacher_tags = [p.argmax(1) for p in map_words(sample, teacher_map, resolve)]
             sentences = [list(s) for s in _sample(pool, CALIBRATION_SENTENCES, config.seed)["tokens"]]
             calibration = (sentences, type_rates_of(teacher_tags, tags))
             student, student_tok = prepare(config, tags, task=TOKEN_CLASSIFICATION, calibrate=calibration)
@@ -187,6 +193,19 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
         result.model = "source (mapped head)"
     fitted.extra_files["label_map.json"] = label_map.to_json()
     return result, fitted
+
+
+def _resolver(config: LabelMapConfig, label_map: LabelMap) -> EntityTypeResolver | None:
+    """The one-to-many resolver, embedding with the student's encoder (``model_name_or_path``)."""
+    import torch
+
+    encoder, tokenizer = prepare(config.model_name_or_path, ["a", "b"], head_init="random", method="head")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            return torch.nn.functional.normalize(embed_texts(encoder, tokenizer, texts), dim=-1).numpy()
+
+    return EntityTypeResolver.for_map(label_map, embed, config.label_descriptions or {}, config.head_init_scale)
 
 
 def _sample(pool: Dataset, n: int, seed: int) -> Dataset:

@@ -18,13 +18,15 @@ soft labels), an ``O`` word's is ``P(O)``, and a sentence is as confident as its
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, Features, List, Value
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
+from ..data import readable_label
 from ..defaults import resolve_model
 from ..errors import ConfigError
 from ..inference import predict_word_proba
@@ -185,12 +187,68 @@ def add_word_probs(dataset: Dataset, model, tokenizer, *, desc: str, **infer) ->
     return dataset.map(add, batched=True, batch_size=1024, features=features, desc=desc)
 
 
-def map_words(dataset: Dataset, label_map: LabelMap) -> list[np.ndarray]:
-    """Target tag probabilities per word of each sentence, through ``label_map``, a word that continues an
-    entity of its type moved from ``B-`` to ``I-`` (:func:`~hf_transfer.token_classification.continue_word_runs`)."""
-    return [
-        continue_word_runs(label_map.predict_proba(np.asarray(p, dtype=np.float64))) for p in dataset[PROBS_COLUMN]
-    ]
+@dataclass
+class EntityTypeResolver:
+    """Shares a source type's mass among the several target types an explicit map sends it to (``person →
+    person, politician``) by what the entity says: the similarity of its words' embedding ("Angela Merkel") to
+    each candidate type's description ("politician"), a softmax at ``scale``. An even split cannot choose: every
+    ``person`` would be read as the first-listed target type, the generic one, on a domain where most are the
+    specific one. Only the split among a source type's own targets changes; how much mass the map sends there,
+    and the ``B-``/``I-`` reading, stay as they are."""
+
+    label_map: LabelMap
+    groups: dict[str, list[str]]  # source type -> its target types (two or more)
+    embed: Callable[[list[str]], np.ndarray]  # texts -> L2-normalised embeddings
+    type_vectors: dict[str, np.ndarray]  # target type -> its description's normalised embedding
+    scale: float = 10.0
+
+    @classmethod
+    def for_map(cls, label_map: LabelMap, embed, descriptions: Mapping[str, str], scale: float):
+        """A resolver for ``label_map``'s one-to-many source types, or None when it has none."""
+        groups = {}
+        for s, row in zip(label_map.source_labels, label_map.matrix):
+            names = [label_map.target_labels[j] for j in np.flatnonzero(row > 0)]
+            targets = [name[2:] for name in names if name != "O"]
+            if s.startswith("B-") and len(targets) > 1:
+                groups[s[2:]] = targets
+        if not groups:
+            return None
+        kinds = sorted({t for ts in groups.values() for t in ts})
+        texts = [descriptions.get(t, readable_label(t)) if isinstance(descriptions.get(t, ""), str)
+                 else descriptions[t][0] for t in kinds]  # fmt: skip
+        return cls(label_map, groups, embed, dict(zip(kinds, embed(texts))), scale)
+
+    def resolve(self, tokens: Sequence[Sequence[str]], source_probs: Sequence[np.ndarray], mapped: list) -> list:
+        source, target = self.label_map.source_labels, self.label_map.target_labels
+        spans = []  # (sentence, start, end, source type)
+        for i, probs in enumerate(source_probs):
+            tags = [source[t] for t in np.asarray(probs).argmax(1)]
+            spans += [(i, start, end, kind) for kind, start, end in entities(tags) if kind in self.groups]
+        if not spans:
+            return mapped
+        vectors = self.embed([" ".join(tokens[i][start:end]) for i, start, end, _ in spans])
+        out = [np.array(m, copy=True) for m in mapped]
+        for (i, start, end, kind), vector in zip(spans, vectors):
+            candidates = self.groups[kind]
+            logits = self.scale * np.array([vector @ self.type_vectors[t] for t in candidates])
+            weights = np.exp(logits - logits.max())
+            weights /= weights.sum()
+            for prefix in ("B", "I"):
+                columns = [target.index(f"{prefix}-{t}") for t in candidates]
+                mass = out[i][start:end][:, columns].sum(1, keepdims=True)
+                out[i][start:end, columns] = mass * weights[None, :]
+        return out
+
+
+def map_words(dataset: Dataset, label_map: LabelMap, resolver: EntityTypeResolver | None = None) -> list[np.ndarray]:
+    """Target tag probabilities per word of each sentence, through ``label_map`` (one-to-many types shared out by
+    ``resolver``), a word that continues an entity of its type moved from ``B-`` to ``I-``
+    (:func:`~hf_transfer.token_classification.continue_word_runs`)."""
+    source = [np.asarray(p, dtype=np.float64) for p in dataset[PROBS_COLUMN]]
+    mapped = [label_map.predict_proba(p) for p in source]
+    if resolver is not None:
+        mapped = resolver.resolve(dataset["tokens"], source, mapped)
+    return [continue_word_runs(m) for m in mapped]
 
 
 def evaluate_tags(predicted: Sequence[Sequence[int]], eval_ds: Dataset, reachable: Sequence[str] | None = None):
@@ -214,13 +272,14 @@ def sentence_confidence(probs: np.ndarray, names: Sequence[str]) -> tuple[list[i
     return tags, min(scores) if scores else 1.0
 
 
-def pseudo_label_sentences(pool: Dataset, label_map: LabelMap, *, threshold: float | None, top_k: int | None):
+def pseudo_label_sentences(pool: Dataset, label_map: LabelMap, *, threshold: float | None, top_k: int | None,
+                           resolver: EntityTypeResolver | None = None):  # fmt: skip
     """The pool's sentences the teacher is sure of: ``tokens``, ``ner_tags`` (argmax tags), ``soft_tags`` (per
     word target distributions) and ``confidence``; ``top_k`` per entity type among the sentences holding it
     (sentences without entities form one more group)."""
     names = list(label_map.target_labels)
     types = tag_types(names)
-    soft = map_words(pool, label_map)
+    soft = map_words(pool, label_map, resolver)
     decided = [sentence_confidence(p, names) for p in soft]
     confidence = np.asarray([c for _, c in decided])
     holds = np.zeros((len(pool), len(types)), dtype=bool)

@@ -231,3 +231,32 @@ def test_learned_tag_map_run_and_resume(tmp_path, tiny_encoder, token_source, ta
     again = _config(tmp_path, token_source, tiny_encoder, label_map=None, method="head", resume_from_checkpoint="last")
     resumed = run_labelmap(again, data)
     assert resumed.f1_micro == pytest.approx(first.f1_micro) and resumed.zero_shot_f1_micro == first.zero_shot_f1_micro
+
+
+def test_one_to_many_types_are_shared_out_by_what_the_entity_says():
+    from hf_transfer.labelmap.tagging import EntityTypeResolver
+
+    vectors = {"film": np.array([1.0, 0.0]), "story": np.array([0.0, 1.0]), "movie": np.array([0.8, 0.6]),
+               "plot": np.array([0.1, 0.995])}  # fmt: skip
+
+    def embed(texts):
+        return np.stack([vectors[t] for t in texts])
+
+    label_map = tag_label_map(TYPE_MAP, SOURCE_TAGS, TARGET_TAGS, method="explicit", allow_unreachable=False)
+    resolver = EntityTypeResolver.for_map(label_map, embed, {}, scale=10.0)
+    assert resolver.groups == {"noun": ["film", "story"]}  # adjective -> tone alone: nothing to share
+    source = np.zeros((2, len(SOURCE_TAGS)))
+    source[:, SOURCE_TAGS.index("B-noun")] = 1.0
+    pool = Dataset.from_dict({"tokens": [["movie"], ["plot"]], PROBS_COLUMN: [s[None].tolist() for s in source]})
+    even = map_words(pool, label_map)
+    assert even[0][0, TARGET_TAGS.index("B-film")] == pytest.approx(0.5)
+    shared = map_words(pool, label_map, resolver)
+    film, story = TARGET_TAGS.index("B-film"), TARGET_TAGS.index("B-story")
+    assert shared[0][0].argmax() == film and shared[1][0].argmax() == story
+    assert shared[0][0, film] == pytest.approx(1 / (1 + np.exp(-10 * (0.8 - 0.6))))
+    assert all(s.sum() == pytest.approx(1.0) for s in (shared[0][0], shared[1][0]))  # only the split moved
+
+
+def test_one_to_many_option_is_checked():
+    with pytest.raises(ConfigError, match="one_to_many='names'"):
+        LabelMapConfig(output_dir=None, source_model="x", one_to_many="names")

@@ -11,8 +11,8 @@ micro-F1 (seqeval semantics, ``hf_transfer.token_classification.entity_scores``)
   (``hf_transfer.labelmap.transfer_head`` + ``tag_label_map``), then fine-tuned on politics train like (b);
 * (d) zero-shot through the map: the CoNLL tagger's tags mapped, no politics label read;
 * (e) ours, 8 sentences per type (``recipes/ner/politics-full-8shot.yaml``);
-* (f) pseudo-label + distil: ``hf-transfer labelmap`` with the politics *dev* sentences as the unlabelled pool
-  (their tags are never read for training), student started from the mapped source;
+* (f) pseudo-label + distil: ``recipes/ner/labelmap-zeroshot.yaml`` with the politics *dev* sentences as the
+  unlabelled pool (their tags are never read for training);
 * the CoNLL source's own test F1 (bundled 1,000-sentence test slice) next to the stock Trainer's on the same
   2,000 train sentences.
 
@@ -177,7 +177,7 @@ def _run(recipe: str, tag: str, seed: int) -> dict:
 
 def _labelmap(seed: int) -> dict:
     source_tagger()
-    result = run("labelmap", "ner/labelmap-pseudo", OUT / f"f-seed{seed}", seed=seed, dataset=dev_pool(),
+    result = run("labelmap", "ner/labelmap-zeroshot", OUT / f"f-seed{seed}", seed=seed, dataset=dev_pool(),
                  source_model=SOURCE)  # fmt: skip
     out = {**_scores(result), "wall_seconds": result["wall_seconds"]}
     out.update(zero_shot_f1_micro=result["zero_shot_f1_micro"], pseudo_labelled=result["rounds"][0]["pseudo_labelled"],

@@ -16,7 +16,11 @@ it (same parser, same code path), on the embedded all-MiniLM-L6-v2:
 * multi-label: GoEmotions (28 emotions, several per comment), zero-shot from the label names, head-only
   at 8 rows per label with per-label thresholds cross-fitted on the sample, and labelmap from a classifier
   over Ekman's 7 coarser groups (trained here on the bundled ``goemotions_ekman`` rows) through GoEmotions'
-  own many-to-many grouping, with no GoEmotions label read; all on the bundled 1,000 test rows.
+  own many-to-many grouping, with no GoEmotions label read; all on the bundled 1,000 test rows;
+* token classification (NER): CrossNER politics (9 entity types) from 8 sentences per type, and from a CoNLL-2003
+  tagger (4 types; a head on frozen MiniLM word features, trained here on the bundled 2,000 sentences) through a
+  map between entity types -- zero-shot, then pseudo-labels + per-token distillation -- with no politics tag
+  read; all on the 651 politics test sentences.
 """
 
 from __future__ import annotations
@@ -47,8 +51,12 @@ STEPS = [("finetune", f"sst2/{name}", True) for name in SST2] + [
     ("finetune", "goemotions/head-8shot", "multi_label"),
     ("finetune", "goemotions/ekman-source", False),  # the Ekman-group source model (single-label, 7 classes)
     ("labelmap", "goemotions/labelmap-ekman", "multi_label"),
+    ("finetune", "ner/politics-full-8shot", "ner"),
+    ("finetune", "ner/conll-head", False),  # the CoNLL source tagger (head on frozen features: fast)
+    ("labelmap", "ner/labelmap-zeroshot", "ner"),
 ]
-SOURCES = {SELF_TRAIN: "sst2/full-synthetic", "goemotions/labelmap-ekman": "goemotions/ekman-source"}
+SOURCES = {SELF_TRAIN: "sst2/full-synthetic", "goemotions/labelmap-ekman": "goemotions/ekman-source",
+           "ner/labelmap-zeroshot": "ner/conll-head"}  # fmt: skip
 
 
 def run_recipe(strategy: str, name: str) -> dict:
@@ -128,6 +136,28 @@ def multi_label_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ner_table(results: list[dict]) -> str:
+    lines = [
+        "| strategy | method | sentences/type | evaluated on | entity micro-F1 | macro-F1 | wall s |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in results:
+        rows = [(r["strategy"], f"{r['method']} ({r['n_train']} sentences)", r["f1_micro"], r["f1_macro"],
+                 r["wall_seconds"])]  # fmt: skip
+        if r["strategy"] == "labelmap":
+            source = "CoNLL tagger (4 types)"
+            rows = [("labelmap", f"{source}, zero-shot through the type map", r["zero_shot_f1_micro"],
+                     r["zero_shot_f1_macro"], r["pool_seconds"]),
+                    ("labelmap", f"{source}, pseudo-label + distil ({r['n_pool']} sentences)", r["f1_micro"],
+                     r["f1_macro"], r["wall_seconds"])]  # fmt: skip
+        for strategy, method, micro, macro, seconds in rows:
+            lines.append(
+                f"| {strategy} | {method} | {r['n_per_class']} | {r['dataset'].removeprefix('bundled:')} "
+                f"{r['eval_split']} | {micro:.3f} | {macro:.3f} | {seconds:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     import datasets
     import transformers
@@ -138,7 +168,7 @@ def main() -> int:
     logging.getLogger("hf_transfer").setLevel(logging.WARNING)
     OUT.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    results, multi_label = [], []
+    results, multi_label, ner = [], [], []
     generate_seconds = teacher_seconds = 0.0
     for strategy, name, shown in STEPS:
         print(f"[demo] hf-transfer {strategy} --config recipes/{name}.yaml ...", flush=True)
@@ -148,6 +178,12 @@ def main() -> int:
             print(f"[demo]   kept {r['n_rows']} of {r['stats']['generated']} rows (removed: {removed}); "
                   f"{r['tokens_per_second'] or 0:.0f} new tokens/s; {r['wall_seconds']:.1f}s", flush=True)  # fmt: skip
             generate_seconds = r["wall_seconds"]
+            continue
+        if shown == "ner" or (strategy == "finetune" and name.startswith("ner/")):
+            scores = f"entity micro-F1 {r['f1_micro']:.3f}, macro-F1 {r['f1_macro']:.3f}"
+            print(f"[demo]   {scores} in {r['wall_seconds']:.1f}s", flush=True)
+            if shown:
+                ner.append(r)
             continue
         if shown == "multi_label":
             print(f"[demo]   micro-F1 {r['f1_micro']:.3f}, macro-F1 {r['f1_macro']:.3f} in {r['wall_seconds']:.1f}s")
@@ -161,12 +197,14 @@ def main() -> int:
             r = {**r, "wall_seconds": r["wall_seconds"] + teacher_seconds}
         if shown:
             results.append(r)
-    (OUT / "results.json").write_text(json.dumps(results + multi_label, indent=2))
+    (OUT / "results.json").write_text(json.dumps(results + multi_label + ner, indent=2))
     print()
     print("Encoder: embedded all-MiniLM-L6-v2; 2-core CPU; one seed (benchmarks/ has 3-seed means)")
     print(table(results))
     print("\nMulti-label (a comment can carry several of the 28 emotions):")
     print(multi_label_table(multi_label))
+    print("\nToken classification (NER, CrossNER politics: 9 entity types):")
+    print(ner_table(ner))
     print(f"\nTotal {time.perf_counter() - start:.0f}s; per-run folders (model, model card, results.json) in {OUT}")
     from hf_transfer.report import write_report
 

@@ -1,7 +1,8 @@
-"""hf_transfer: transfer learning for few-label text classification on the Hugging Face stack.
+"""hf_transfer: transfer learning for few-label text classification and tagging on the Hugging Face stack.
 
-Importing the package registers its classifier with the ``Auto`` classes, so a saved hf_transfer model
-reloads with ``AutoModelForSequenceClassification.from_pretrained(folder)``. Everything else is imported
+Importing the package registers its classifier and tagger with the ``Auto`` classes, so a saved hf_transfer
+model reloads with ``AutoModelForSequenceClassification`` (``AutoModelForTokenClassification``)
+``.from_pretrained(folder)``. Everything else is imported
 on first use.
 """
 
@@ -20,6 +21,8 @@ _LAZY = {
     "sample_per_class": "data",
     "load_token_target": "token_classification",
     "sample_per_type": "token_classification",
+    "tokenize_tokens": "token_classification",
+    "EntityF1": "metrics",
     "DataError": "errors",
     "ConfigError": "errors",
     "HfTransferError": "errors",
@@ -29,6 +32,7 @@ _LAZY = {
     "DEFAULT_GENERATOR": "defaults",
     "TransferConfig": "modeling",
     "TransferForSequenceClassification": "modeling",
+    "TransferForTokenClassification": "modeling",
     "TransferTrainer": "trainer",
     "TransferTrainingArguments": "trainer",
     "ModelArguments": "classifier",
@@ -97,13 +101,14 @@ if TYPE_CHECKING:
     from .generate import GenerateConfig, build_dataset_card, generate_dataset, generation_stats, run_generate  # noqa: F401
     from .hub import push_folder  # noqa: F401
     from .labelmap import LabelMap, LabelMapConfig, LabelMapResult, run_labelmap  # noqa: F401
+    from .metrics import EntityF1  # noqa: F401
     from .model_card import build_model_card, write_model_card  # noqa: F401
-    from .modeling import TransferConfig, TransferForSequenceClassification  # noqa: F401
+    from .modeling import TransferConfig, TransferForSequenceClassification, TransferForTokenClassification  # noqa: F401
     from .registry import STRATEGIES, get_strategy  # noqa: F401
     from .report import write_report  # noqa: F401
     from .results import RunResult  # noqa: F401
     from .run import fit, run_training  # noqa: F401
-    from .token_classification import load_token_target, sample_per_type  # noqa: F401
+    from .token_classification import load_token_target, sample_per_type, tokenize_tokens  # noqa: F401
     from .trainer import TransferTrainer, TransferTrainingArguments, WeightInterpolationCallback  # noqa: F401
 
 

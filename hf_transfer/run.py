@@ -23,7 +23,7 @@ from .hub import check_publish, push_run, save_run, trainer_args
 from .metrics import classification, multi_label, multi_label_scores, token_classification
 from .output import claim_output_dir, last_complete_checkpoint, save_bytes, wants_resume
 from .results import RunResult
-from .token_classification import TOKEN_CLASSIFICATION, tag_scores, word_predictions
+from .token_classification import TOKEN_CLASSIFICATION, is_tagger, tag_scores, word_predictions
 from .trainer import TransferTrainer, TransferTrainingArguments
 
 
@@ -156,12 +156,6 @@ def fit(
     trainer.log(output.metrics)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return Fit(trainer, config, output.metrics, train_seconds, tokenizer, logits, output.label_ids)
-
-
-def is_tagger(model) -> bool:
-    """Whether ``model`` (or the model under its PEFT wrapper) tags tokens rather than classifying texts."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return type(base).__name__.endswith("ForTokenClassification")
 
 
 def resume_checkpoint(config, checkpoint_dir: str | None = None) -> str | None:

@@ -442,6 +442,11 @@ def type_rates(dataset: Dataset) -> list[float]:
     types = type_names(dataset)
     if not len(dataset):
         return [ZERO_SHOT_ENTITY_SHARE / len(types)] * len(types)
-    tags = np.concatenate([np.asarray(t, dtype=np.int64) for t in dataset["ner_tags"]] or [np.zeros(0, np.int64)])
-    counts = np.bincount((tags[tags > 0] - 1) // 2, minlength=len(types))
+    return word_type_rates(dataset["ner_tags"], len(types))
+
+
+def word_type_rates(sentences: Sequence[Sequence[int]], num_types: int) -> list[float]:
+    """Each type's share of the words of tag-id ``sentences`` (tags in :func:`tag_names` order), kept above 0."""
+    tags = np.concatenate([np.asarray(t, dtype=np.int64) for t in sentences] or [np.zeros(0, np.int64)])
+    counts = np.bincount((tags[tags > 0] - 1) // 2, minlength=num_types)
     return np.clip(counts / max(len(tags), 1), 1 / (len(tags) + 1), 1.0).tolist()

@@ -19,7 +19,7 @@ from ..inference import embed_texts
 from ..output import wants_resume
 from ..precision import resolve_bf16
 from ..run import fit, run_training
-from ..token_classification import TOKEN_CLASSIFICATION, entities, sample_per_type, tokenize_tokens
+from ..token_classification import TOKEN_CLASSIFICATION, entities, sample_per_type, tokenize_tokens, word_type_rates
 from .config import LabelMapConfig
 from .head import transfer_head
 from .mapping import LabelMap
@@ -42,7 +42,6 @@ from .tagging import (
     tag_label_map,
     tag_types,
     type_map_of,
-    type_rates_of,
 )
 
 CALIBRATION_SENTENCES = 2000  # pool sentences that set a fresh student's type biases
@@ -142,7 +141,7 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
             sample = _sample(pool, CALIBRATION_SENTENCES, config.seed)
             teacher_tags = [p.argmax(1) for p in map_words(sample, teacher_map, resolve)]
             sentences = [list(s) for s in _sample(pool, CALIBRATION_SENTENCES, config.seed)["tokens"]]
-            calibration = (sentences, type_rates_of(teacher_tags, tags))
+            calibration = (sentences, word_type_rates(teacher_tags, len(tag_types(tags))))
             student, student_tok = prepare(config, tags, task=TOKEN_CLASSIFICATION, calibrate=calibration)
         rows = pseudo.select_columns(["tokens", "ner_tags", "soft_tags"])
         if len(gold):

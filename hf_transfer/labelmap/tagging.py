@@ -372,14 +372,3 @@ class SoftTagCollator(DataCollatorForTokenClassification):
                     padded[i, : len(rows)] = rows
             batch["soft_targets"] = padded
         return batch
-
-
-def type_rates_of(sentences: Sequence[Sequence[int]], names: Sequence[str]) -> list[float]:
-    """Each type's share of the words of tag-id ``sentences`` (the teacher's, on the pool), kept above 0."""
-    types = tag_types(names)
-    tags = np.concatenate([np.asarray(t, dtype=np.int64) for t in sentences] or [np.zeros(0, np.int64)])
-    counts = np.zeros(len(types))
-    for i, name in enumerate(names):
-        if name != "O":
-            counts[types.index(name[2:])] += (tags == i).sum()
-    return np.clip(counts / max(len(tags), 1), 1 / (len(tags) + 1), 1.0).tolist()

@@ -10,7 +10,9 @@ micro-F1 (seqeval semantics, ``hf_transfer.token_classification.entity_scores``)
   2,000-sentence CoNLL slice): its head mapped onto the politics tags through the type map
   (``hf_transfer.labelmap.transfer_head`` + ``tag_label_map``), then fine-tuned on politics train like (b);
 * (d) zero-shot through the map: the CoNLL tagger's tags mapped, no politics label read;
-* (e) ours, 8 sentences per type (``recipes/ner/politics-full-8shot.yaml``);
+* (e) ours, 8 sentences per type (``recipes/ner/politics-full-8shot.yaml``), and beside it the same plus the
+  sentences that ``recipes/ner/politics-generate.yaml`` writes (SmolLM2-135M, entity markup, the same 8-per-type
+  sample as examples, default filters) through ``recipes/ner/politics-full-8shot-synthetic.yaml``;
 * (f) pseudo-label + distil: ``recipes/ner/labelmap-zeroshot.yaml`` with the politics *dev* sentences as the
   unlabelled pool (their tags are never read for training);
 * the CoNLL source's own test F1 (bundled 1,000-sentence test slice) next to the stock Trainer's on the same
@@ -164,6 +166,7 @@ def main(skip=()) -> None:
         record(f"(c) ours via CoNLL, politics train/seed {seed}",
                lambda seed=seed: mapped_source_finetuned(politics["train"], politics["test"], seed))  # fmt: skip
         record(f"(e) ours full, 8 per type/seed {seed}", lambda seed=seed: _run("ner/politics-full-8shot", "e", seed))
+        record(f"(e) + synthetic (SmolLM2 markup)/seed {seed}", lambda seed=seed: _with_synthetic(seed))
         record(f"(f) pseudo-label + distil, dev pool/seed {seed}", lambda seed=seed: _labelmap(seed))
     record("(d) zero-shot through the map", lambda: _zero_shot())
     RESULTS.write_text(json.dumps(results, indent=2))
@@ -173,6 +176,19 @@ def main(skip=()) -> None:
 def _run(recipe: str, tag: str, seed: int) -> dict:
     result = run("finetune", recipe, OUT / f"{tag}-seed{seed}", seed=seed, sample_seed=seed)
     return {**_scores(result), "wall_seconds": result["wall_seconds"]}
+
+
+def _with_synthetic(seed: int) -> dict:
+    """Generate on the seed's 8-per-type sample (its sentences as markup examples), then (e) plus those rows."""
+    generated = run("generate", "ner/politics-generate", OUT / f"e-generate-seed{seed}", seed=seed, sample_seed=seed)
+    dataset = OUT / f"e-generate-seed{seed}" / "dataset"
+    result = run("finetune", "ner/politics-full-8shot-synthetic", OUT / f"e-synthetic-seed{seed}", seed=seed,
+                 sample_seed=seed, extra_train=dataset)  # fmt: skip
+    stats = generated["stats"]
+    return {**_scores(result), "wall_seconds": result["wall_seconds"] + generated["wall_seconds"],
+            "generate_wall_seconds": generated["wall_seconds"], "synthetic_rows": generated["n_rows"],
+            "generated_rows": stats["generated"], "removed": stats["removed"],
+            "kept_per_type": stats["kept_per_label"], "new_tokens_per_second": stats["tokens_per_second"]}  # fmt: skip
 
 
 def _labelmap(seed: int) -> dict:

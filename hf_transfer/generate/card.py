@@ -36,6 +36,7 @@ def build_dataset_card(
         stats = json.loads(dataset.info.description or "{}")
     feature = dataset.features["label"]
     multi = hasattr(feature, "feature")  # List(ClassLabel): the labels each text was asked for
+    tokens = "ner_tags" in dataset.column_names  # token classification: label = the entity type asked for
     labels = (feature.feature if multi else feature).names
     counts = dict.fromkeys(labels, 0)
     for value in dataset["label"]:
@@ -45,8 +46,8 @@ def build_dataset_card(
     n = len(dataset)
     card_data = DatasetCardData(
         license=KNOWN_LICENSES.get(generator_ref or ""),
-        task_categories=["text-classification"],
-        task_ids=["multi-label-classification"] if multi else None,
+        task_categories=["token-classification" if tokens else "text-classification"],
+        task_ids=["named-entity-recognition"] if tokens else ["multi-label-classification"] if multi else None,
         size_categories=[_size_category(n)],
         annotations_creators=["machine-generated"],
         language_creators=["machine-generated"],
@@ -58,6 +59,8 @@ def build_dataset_card(
     removed = stats.get("removed", {})
     settings = {
         "cleaning": "strip preambles, label prefixes and prompt echoes; first line only",
+        "markup": "entity markup `[words](type)` unreadable: unbalanced brackets, an empty span, an unknown type",
+        "entity": "no entity of the type the sentence was asked for",
         "length": f"{config.min_words} to {config.max_words} words",
         "contamination": f"shares {config.contamination_ngram} consecutive words with an eval text"
         if config.contamination_ngram
@@ -70,6 +73,9 @@ def build_dataset_card(
             if multi and stats.get("consistency_threshold", 1)
             else "off"
             if multi
+            else f"an entity's type has < {stats.get('consistency_threshold', '?')} of the tagger's entity-type mass "
+            f"over its words (tagger: {config.consistency_model})"
+            if tokens
             else f"scorer's P(intended label) < {stats.get('consistency_threshold', '?')} "
             f"(scorer: {config.consistency_model})"
         ),
@@ -117,6 +123,7 @@ def build_dataset_card(
         filters=filters,
         label_distribution=counts,
         multi_label=multi,
+        token_classification=tokens,
         label_pairs=[name for name in stats.get("kept_per_target", {}) if " + " in name],
         usage=usage,
         command=" ".join(["hf-transfer generate", *flags]),

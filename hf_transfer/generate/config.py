@@ -31,6 +31,12 @@ class GenerateConfig:
         "Write multi-label rows: a list of the label(s) each text was asked for, each checked on its own by the "
         "consistency filter. Default: from the target data (its labels are lists, or --task multi_label), else off.",
     )
+    token_classification: bool | None = option(
+        None,
+        "Write token-classification (NER) sentences: the generator marks entities inline, [Angela "
+        "Merkel](politician), parsed to tokens + BIO ner_tags; target_labels are the entity types. Default: from the "
+        "target data (tokens + ner_tags, or --task token_classification), else off.",
+    )
     label_pairs: int = option(
         0,
         "Multi-label: also prompt for this many label pairs (n_per_label each): those that co-occur most in the "
@@ -88,7 +94,9 @@ class GenerateConfig:
     consistency_threshold: float | None = option(
         None,
         "Keep examples whose intended label gets at least this probability from the scorer, in [0, 1]; default "
-        "1/num_labels; 0 turns the filter off (no scorer loads), also for multi-label. Off with a single label.",
+        "1/num_labels; 0 turns the filter off (no scorer loads), also for multi-label. Off with a single label. "
+        "Token classification: each marked entity's type needs this share of the tagger's entity-type mass over "
+        "its words (default 1/num_types).",
     )
     consistency_top_k: int | None = option(
         None,
@@ -98,7 +106,9 @@ class GenerateConfig:
     )
     consistency_model: str = option(
         "minilm",
-        "Encoder of the default consistency scorer (label-description zero-shot): Hub id, folder or 'minilm'.",
+        "Encoder of the default consistency scorer (label-description zero-shot): Hub id, folder or 'minilm'. "
+        "Token classification: also a saved tagger whose types include the targets' (a finetune run on the few "
+        "real sentences, or a labelmap run's tagger through the map), which then tags the rows itself.",
     )
     balance: str = option(
         "none",
@@ -168,6 +178,8 @@ class GenerateConfig:
             return 0.0
         if self.multi_label:
             return 0.0 if self.consistency_threshold == 0 else 1.0
+        if self.token_classification and self.consistency_threshold is None:
+            return 1.0 / len(self.labels)  # one type's share of the entity-type mass (markup.entity_consistency)
         return self.consistency_threshold if self.consistency_threshold is not None else 1.0 / len(self.labels)
 
     def resolved_consistency_top_k(self) -> int:
@@ -179,8 +191,12 @@ class GenerateConfig:
     @property
     def template_set(self) -> str:
         """``templates``, with ``default`` read as ``multi_label`` (prompts that can name two labels) for a
-        multi-label run."""
-        return "multi_label" if self.multi_label and self.templates == "default" else self.templates
+        multi-label run and ``token_classification`` (prompts for entity markup) for a token run."""
+        if self.templates != "default":
+            return self.templates
+        if self.multi_label:
+            return "multi_label"
+        return "token_classification" if self.token_classification else "default"
 
     def generation_fingerprint(self) -> dict:
         """Everything that changes the raw generated rows; filter settings are left out (re-run on shards)."""
@@ -197,6 +213,8 @@ class GenerateConfig:
             fingerprint.update(target_per_label=self.target_per_label, max_rounds=self.max_rounds)
         if self.multi_label:  # rows of label lists, and the pairs prompted for (plan() adds which pairs)
             fingerprint.update(multi_label=True, label_pairs=self.label_pairs)
+        if self.token_classification:  # other prompts (entity markup), other rows
+            fingerprint["token_classification"] = True
         return fingerprint
 
     @property
@@ -231,8 +249,13 @@ def check_task_options(config: GenerateConfig) -> None:
             f"consistency_top_k={config.consistency_top_k} must be >= 1; to turn the filter off set "
             "consistency_threshold=0."
         )
-    if config.multi_label is False:
-        single_label_only(config)
+    if config.token_classification and config.multi_label:
+        raise ConfigError(
+            "token_classification=True and multi_label=True: a generate run writes one kind of rows. Entity markup "
+            "already lets a sentence hold several types; drop multi_label."
+        )
+    if config.multi_label is False or config.token_classification:
+        single_label_only(config, "token-classification" if config.token_classification else "single-label")
     elif config.multi_label and config.consistency_threshold not in (None, 0):
         raise ConfigError(
             f"consistency_threshold={config.consistency_threshold} is the single-label rule (a probability the "
@@ -242,13 +265,12 @@ def check_task_options(config: GenerateConfig) -> None:
         )
 
 
-def single_label_only(config: GenerateConfig) -> None:
-    """Refuse the multi-label options on a single-label run."""
+def single_label_only(config: GenerateConfig, kind: str = "single-label") -> None:
+    """Refuse the multi-label options on a single-label or token-classification run."""
     for name, unset in (("label_pairs", 0), ("consistency_top_k", None)):
         value = getattr(config, name)
         if value != unset:
             raise ConfigError(
-                f"{name}={value} is a multi-label option, but this generate run is single-label (one label per "
-                "row). Drop it, or generate multi-label rows: multi_label=True (CLI: --multi_label true, or a "
-                "multi-label --dataset)."
+                f"{name}={value} is a multi-label option, but this generate run is {kind}. Drop it, or generate "
+                "multi-label rows: multi_label=True (CLI: --multi_label true, or a multi-label --dataset)."
             )

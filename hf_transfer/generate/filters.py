@@ -12,8 +12,10 @@ import numpy as np
 
 from .config import BALANCE_MODES
 from .generation import PREAMBLE
+from .markup import MarkupError, entity_consistency, parse_markup
 
-Scorer = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, num_labels) probabilities
+Scorer = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, num_labels) probabilities; tokens: word lists ->
+# one (words, tags) array per sentence
 
 ARTEFACT = re.compile(r"<\|[^|>]*\|>|</?s>|\[/?INST\]|<end_of_turn>|<start_of_turn>")
 ROLE = re.compile(r"^\s*(assistant|user|system|model)\s*(:\s*|$)", re.I)
@@ -207,6 +209,67 @@ def default_scorer(labels: Sequence[str], descriptions: Mapping[str, str] | None
     return score
 
 
+def saved_tagger_tags(model: str, types: Sequence[str]) -> list[str] | None:
+    """The tag names of ``model`` when it is a saved tagger (its config alone; ``ConfigError`` if it lacks some of
+    ``types``), else ``None`` (an encoder: the zero-shot description tagger is built on it)."""
+    from transformers import AutoConfig
+
+    from ..defaults import resolve_model
+    from ..errors import ConfigError
+    from ..modeling import register_auto_classes
+    from ..token_classification import types_of_tags
+
+    register_auto_classes()
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(model))
+    except (OSError, ValueError) as err:
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"Cannot load the config of consistency_model {model!r} ({reason}).") from None
+    if not any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or ()):
+        return None
+    tags = [config.id2label[i] for i in range(len(config.id2label))]
+    missing = sorted(set(types) - set(types_of_tags(tags) or ()))
+    if missing:
+        raise ConfigError(
+            f"consistency_model {model!r} is a tagger without the entity type(s) {missing} (its tags: {tags}), so it "
+            "cannot check rows marked with them. Give a tagger over the target types (a finetune or labelmap run on "
+            "them), or the encoder 'minilm' for the zero-shot type-description tagger, or consistency_threshold=0."
+        )
+    return tags
+
+
+def default_tagger_scorer(
+    types: Sequence[str], descriptions: Mapping[str, str] | None, model: str = "minilm"
+) -> Scorer:
+    """Token classification: ``sentences -> [(words, tags) probabilities]`` in :func:`tag_names` order, from a
+    saved tagger over (at least) ``types``, or the type-description zero-shot tagger on an encoder (no bias
+    calibration: :func:`~hf_transfer.generate.markup.entity_consistency` compares types, not entity vs ``O``)."""
+    from ..classifier import prepare
+    from ..defaults import resolve_model
+    from ..inference import predict_word_proba
+    from ..token_classification import TOKEN_CLASSIFICATION, tag_names, word_tokenizer
+
+    names = tag_names(types)
+    saved = saved_tagger_tags(model, types)
+    if saved is None:
+        descriptions = {k: v for k, v in (descriptions or {}).items() if v}
+        tagger, tokenizer = prepare(model, names, task=TOKEN_CLASSIFICATION, method="head",
+                                    label_descriptions=descriptions or None)  # fmt: skip
+        columns = list(range(len(names)))
+    else:
+        from transformers import AutoModelForTokenClassification
+
+        path = resolve_model(model)
+        tagger, tokenizer = AutoModelForTokenClassification.from_pretrained(path).eval(), word_tokenizer(path)
+        columns = [saved.index(name) for name in names]
+
+    def score(sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[np.ndarray]:
+        probs = predict_word_proba(tagger, tokenizer, [list(s) for s in sentences], batch_size=batch_size)
+        return [p[:, columns] for p in probs]
+
+    return score
+
+
 def balance_mask(label_ids: Sequence[int], mode: str, seed: int = 0) -> np.ndarray:
     """``"min"``: keep a seeded random subset of each label's rows, as many as the rarest present label has (random,
     not the most consistent rows, so no label keeps only easy examples). ``"none"``: keep all."""
@@ -245,7 +308,8 @@ def cap_mask(keys: Sequence, cap: int | None) -> np.ndarray:
 
 
 FILTER_ORDER = (
-    "cleaning", "length", "contamination", "exact_duplicate", "near_duplicate", "consistency", "surplus", "balance",
+    "cleaning", "markup", "entity", "length", "contamination", "exact_duplicate", "near_duplicate", "consistency",
+    "surplus", "balance",
 )  # fmt: skip
 
 
@@ -264,6 +328,7 @@ def apply_filters(
     seed: int = 0,
     cap_per_label: int | None = None,
     consistency_top_k: int | None = None,
+    markup_types: Sequence[str] | None = None,
 ) -> tuple[list[dict], dict]:
     """Every filter over ``rows`` (``raw_text``, ``prompt``, ``label_id``, or multi-label ``label_ids``): the kept
     rows, with ``text`` and ``consistency`` set, and ``{"removed": {filter: count}, ...}``. ``load_scorer()`` runs
@@ -271,8 +336,16 @@ def apply_filters(
     ``consistency_top_k`` (multi-label): keep a row when every asked label is among the scorer's top
     ``consistency_top_k + len(asked) - 1`` labels (:func:`consistency_ranks`; ``consistency_rank`` is set), instead
     of the probability cut. ``cap_per_label`` cuts each target (label, or label pair) to its first rows
-    (``surplus``: what top-up rounds made beyond ``target_per_label``)."""
-    removed = dict.fromkeys(FILTER_ORDER, 0)
+    (``surplus``: what top-up rounds made beyond ``target_per_label``).
+
+    ``markup_types`` (token classification): each cleaned text is entity markup over these types
+    (:mod:`~hf_transfer.generate.markup`), parsed to ``tokens`` + ``ner_tags`` (``markup``: unreadable markup
+    removed; ``entity``: no entity of the asked type), ``text`` becomes the plain words for the length,
+    contamination and duplicate filters and ``markup`` keeps what was written; the scorer then tags word lists
+    (``sentences -> [(words, tags) probabilities]``) and a row's consistency is
+    :func:`~hf_transfer.generate.markup.entity_consistency`."""
+    tokens = markup_types is not None
+    removed = dict.fromkeys((f for f in FILTER_ORDER if tokens or f not in TOKEN_FILTERS), 0)
 
     def keep_where(current: list[dict], mask: np.ndarray, name: str) -> list[dict]:
         removed[name] += int((~mask).sum())
@@ -280,6 +353,10 @@ def apply_filters(
 
     current = [{**row, "text": clean_text(row["raw_text"], row.get("prompt"), row.get("label"))} for row in rows]
     current = keep_where(current, np.array([bool(r["text"]) for r in current], dtype=bool), "cleaning")
+    if tokens:
+        current = keep_where(current, _parse_rows(current, markup_types), "markup")
+        asked = [{markup_types[i] for i in target_of(r)} <= {t[2:] for t in r["ner_tags"]} for r in current]
+        current = keep_where(current, np.array(asked, dtype=bool), "entity")
     current = keep_where(current, length_mask([r["text"] for r in current], min_words, max_words), "length")
     mask = contamination_mask([r["text"] for r in current], eval_texts, contamination_ngram)
     current = keep_where(current, mask, "contamination")
@@ -289,7 +366,11 @@ def apply_filters(
     if consistency_threshold > 0 and current and (scorer is not None or load_scorer is not None):
         scorer = scorer if scorer is not None else load_scorer()
         texts = [r["text"] for r in current]
-        if consistency_top_k is not None:
+        if tokens:
+            probs = scorer([r["tokens"] for r in current])
+            scores = np.array([entity_consistency(p, r["ner_tags"], markup_types) for p, r in zip(probs, current)])
+            mask = scores >= consistency_threshold
+        elif consistency_top_k is not None:
             asked = [target_of(r) for r in current]
             worst, scores = consistency_ranks(texts, asked, scorer)
             for row, rank in zip(current, worst):
@@ -309,3 +390,20 @@ def apply_filters(
     code = {target: i for i, target in enumerate(sorted(set(targets)))}  # single-label: in label id order
     current = keep_where(current, balance_mask([code[t] for t in targets], balance, seed), "balance")
     return current, {"generated": len(rows), "removed": removed, "kept": len(current)}
+
+
+TOKEN_FILTERS = ("markup", "entity")  # only token-classification runs have these
+
+
+def _parse_rows(rows: list[dict], types: Sequence[str]) -> np.ndarray:
+    """Parse each row's markup in place (``markup``, ``tokens``, ``ner_tags``, ``text`` = the words); the mask of
+    rows that parsed."""
+    keep = np.ones(len(rows), dtype=bool)
+    for i, row in enumerate(rows):
+        try:
+            words, tags = parse_markup(row["text"], types)
+        except MarkupError:
+            keep[i] = False
+            continue
+        row.update(markup=row["text"], tokens=words, ner_tags=tags, text=" ".join(words))
+    return keep

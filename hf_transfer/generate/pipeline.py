@@ -23,25 +23,30 @@ from ..errors import ConfigError
 from ..multi_label import MULTI_LABEL, task_of
 from ..output import check_output_dir, run_lock
 from ..state import atomic_write
+from ..token_classification import TOKEN_CLASSIFICATION, tag_names, type_names
 from .card import DATASET_CARD_TEMPLATE, write_dataset_card
 from .config import GenerateConfig, check_labels, check_task_options
-from .filters import Scorer, apply_filters, default_scorer, target_of
+from .filters import Scorer, apply_filters, default_scorer, default_tagger_scorer, saved_tagger_tags, target_of
 from .generation import check_generator, generate_rows, load_generator
 from .label_pairs import check_pairs, top_label_pairs
+from .markup import markup_seed_rows
 from .prompts import Prompt, build_prompts, digest, group_seed_examples, load_templates, target_name
 from .shards import ROUNDS, ShardStore, batch_seed
 
 DATASET_DIR = "dataset"
 
 
-def dataset_features(labels: Sequence[str], multi_label: bool = False) -> Features:
+def dataset_features(labels: Sequence[str], multi_label: bool = False, tokens: bool = False) -> Features:
     """``attributes``: JSON of the style/length/... drawn for the row; ``seed``: the batch's sampling seed;
     ``consistency``: the scorer's probability of the intended label (None if off). Multi-label: ``label`` lists
     the asked label(s), ``consistency`` is the lowest score among them and ``consistency_rank`` the worst rank
-    (1 = the scorer's top label)."""
+    (1 = the scorer's top label). Token classification: ``tokens`` + ``ner_tags`` (BIO over the types
+    ``labels``) parsed from ``text``, the markup as written; ``label`` is the type the sentence was asked for and
+    ``consistency`` the lowest type share among its entities (:func:`.markup.entity_consistency`)."""
     label = List(ClassLabel(names=list(labels))) if multi_label else ClassLabel(names=list(labels))
     rank = {"consistency_rank": Value("int64")} if multi_label else {}
-    return Features({"text": Value("string"), "label": label,
+    tagged = {"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=tag_names(labels)))} if tokens else {}
+    return Features({**tagged, "text": Value("string"), "label": label,
                      **{name: Value("string") for name in ("generator", "template_id", "attributes")},
                      **{name: Value("int64") for name in ("seed", "row_index", "new_tokens")},
                      "consistency": Value("float32"), **rank})  # fmt: skip
@@ -53,9 +58,20 @@ def _run_lock(output_dir: str, state):
     return run_lock(output_dir) if state.is_main_process else contextlib.nullcontext()
 
 
-def read_seed_examples_file(path: str) -> list[dict]:
+def read_seed_examples_file(path: str, tokens: bool = False) -> list[dict]:
+    """``[{"text", "label"}]`` from a file; token classification: tagged sentences (any token-data form) as markup
+    examples (:func:`~hf_transfer.generate.markup.markup_seed_rows`)."""
     from ..data import read_source
 
+    if tokens:
+        from ..errors import DataError
+        from ..token_classification import read_token_source
+
+        try:
+            splits = read_token_source(path)
+        except (DataError, ValueError) as err:
+            raise ConfigError(f"Cannot read seed_examples_file {path!r} as tagged sentences: {err}") from None
+        return markup_seed_rows(splits["train"] if "train" in splits else next(iter(splits.values())))
     try:
         data = read_source(path)
     except ValueError as err:
@@ -82,7 +98,7 @@ def plan(
     labels = config.labels
     templates = load_templates(config.template_set)
     if seed_examples is None and config.seed_examples_file:
-        seed_examples = read_seed_examples_file(config.seed_examples_file)
+        seed_examples = read_seed_examples_file(config.seed_examples_file, tokens=bool(config.token_classification))
     grouped = group_seed_examples(seed_examples, labels)
     render = functools.partial(build_prompts, labels, templates=templates, seed=config.seed,
                                descriptions=config.label_descriptions, seed_examples=grouped,
@@ -118,6 +134,8 @@ def generate_dataset(
     state = partial_state()
     if config.multi_label is None:  # no target data to take it from: single-label unless asked
         config.multi_label = False
+    if config.token_classification is None:
+        config.token_classification = False
     check_task_options(config)
     pairs = check_pairs(config, pairs)
     prompts, fingerprint, more_prompts = plan(config, seed_examples, pairs)
@@ -126,7 +144,9 @@ def generate_dataset(
     if scorer is None and config.resolved_consistency_threshold() > 0:
         from ..classifier import check_prepare_args
 
-        check_prepare_args(config.consistency_model, config.labels, label_descriptions=config.label_descriptions)
+        if not config.token_classification or saved_tagger_tags(config.consistency_model, config.labels) is None:
+            labels = tag_names(config.labels) if config.token_classification else config.labels
+            check_prepare_args(config.consistency_model, labels, label_descriptions=config.label_descriptions)
     targets = targets_of(config, pairs)
     with _run_lock(config.output_dir, state):
         return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator,
@@ -145,8 +165,9 @@ def _generate_dataset(
     batches: list[list[Prompt]] = []
     session = {"resumed_batches": 0, "generated_batches": 0, "rounds": 0}
     # the default consistency scorer loads on first use, once for top-up planning and the final filter
+    make_scorer = default_tagger_scorer if config.token_classification else default_scorer
     load_scorer = functools.cache(
-        lambda: default_scorer(config.labels, config.label_descriptions, config.consistency_model)
+        lambda: make_scorer(config.labels, config.label_descriptions, config.consistency_model)
     )
     round_prompts = prompts
     for round_index in range(config.max_rounds if config.target_per_label else 1):
@@ -191,6 +212,7 @@ def _filter(config: GenerateConfig, rows: list[dict], eval_texts, scorer, load_s
         eval_texts=eval_texts, scorer=scorer, load_scorer=load_scorer, balance=config.balance if final else "none",
         seed=config.seed, cap_per_label=config.target_per_label if final else None,
         consistency_top_k=config.resolved_consistency_top_k() if config.multi_label else None,
+        markup_types=config.labels if config.token_classification else None,
     )  # fmt: skip
 
 
@@ -250,7 +272,12 @@ def _filter_and_build(
     }
     if config.multi_label:
         columns["consistency_rank"] = [r.get("consistency_rank") for r in kept]
-    features = dataset_features(labels, config.multi_label)
+    if config.token_classification:  # the words and tags parsed from the markup, which `text` keeps as written
+        columns = {"tokens": [r["tokens"] for r in kept], "ner_tags": [r["ner_tags"] for r in kept], **columns,
+                   "text": [r["markup"] for r in kept]}  # fmt: skip
+        tags = tag_names(labels)
+        columns["ner_tags"] = [[tags.index(t) for t in row] for row in columns["ner_tags"]]
+    features = dataset_features(labels, config.multi_label, bool(config.token_classification))
     dataset = Dataset.from_dict(columns, features=features)  # columnar: works with 0 rows too
     dataset.info.description = json.dumps(stats)
     return dataset
@@ -289,6 +316,71 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
         bar.close()
 
 
+def _sentence_target(config: GenerateConfig, data_args, train, eval_ds, data_labels):
+    """From sentence-classification target data: the task (multi-label or not), labels, eval texts to protect,
+    seed examples and (multi-label) label pairs."""
+    pairs, seed_examples = None, None
+    multi = task_of(train) == MULTI_LABEL
+    if config.token_classification:
+        raise ConfigError(
+            f"token_classification=True, but the target {data_args.dataset!r} is sentence-classification data "
+            "(text + label). Give token data (tokens + ner_tags) or leave token_classification unset."
+        )
+    config.token_classification = False
+    if config.multi_label is not None and config.multi_label != multi:
+        raise ConfigError(
+            f"multi_label={config.multi_label}, but the target {data_args.dataset!r} is "
+            f"{'multi' if multi else 'single'}-label: rows generated for it would not train it. Leave "
+            "multi_label unset (it follows the target data), or generate without --dataset (--dataset none)."
+        )
+    config.multi_label = multi
+    if config.target_labels is None:
+        config.target_labels = data_labels
+    eval_texts = list(eval_ds["text"])
+    if data_args.n_per_class:
+        seed_examples = train
+    if multi and config.label_pairs:
+        if not len(train):
+            raise ConfigError(
+                f"label_pairs={config.label_pairs} picks the label pairs that co-occur most in the target's "
+                "labelled train rows, but n_per_class=0 leaves none. Set n_per_class (e.g. 8) or leave it unset "
+                "(the whole train split), or set label_pairs=0."
+            )
+        pairs = top_label_pairs(train, config.label_pairs)
+        if len(pairs) < config.label_pairs:
+            warnings.warn(
+                f"label_pairs={config.label_pairs}, but the target's labelled train rows hold only {len(pairs)} "
+                "label pair(s) that occur together; prompting for those.",
+                stacklevel=2,
+            )
+    return eval_texts, seed_examples, pairs
+
+
+def _token_target(config: GenerateConfig, data_args, train, eval_ds):
+    """From token-classification target data: a token run over its entity types; eval sentences (as words) are
+    protected from contamination and, with ``n_per_class``, the sampled sentences are the markup examples."""
+    if config.multi_label:
+        raise ConfigError(
+            f"multi_label=True, but the target {data_args.dataset!r} is token-classification (NER) data: a sentence "
+            "there holds several entity types already. Drop multi_label."
+        )
+    if config.token_classification is False:
+        raise ConfigError(
+            f"token_classification=False, but the target {data_args.dataset!r} is token-classification data: rows "
+            "generated as labelled sentences would not train its tagger. Leave token_classification unset."
+        )
+    config.multi_label, config.token_classification = False, True
+    if config.target_labels is None:
+        config.target_labels = type_names(train)
+    eval_texts = [" ".join(tokens) for tokens in eval_ds["tokens"]]
+    seed_examples = None
+    if data_args.n_per_class:
+        names = train.features["ner_tags"].feature.names
+        rows = zip(train["tokens"], train["ner_tags"])
+        seed_examples = markup_seed_rows([{"tokens": t, "ner_tags": [names[i] for i in tags]} for t, tags in rows])
+    return eval_texts, seed_examples
+
+
 def run_generate(config: GenerateConfig, data_args=None) -> dict:
     """Generate the labelled dataset (``<output_dir>/dataset``, for finetune's ``--dataset``) + ``results.json``.
     The target data of ``data_args``, if any, supplies the labels when ``target_labels`` is unset, its eval split
@@ -302,48 +394,21 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
 
         labels = config.target_labels or data_args.labels
         train, eval_ds, data_labels = load_data_args(DataArguments(**{**data_args.__dict__, "labels": labels}))
-        if task_of(train) == "token_classification":
-            raise ConfigError(
-                f"The target {data_args.dataset!r} is token-classification (NER) data; generate writes labelled "
-                "sentences for sentence classification only so far. For a tagger on few labels, use finetune "
-                "(--n_per_class sentences per type) or labelmap from a source tagger."
-            )
-        multi = task_of(train) == MULTI_LABEL
-        if config.multi_label is not None and config.multi_label != multi:
-            raise ConfigError(
-                f"multi_label={config.multi_label}, but the target {data_args.dataset!r} is "
-                f"{'multi' if multi else 'single'}-label: rows generated for it would not train it. Leave "
-                "multi_label unset (it follows the target data), or generate without --dataset (--dataset none)."
-            )
-        config.multi_label = multi
-        if config.target_labels is None:
-            config.target_labels = data_labels
-        eval_texts = list(eval_ds["text"])
-        if data_args.n_per_class:
-            seed_examples = train
-        if multi and config.label_pairs:
-            if not len(train):
-                raise ConfigError(
-                    f"label_pairs={config.label_pairs} picks the label pairs that co-occur most in the target's "
-                    "labelled train rows, but n_per_class=0 leaves none. Set n_per_class (e.g. 8) or leave it unset "
-                    "(the whole train split), or set label_pairs=0."
-                )
-            pairs = top_label_pairs(train, config.label_pairs)
-            if len(pairs) < config.label_pairs:
-                warnings.warn(
-                    f"label_pairs={config.label_pairs}, but the target's labelled train rows hold only {len(pairs)} "
-                    "label pair(s) that occur together; prompting for those.",
-                    stacklevel=2,
-                )
+        if task_of(train) == TOKEN_CLASSIFICATION:
+            eval_texts, seed_examples = _token_target(config, data_args, train, eval_ds)
+        else:
+            eval_texts, seed_examples, pairs = _sentence_target(config, data_args, train, eval_ds, data_labels)
     else:
         if config.target_labels is None and data_args is not None and data_args.labels:
             config.target_labels = list(data_args.labels)
-        if data_args is not None and data_args.task == "token_classification":
-            raise ConfigError("generate writes sentence-classification data only so far, not token_classification.")
+        if data_args is not None and data_args.task == TOKEN_CLASSIFICATION and config.token_classification is None:
+            config.token_classification = True  # --task without target data: --labels are the entity types
         if config.multi_label is None and data_args is not None and data_args.task != "auto":
             config.multi_label = data_args.task == MULTI_LABEL  # --task without target data
     if config.multi_label is None:
         config.multi_label = False
+    if config.token_classification is None:
+        config.token_classification = False
     check_task_options(config)
     if config.target_labels is not None:
         check_labels(config.target_labels, config.label_descriptions)
@@ -360,6 +425,7 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
             "generator": portable_ref(config.generator),
             "labels": config.labels,
             "multi_label": config.multi_label,
+            "token_classification": config.token_classification,
             "label_pairs": [list(pair) for pair in pairs or ()],
             "n_per_label": config.n_per_label,
             "target_per_label": config.target_per_label,

@@ -18,7 +18,7 @@ from ..data import readable_label
 from ..errors import ConfigError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-BUILTIN_VARIABLES = {"label", "description", "examples"}
+BUILTIN_VARIABLES = {"label", "description", "examples", "types"}  # types: every label name, joined
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ def build_prompts(
             "label": " and ".join(readable_label(labels[i]) for i in ids),
             "description": "; ".join(d for d in (descriptions.get(labels[i], "") for i in ids) if d),
             "examples": examples,
+            "types": ", ".join(labels),
             **attributes,
         }
         text = sandbox.render(template.text, _where(template.id, templates.source), variables)

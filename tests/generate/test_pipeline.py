@@ -384,13 +384,3 @@ def test_an_unusable_output_dir_stops_before_the_generator_loads(tmp_path, tiny_
                             consistency_threshold=0, output_dir=str(tmp_path / "taken"))  # fmt: skip
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         run_generate(config)
-
-
-def test_a_token_classification_target_is_refused_before_any_model_loads(tmp_path):
-    from hf_transfer.config import DataArguments
-
-    config = GenerateConfig(generator="not-loaded", n_per_label=2, output_dir=str(tmp_path / "out"))
-    with pytest.raises(ConfigError, match="token-classification \\(NER\\) data"):
-        run_generate(config, DataArguments(dataset="bundled:crossner_politics"))
-    with pytest.raises(ConfigError, match="not token_classification"):
-        run_generate(config, DataArguments(dataset="none", labels=["a", "b"], task="token_classification"))

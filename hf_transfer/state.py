@@ -27,7 +27,7 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all (temporary name, fsync, rename)."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
+    with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

@@ -108,7 +108,9 @@ def build_dataset_card(
         n_rows=n,
         labels=labels,
         templates=f"`{config.templates}`"
-        + (" (`hf_transfer/generate/templates/default.yaml`)" if config.templates == "default" else ""),  # fmt: skip
+        + (
+            f" (`hf_transfer/generate/templates/{config.template_set}.yaml`)" if config.templates == "default" else ""
+        ),  # fmt: skip
         n_per_label=config.n_per_label,
         n_seed_examples=n_seed_examples,
         n_shots=config.n_shots,

@@ -444,7 +444,7 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
         }
         if results["labels_without_rows"]:
             warnings.warn(
-                f"generate kept no rows for label(s) {results['labels_without_rows']}: a classifier trained on this "
+                f"generate kept no rows for label(s) {results['labels_without_rows']}: a model trained on this "
                 "dataset alone never predicts them. Raise n_per_label or target_per_label, lower the filters "
                 "(consistency_threshold, min_words), or describe those labels (label_descriptions).",
                 stacklevel=2,

@@ -74,5 +74,7 @@ class ShardStore:
             path = self.shard_path(i)
             if not path.is_file():
                 raise FileNotFoundError(f"Shard {path} is missing: generation did not finish.")
-            rows.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+            # split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 ..., which
+            # json.dumps(ensure_ascii=False) leaves in a generated text unescaped
+            rows.extend(json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip())
         return rows

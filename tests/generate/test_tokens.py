@@ -243,24 +243,74 @@ def test_token_run_bad_input_is_refused_before_the_generator_loads(tmp_path, mon
         run_generate(config, DataArguments(dataset="bundled:crossner_politics", n_per_class=1))
 
 
-def test_a_consistency_tagger_without_a_target_type_is_refused_from_its_config(tmp_path, monkeypatch):
-    from transformers import BertConfig
-
+@pytest.fixture(scope="module")
+def saved_tagger(tmp_path_factory, tiny_encoder):
+    """A saved tagger over person, country and misc (a superset of some targets, in another order)."""
     from hf_transfer.classifier import prepare
 
-    encoder = tmp_path / "enc"
-    bert = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    from transformers import BertModel, BertTokenizerFast
+    folder = tmp_path_factory.mktemp("tagger")
+    tagger, tokenizer = prepare(tiny_encoder, tag_names(["misc", "country", "person"]), task="token_classification")
+    tagger.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
-    BertModel(bert).save_pretrained(encoder)
-    vocab = encoder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghij"]))
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(encoder)
-    tagger, tokenizer = prepare(str(encoder), tag_names(["person", "country"]), task="token_classification",
-                                head_init="random")  # fmt: skip
-    tagger.save_pretrained(tmp_path / "tagger")
-    tokenizer.save_pretrained(tmp_path / "tagger")
+
+def test_a_consistency_tagger_without_a_target_type_is_refused_from_its_config(tmp_path, saved_tagger, monkeypatch):
+    def forbidden(*a, **k):
+        raise AssertionError("must fail before loading")
+
     monkeypatch.setattr(pipeline_module, "check_generator", lambda name: None)
-    config = make_config(tmp_path / "gen", consistency_threshold=None, consistency_model=str(tmp_path / "tagger"))
+    monkeypatch.setattr(pipeline_module, "load_generator", forbidden)
+    config = make_config(tmp_path / "gen", consistency_threshold=None, consistency_model=saved_tagger)
     with pytest.raises(ConfigError, match=r"tagger without the entity type\(s\) \['politicalparty'\]"):
         generate_dataset(config)
+
+
+def test_tagger_scorers_return_target_tag_columns(saved_tagger, tiny_encoder):
+    """A saved tagger's columns are picked and ordered by tag name; an encoder gives the zero-shot type-description
+    tagger. Either way one (words, tags) row per word, in tag_names(types) order."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from hf_transfer.generate.filters import default_tagger_scorer
+    from hf_transfer.inference import predict_word_proba
+    from hf_transfer.token_classification import word_tokenizer
+
+    sentences = [["good", "movie"], ["bad", "plot", "very", "bad"]]
+    types = ["person", "country"]
+    probs = default_tagger_scorer(types, None, saved_tagger)(sentences)
+    with torch.no_grad():
+        model = AutoModelForTokenClassification.from_pretrained(saved_tagger).eval()
+        full = predict_word_proba(model, word_tokenizer(saved_tagger), sentences)
+    saved = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    for p, f in zip(probs, full):
+        assert p.shape == (f.shape[0], 5)
+        np.testing.assert_allclose(p, f[:, [saved.index(name) for name in tag_names(types)]], rtol=1e-5)
+    zero_shot = default_tagger_scorer(types, {"person": "a human being"}, tiny_encoder)(sentences)
+    assert [z.shape for z in zero_shot] == [(2, 5), (4, 5)]
+    assert all(np.allclose(z.sum(1), 1.0, atol=1e-5) for z in zero_shot)
+
+
+def test_task_flag_without_target_data_makes_a_token_run(tmp_path, scripted, monkeypatch):
+    from hf_transfer.config import DataArguments
+
+    monkeypatch.setattr(pipeline_module, "check_generator", lambda name: None)
+    monkeypatch.setattr(pipeline_module, "load_generator", lambda *a, **k: (None, None))
+    config = GenerateConfig(generator="unused", n_per_label=2, min_words=1, consistency_threshold=0, bf16=False,
+                            output_dir=str(tmp_path / "gen"))  # fmt: skip
+    results = run_generate(config, DataArguments(dataset="none", labels=TYPES, task="token_classification"))
+    assert results["token_classification"] and results["labels"] == TYPES and results["n_rows"] > 0
+    ds = load_from_disk(str(tmp_path / "gen" / "dataset"))
+    assert ds.features["ner_tags"].feature.names == tag_names(TYPES)
+
+
+def test_shards_keep_texts_with_unicode_line_separators(tmp_path):
+    """A generated text may hold U+2028, U+0085 or U+001C, which json.dumps(ensure_ascii=False) leaves unescaped and
+    str.splitlines() breaks at (a SmolLM2 run on politics prompts wrote one)."""
+    from hf_transfer.generate.shards import ShardStore
+
+    store = ShardStore(str(tmp_path))
+    store.start({"run": 1})
+    rows = [{"raw_text": "a\u2028b"}, {"raw_text": "c\x85d\x1ce\u2029"}, {"raw_text": "ü\r"}]
+    store.write(0, rows)
+    assert store.read(1) == rows

@@ -20,7 +20,7 @@ FILES = sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelera
 @pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name}/{p.name}" for p in FILES])
 def test_recipe_parses(path, tmp_path):
     strategy = "labelmap" if "labelmap" in (path.parent.name, path.stem.split("-")[0]) \
-        else "generate" if path.stem == "generate" else "finetune"  # fmt: skip
+        else "generate" if path.stem.split("-")[-1] == "generate" else "finetune"  # fmt: skip
     data_args, config = parse_with_config(
         make_parser(strategy), ["--config", str(path), "--output_dir", str(tmp_path)]
     )

@@ -126,7 +126,15 @@ def test_bundled_and_legit_templates_render_as_plain_jinja_did():
         }
     )
     cases = [
-        dict(label="very negative", description="", examples=[], length="one sentence", style="dry", voice="me"),
+        dict(
+            label="very negative",
+            description="",
+            examples=[],
+            length="one sentence",
+            style="dry",
+            voice="me",
+            types="very negative, positive",
+        ),  # fmt: skip
         dict(
             label="sports",
             description="games and teams",
@@ -134,6 +142,7 @@ def test_bundled_and_legit_templates_render_as_plain_jinja_did():
             length="two sentences",
             style="formal",
             voice="a critic",
+            types="sports, politics",
         ),  # fmt: skip
     ]
     for templates in [*bundled, legit]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -14,6 +15,7 @@ import yaml
 from .errors import ConfigError
 
 UNASKED_MODES = ("auto", "negative", "unknown")  # DataArguments.extra_train_unasked
+DEFAULT_SEED = 0  # TransferTrainingArguments.seed, and a sample_seed left unset outside a run
 
 
 def option(default, help: str):
@@ -65,7 +67,11 @@ class DataArguments:
         "(and rows with no label, if the data has them), rarest label first; token classification: at least this many "
         "sentences per entity type, rarest type first. Default: all.",
     )
-    sample_seed: int = option(0, "Seed for the n-per-class sample.")
+    sample_seed: int | None = option(
+        None,
+        "Seed for the n-per-class sample and for a validation split carved from train. Default: the run's --seed, so "
+        "another --seed is another sample too; set it to train several seeds on one fixed sample.",
+    )
     extra_train: str | None = option(
         None,
         "More training rows appended to the (sampled) train split, labels matched by name, e.g. a generated dataset "
@@ -113,6 +119,11 @@ class DataArguments:
         check_range("n_per_class", self.n_per_class, low=0, note="0 means: do not train")
         check_range("validation_size", self.validation_size, low=0, high=1, high_open=True)
         check_range("max_eval_samples", self.max_eval_samples, low=1)
+
+    def seeded(self, seed: int) -> DataArguments:
+        """These arguments with an unset ``sample_seed`` taken from the run's ``seed`` (each strategy calls it
+        first, so the sample, the carved validation split and ``results.json`` all follow ``--seed``)."""
+        return self if self.sample_seed is not None else dataclasses.replace(self, sample_seed=seed)
 
 
 MAPPING_FILE_SUFFIXES = (".json", ".yaml", ".yml")

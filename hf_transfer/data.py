@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -48,7 +49,17 @@ from .multi_label import (
     split_joined,
     strata,
 )
-from .token_classification import TOKEN_CLASSIFICATION, is_token_source, load_token_target, sample_per_type, type_names
+from .token_classification import (
+    CARVED,
+    TOKEN_CLASSIFICATION,
+    carved_from_train,
+    entities,
+    is_token_source,
+    load_token_target,
+    mark_carved,
+    sample_per_type,
+    type_names,
+)
 
 if TYPE_CHECKING:
     from .config import DataArguments
@@ -496,7 +507,8 @@ def load_target(
     data = DatasetDict({split: _encode_labels(ds, split, names, rename) for split, ds in data.items()})
     if "validation" not in data and validation_size:
         carve = _carve_lists if listed else _carve
-        data["train"], data["validation"] = carve(data["train"], names, validation_size, seed)
+        train, validation = carve(data["train"], names, validation_size, seed)
+        data["train"], data["validation"] = train, mark_carved(validation, validation_size)
     return data
 
 
@@ -603,11 +615,78 @@ def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
     return dataset.select(order.tolist())
 
 
-def load_data_args(data_args: DataArguments, counts: dict | None = None):
+def load_data_args(data_args: DataArguments, counts: dict | None = None, announce: bool = True):
     """Load and sample the target data of ``data_args``: ``(train, eval, labels)``. ``counts``, if given, receives
-    ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``."""
+    ``n_real_train`` (sampled real rows, before ``repeat_train``) and ``n_extra_train``. ``announce``: print what
+    trains and what evaluates (:func:`describe_data`) and warn when the evaluation rows were carved from train
+    although the data has a ``test`` split. An unset ``sample_seed`` is the default run seed here (strategies
+    resolve it to their ``--seed`` first: :meth:`DataArguments.seeded`)."""
+    from .config import DEFAULT_SEED
+
+    data_args = data_args.seeded(DEFAULT_SEED)
     if data_args.task == TOKEN_CLASSIFICATION or (data_args.task == "auto" and is_token_source(data_args.dataset)):
-        return _load_token_args(data_args, counts)
+        train, eval_ds, labels, has_test = _load_token_args(data_args, counts)
+    else:
+        train, eval_ds, labels, has_test = _load_sentence_args(data_args, counts)
+    if announce:
+        _announce(data_args, train, eval_ds, labels, has_test)
+    return train, eval_ds, labels
+
+
+def _announce(data_args: DataArguments, train: Dataset, eval_ds: Dataset, labels: list[str], has_test: bool) -> None:
+    from .distributed import partial_state
+
+    if not partial_state().is_main_process:
+        return
+    carved = carved_from_train(eval_ds)
+    if carved and has_test:
+        warnings.warn(
+            f"Evaluating on {len(eval_ds)} rows carved from train (validation_size={data_args.validation_size}: the "
+            f"data has no validation split) although it has a 'test' split. Pass --eval_split test to evaluate "
+            "there, or add a validation file.",
+            stacklevel=3,
+        )
+    print(describe_data(train, eval_ds, data_args.eval_split, carved=carved), file=sys.stderr, flush=True)
+
+
+def describe_data(train: Dataset, eval_ds: Dataset, eval_split: str, *, carved: bool = False, shown: int = 10) -> str:
+    """One line each for what trains and what evaluates: split, rows (sentences), and rows per label (multi-label:
+    rows holding it; token classification: entities per type), the ``shown`` largest first."""
+    rows = []
+    for name, ds in (("train", train), (eval_split, eval_ds)):
+        counts = _rows_per_label(ds)
+        listed = sorted(counts.items(), key=lambda kv: -kv[1])
+        text = ", ".join(f"{label} {n}" for label, n in listed[:shown])
+        more = f", ... ({len(listed) - shown} more labels, {min(counts.values())}-{max(counts.values())} each)" \
+            if len(listed) > shown else ""  # fmt: skip
+        unit = "sentences" if "ner_tags" in ds.column_names else "rows"
+        where = f" ({CARVED})" if carved and name == eval_split else ""
+        what = "entities per type" if "ner_tags" in ds.column_names else "per label"
+        rows.append(f"{'Training on' if name == 'train' else 'Evaluating on'} {name}{where}: {len(ds)} {unit}"
+                    + (f"; {what}: {text}{more}" if counts else ""))  # fmt: skip
+    return "\n".join(rows)
+
+
+def _rows_per_label(ds: Dataset) -> dict[str, int]:
+    if "ner_tags" in ds.column_names:
+        names = ds.features["ner_tags"].feature.names
+        counts = dict.fromkeys(type_names(ds), 0)
+        for tags in ds["ner_tags"]:
+            for kind, _, _ in entities([names[t] for t in tags]):
+                counts[kind] += 1
+        return counts
+    if "label" not in ds.column_names:
+        return {}
+    feature = ds.features["label"]
+    names = (feature.feature if is_list_feature(feature) else feature).names
+    counts = dict.fromkeys(names, 0)
+    for value in _column(ds, "label") if not is_list_feature(feature) else ds["label"]:
+        for label in value if isinstance(value, list) else [value]:
+            counts[names[label]] += 1
+    return counts
+
+
+def _load_sentence_args(data_args: DataArguments, counts: dict | None):
     names = ("text_column", "label_column", "labels", "normalize_labels", "task", "label_separator", "label_columns")
     kwargs = {k: getattr(data_args, k) for k in names}
     kwargs.update(validation_size=data_args.validation_size, seed=data_args.sample_seed)
@@ -655,7 +734,7 @@ def load_data_args(data_args: DataArguments, counts: dict | None = None):
     eval_ds = data[data_args.eval_split]
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
-    return train, eval_ds, labels
+    return train, eval_ds, labels, "test" in data
 
 
 def _load_token_args(data_args: DataArguments, counts: dict | None):
@@ -688,7 +767,7 @@ def _load_token_args(data_args: DataArguments, counts: dict | None):
     eval_ds = data[data_args.eval_split]
     if data_args.max_eval_samples is not None:
         eval_ds = eval_ds.select(range(min(data_args.max_eval_samples, len(eval_ds))))
-    return train, eval_ds, tags
+    return train, eval_ds, tags, "test" in data
 
 
 def _load_extra_train(source, labels: list[str], multi: bool, data_args: DataArguments) -> Dataset:

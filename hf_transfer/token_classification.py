@@ -222,8 +222,21 @@ def load_token_target(
         )
     if "validation" not in out and validation_size:
         parts = out["train"].train_test_split(test_size=validation_size, seed=seed)
-        out["train"], out["validation"] = parts["train"], parts["test"]
+        out["train"], out["validation"] = parts["train"], mark_carved(parts["test"], validation_size)
     return DatasetDict(out)
+
+
+CARVED = "carved from train"  # the description of a validation split no file held
+
+
+def mark_carved(ds: Dataset, validation_size) -> Dataset:
+    """Mark a validation split that was cut out of train (the run-start summary says so)."""
+    ds.info.description = f"{CARVED} (validation_size={validation_size})"
+    return ds
+
+
+def carved_from_train(ds: Dataset) -> bool:
+    return (ds.info.description or "").startswith(CARVED)
 
 
 def type_names(ds: Dataset) -> list[str]:

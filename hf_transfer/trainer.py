@@ -32,7 +32,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from .classifier import ModelArguments
-from .config import check_range
+from .config import DEFAULT_SEED, check_range
 from .errors import ConfigError
 from .modeling import token_soft_target_loss
 from .token_classification import is_tagger
@@ -215,6 +215,11 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
             "deleted first. Without it (or resume_from_checkpoint) such a folder is refused.",
         },
     )
+    seed: int = field(
+        default=DEFAULT_SEED,
+        metadata={"help": "Seeds everything: weights, data order and, unless --sample_seed is given, the few-shot "
+                  "sample and a carved validation split. Default 0, as in the recipes."},
+    )  # fmt: skip
     # Defaults that suit few-shot runs on small data better than TrainingArguments' own.
     num_train_epochs: float = field(default=10.0, metadata={"help": "Total number of training epochs."})
     min_train_steps: int = field(

@@ -31,6 +31,7 @@ from .result import FinetuneResult
 
 def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneResult:
     """Train (unless ``n_per_class == 0``), evaluate, save to ``config.output_dir``; returns the results."""
+    data_args = data_args.seeded(config.seed)
     counts: dict = {}
     train, eval_ds, labels = load_data_args(data_args, counts)
     task = task_of(train)
@@ -41,11 +42,11 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneRe
     unlabelled = None
     if task == TOKEN_CLASSIFICATION and not len(train):  # zero-shot: the type biases are set on unlabelled sentences
         everything = DataArguments(**{**vars(data_args), "n_per_class": None, "extra_train": None})
-        unlabelled = load_data_args(everything)[0].shuffle(seed=data_args.sample_seed)
+        unlabelled = load_data_args(everything, announce=False)[0].shuffle(seed=data_args.sample_seed)
         unlabelled = unlabelled.select(range(min(len(unlabelled), 2000)))["tokens"]
     if task == MULTI_LABEL and not counts["n_real_train"]:  # no real labels: unlabelled train texts set the decision
         everything = DataArguments(**{**vars(data_args), "n_per_class": None, "extra_train": None})
-        unlabelled = load_data_args(everything)[0].shuffle(seed=data_args.sample_seed)
+        unlabelled = load_data_args(everything, announce=False)[0].shuffle(seed=data_args.sample_seed)
         unlabelled = unlabelled.select(range(min(len(unlabelled), 2000)))["text"]
     return run_training(
         config,

@@ -73,8 +73,8 @@ def build_dataset_card(
             if multi and stats.get("consistency_threshold", 1)
             else "off"
             if multi
-            else f"an entity's type has < {stats.get('consistency_threshold', '?')} of the tagger's entity-type mass "
-            f"over its words (tagger: {config.consistency_model})"
+            else f"an entity's type has < {stats.get('consistency_threshold', 0):.3g} of the tagger's entity-type "
+            f"mass over its words (tagger: {config.consistency_model})"
             if tokens
             else f"scorer's P(intended label) < {stats.get('consistency_threshold', '?')} "
             f"(scorer: {config.consistency_model})"

@@ -388,6 +388,8 @@ def run_generate(config: GenerateConfig, data_args=None) -> dict:
     multi-label target makes a multi-label run, whose ``label_pairs`` come from its labelled train rows."""
     start = time.perf_counter()
     eval_texts, seed_examples, pairs = None, None, None
+    if data_args is not None:
+        data_args = data_args.seeded(config.seed)
     if data_args is not None and str(data_args.dataset).lower() not in ("", "none"):
         from ..config import DataArguments
         from ..data import load_data_args

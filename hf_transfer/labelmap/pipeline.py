@@ -150,6 +150,7 @@ def _student(config: LabelMapConfig, labels, source, source_tok, label_map: Labe
 
 def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> LabelMapResult:
     """Map → zero-shot → pseudo-label → distil (``rounds`` times); saves the student and ``results.json``."""
+    data_args = data_args.seeded(config.seed)
     if data_args.extra_train:
         raise ConfigError(
             "extra_train is a finetune option; labelmap trains on pseudo-labels of the target train split. "

@@ -25,6 +25,7 @@ def run_fingerprint(config, data_args, num_processes: int) -> dict:
     """What the saved state depends on: data, source model, map, selection and the student's training."""
     from ..trainer import result_options
 
+    data_args = data_args.seeded(config.seed)  # an unset sample_seed is the run's seed (as the run reads it)
     data = {f"data.{key}": value for key, value in vars(data_args).items()}  # a changed key is named alone
     return jsonable({**result_options(config), **data, "num_processes": num_processes})
 

@@ -504,9 +504,10 @@ def test_run_finetune_end_to_end(tmp_path, tiny_model_dir, target_dir, method):
 
 
 def test_run_finetune_with_n_per_class_zero_only_evaluates(tmp_path, tiny_model_dir, target_dir):
-    config = finetune_config(tmp_path, tiny_model_dir, method="full")
+    config = finetune_config(tmp_path, tiny_model_dir, method="full", seed=2)
     results = run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=0, eval_split="test"))
     assert results["n_train"] == 0 and results["train_seconds"] == 0.0 and results["n_eval"] == 12
+    assert results["sample_seed"] == 2  # unset: the run's seed
     out = tmp_path / "run"
     assert (out / "results.json").is_file()
     # Nothing trained: the saved model is the zero-shot (description-initialised) model.

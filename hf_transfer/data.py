@@ -629,11 +629,12 @@ def load_data_args(data_args: DataArguments, counts: dict | None = None, announc
     else:
         train, eval_ds, labels, has_test = _load_sentence_args(data_args, counts)
     if announce:
-        _announce(data_args, train, eval_ds, labels, has_test)
+        _announce(data_args, train, eval_ds, has_test)
     return train, eval_ds, labels
 
 
-def _announce(data_args: DataArguments, train: Dataset, eval_ds: Dataset, labels: list[str], has_test: bool) -> None:
+def _announce(data_args: DataArguments, train: Dataset, eval_ds: Dataset, has_test: bool) -> None:
+    """Print :func:`describe_data` on the main process; warn when a test split is passed over for carved rows."""
     from .distributed import partial_state
 
     if not partial_state().is_main_process:

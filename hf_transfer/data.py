@@ -676,15 +676,7 @@ def _rows_per_label(ds: Dataset) -> dict[str, int]:
             for kind, _, _ in entities([names[t] for t in tags]):
                 counts[kind] += 1
         return counts
-    if "label" not in ds.column_names:
-        return {}
-    feature = ds.features["label"]
-    names = (feature.feature if is_list_feature(feature) else feature).names
-    counts = dict.fromkeys(names, 0)
-    for value in _column(ds, "label") if not is_list_feature(feature) else ds["label"]:
-        for label in value if isinstance(value, list) else [value]:
-            counts[names[label]] += 1
-    return counts
+    return dict(_label_counts(ds)) if "label" in ds.column_names else {}
 
 
 def _load_sentence_args(data_args: DataArguments, counts: dict | None):

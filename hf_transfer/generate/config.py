@@ -178,8 +178,8 @@ class GenerateConfig:
             return 0.0
         if self.multi_label:
             return 0.0 if self.consistency_threshold == 0 else 1.0
-        if self.token_classification and self.consistency_threshold is None:
-            return 1.0 / len(self.labels)  # one type's share of the entity-type mass (markup.entity_consistency)
+        # token classification: the same default, read as one type's share of the entity-type mass
+        # (markup.entity_consistency)
         return self.consistency_threshold if self.consistency_threshold is not None else 1.0 / len(self.labels)
 
     def resolved_consistency_top_k(self) -> int:

@@ -275,8 +275,8 @@ def _filter_and_build(
     if config.token_classification:  # the words and tags parsed from the markup, which `text` keeps as written
         columns = {"tokens": [r["tokens"] for r in kept], "ner_tags": [r["ner_tags"] for r in kept], **columns,
                    "text": [r["markup"] for r in kept]}  # fmt: skip
-        tags = tag_names(labels)
-        columns["ner_tags"] = [[tags.index(t) for t in row] for row in columns["ner_tags"]]
+        tag_id = {tag: i for i, tag in enumerate(tag_names(labels))}
+        columns["ner_tags"] = [[tag_id[t] for t in row] for row in columns["ner_tags"]]
     features = dataset_features(labels, config.multi_label, bool(config.token_classification))
     dataset = Dataset.from_dict(columns, features=features)  # columnar: works with 0 rows too
     dataset.info.description = json.dumps(stats)

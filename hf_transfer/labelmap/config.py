@@ -9,7 +9,7 @@ from ..config import as_mapping, check_range
 from ..errors import ConfigError
 from ..trainer import TransferTrainingArguments
 from .mapping import check_label_map
-from .pseudo import check_selection
+from .pseudo import PSEUDO_LABEL_THRESHOLD, check_selection
 
 MAP_METHODS = ("auto", "explicit", "identity", "learned", "names")
 
@@ -55,7 +55,7 @@ class LabelMapConfig(TransferTrainingArguments):
         default=False, metadata={"help": "Accept target labels that no source label maps to (never predicted)."}
     )
     threshold: float = field(
-        default=0.9,
+        default=PSEUDO_LABEL_THRESHOLD,
         metadata={
             "help": "Keep pseudo-labels whose target confidence is at least this (0 keeps all); multi-label: a row's "
             "confidence is that of its least sure label decision."

@@ -17,6 +17,10 @@ from ..errors import ConfigError
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN
 
+# The one default confidence cut of pseudo-labels (LabelMapConfig.threshold, the CLI, pseudo_label): measured
+# on SST-2 self-training it keeps ~25% of the pool, 95% of it right, and scores as keeping all rows (README).
+PSEUDO_LABEL_THRESHOLD = 0.8
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,7 +52,7 @@ def select_rows(confidence: np.ndarray, labels: np.ndarray, num_labels: int, thr
 
 
 def pseudo_label(
-    pool: Dataset, label_map: LabelMap, *, threshold: float | None = 0.9, top_k: int | None = None
+    pool: Dataset, label_map: LabelMap, *, threshold: float | None = PSEUDO_LABEL_THRESHOLD, top_k: int | None = None
 ) -> Dataset:
     """A pool carrying ``source_probs`` as ``text``, ``label`` (``ClassLabel``; multi-label: a list of them, the
     labels whose score reaches ``label_map.thresholds``), ``soft_label`` (the target scores) and ``confidence``

@@ -6,7 +6,8 @@ settings: "before" (learning rate 2e-5 for every method and 10 epochs, the defau
 changed), "method lr" (learning rate by method: full 2e-5, head 1e-2, lora 5e-4) and "now" (method lr +
 ``min_train_steps`` 100: 10 epochs of 16 examples are 10 optimizer steps); full and lora also under "head lr
 1e-2" (now + ``head_learning_rate`` 1e-2, an option off by default). Nothing is tuned per task; the
-sample and training seeds are 0, 1, 2. A killed run resumes.
+sample and training seeds are 0, 1, 2. A killed run resumes. Recorded before a single-label head's default rate
+became 1e-2 under full and PEFT (``with_head_rate``): the "head lr 1e-2" rows are what "now" gives since.
 """
 
 from __future__ import annotations

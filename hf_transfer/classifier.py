@@ -33,6 +33,7 @@ from .multi_label import MULTI_LABEL, PROBLEM_TYPES
 from .token_classification import SUBWORD_LABELS, TOKEN_CLASSIFICATION, types_of_tags, word_tokenizer
 
 BUILTIN_METHODS = ("full", "head")
+AUTO_METHOD = "auto"  # finetune only: the method picked by cross-validation (finetune/auto.py)
 
 
 def peft_method_names() -> list[str]:
@@ -62,6 +63,7 @@ class ModelArguments:
 
     # fields that do not change what is trained: not fingerprinted, not in cards
     io_fields: ClassVar[tuple[str, ...]] = ("merge_adapter",)
+    picks_method: ClassVar[bool] = False  # True where method='auto' is allowed (FinetuneConfig)
 
     model_name_or_path: str = option(
         DEFAULT_ENCODER, "Encoder to adapt: Hub id, local path, or 'minilm' (the embedded all-MiniLM-L6-v2)."
@@ -97,9 +99,16 @@ class ModelArguments:
 
     def __post_init__(self):
         self.method = self.method.lower()
-        if self.method not in BUILTIN_METHODS and self.method not in peft_method_names():
+        if self.method == AUTO_METHOD and not self.picks_method:
             raise ConfigError(
-                f"method={self.method!r} is not known. Use 'full', 'head', or a PEFT method: "
+                f"method='auto' picks by cross-validation on labelled target rows, which only finetune has; "
+                f"{type(self).__name__} trains on other rows: use 'full', 'head' or a PEFT method."
+            )
+        if self.method not in (*BUILTIN_METHODS, AUTO_METHOD) and self.method not in peft_method_names():
+            raise ConfigError(
+                f"method={self.method!r} is not known. Use 'full', 'head', "
+                + ("'auto', " if self.picks_method else "")
+                + "or a PEFT method: "
                 f"{', '.join(peft_method_names())}."
             )
         check_range("max_length", self.max_length, low=1)
@@ -107,10 +116,11 @@ class ModelArguments:
         check_range("head_init_scale", self.head_init_scale, low=0, low_open=True)
         self.peft_kwargs = as_mapping("peft_kwargs", self.peft_kwargs)
         self.label_descriptions = as_mapping("label_descriptions", self.label_descriptions)
-        if self.peft_kwargs and not self.is_peft:
+        peft_methods = [m for m in self.candidate_methods() if m not in BUILTIN_METHODS]
+        if self.peft_kwargs and not peft_methods:
             raise ConfigError(f"peft_kwargs is set but method={self.method!r} is not a PEFT method.")
-        if self.peft_kwargs:
-            self._check_peft_kwargs()
+        for method in peft_methods if self.peft_kwargs else ():
+            self._check_peft_kwargs(method)
         if self.pooling is not None and self.pooling not in POOLING_MODES:
             raise ConfigError(f"pooling={self.pooling!r}: use {', '.join(POOLING_MODES)}.")
         if self.head_init not in ("label_descriptions", "random"):
@@ -118,22 +128,26 @@ class ModelArguments:
         if self.subword_labels not in SUBWORD_LABELS:
             raise ConfigError(f"subword_labels={self.subword_labels!r}: use {' or '.join(map(repr, SUBWORD_LABELS))}.")
 
-    def _check_peft_kwargs(self) -> None:
+    def candidate_methods(self) -> list[str]:
+        """The methods this config may train: its method, or under 'auto' the candidates."""
+        return list(getattr(self, "auto_methods", ())) if self.method == AUTO_METHOD else [self.method]
+
+    def _check_peft_kwargs(self, method: str) -> None:
         """PEFT would only fail on an unknown key after the encoder has loaded, with a bare ``TypeError``."""
-        config_class = peft_config_class(self.method)
+        config_class = peft_config_class(method)
         valid = sorted(f.name for f in dataclasses.fields(config_class) if f.init)
         unknown = sorted(set(map(str, self.peft_kwargs)) - set(valid))
         if unknown:
             close = {key: difflib.get_close_matches(key, valid, n=1) for key in unknown}
             hints = [f"{key!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for key, c in close.items()]
             raise ConfigError(
-                f"peft_kwargs has key(s) that {config_class.__name__} (method={self.method!r}) does not take: "
+                f"peft_kwargs has key(s) that {config_class.__name__} (method={method!r}) does not take: "
                 f"{', '.join(hints)}. Fix or remove them; see the {config_class.__name__} documentation in PEFT."
             )
 
     @property
     def is_peft(self) -> bool:
-        return self.method not in BUILTIN_METHODS
+        return self.method not in (*BUILTIN_METHODS, AUTO_METHOD)
 
     def model_options(self) -> dict:
         """Only the model options (a strategy config holds many more fields)."""

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
-from .classifier import ModelArguments
+from .classifier import AUTO_METHOD, ModelArguments
 from .config import DEFAULT_SEED, check_range
 from .errors import ConfigError
 from .modeling import token_soft_target_loss
@@ -239,7 +239,7 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
         default=None,
         metadata={
             "help": "Peak learning rate of the classification head when the encoder or an adapter trains too "
-            "(full, PEFT); default: learning_rate."
+            "(full, PEFT); default: head-only's rate (1e-2) in single-label finetune runs, learning_rate elsewhere."
         },
     )
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device for training."})
@@ -266,8 +266,8 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
             # Trainer non-distributed (each process trains alone); use_cpu makes accelerate use MULTI_CPU.
             self.use_cpu = True
         ModelArguments.__post_init__(self)  # TrainingArguments' __post_init__ does not call it
-        if self.learning_rate is None:
-            self.learning_rate = default_learning_rate(self.method)
+        if self.learning_rate is None:  # method='auto': each candidate at its own; the winner's once chosen
+            self.learning_rate = default_learning_rate(self.method if self.method != AUTO_METHOD else "full")
         for name, bounds in TRAINING_RANGES.items():  # before TrainingArguments' own checks and any model load
             check_range(name, getattr(self, name), **bounds)
         self.thresholds = str(self.thresholds)
@@ -279,6 +279,19 @@ class TransferTrainingArguments(TrainingArguments, ModelArguments):
                 raise ConfigError(message) from None
             check_range("thresholds", value, low=0, high=1, low_open=True, high_open=True)
         super().__post_init__()
+
+    def with_head_rate(self) -> TransferTrainingArguments:
+        """This config, or a copy whose unset ``head_learning_rate`` is head-only's rate when the encoder or an
+        adapter trains under the head: a new linear head needs the rate a linear probe needs, not the one
+        pretrained weights can take. Measured at 8 labels per class (MiniLM, README few-shot defaults): CLINC150
+        (151 intents, seed 0) LoRA 64.9 -> 74.4%, full 70.7 -> 77.0% (head-only 73.5%); on six tasks of 2-5
+        classes -0.3 (full) and -0.25 (LoRA) points on average over 3 seeds. Single-label finetune runs only:
+        taggers, multi-label heads and labelmap students were not measured with it."""
+        if self.head_learning_rate is not None or self.method in ("head", AUTO_METHOD):
+            return self
+        config = copy.copy(self)
+        config.head_learning_rate = DEFAULT_LEARNING_RATES["head"]
+        return config
 
     def for_tagger(self) -> TransferTrainingArguments:
         """This config, or a copy whose ``min_train_steps`` is at least :data:`TAGGER_HEAD_MIN_STEPS` for a tagger

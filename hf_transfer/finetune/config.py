@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..classifier import AUTO_METHOD, BUILTIN_METHODS, peft_method_names
 from ..config import check_range
 from ..errors import ConfigError
-from ..trainer import TransferTrainingArguments
+from ..trainer import TRAINING_RANGES, TransferTrainingArguments
+from .auto import AUTO_METHODS
 
 
 @dataclass
@@ -15,6 +17,27 @@ class FinetuneConfig(TransferTrainingArguments):
     """Adapt a pretrained encoder to the target labels: full, head-only on cached features, or PEFT."""
 
     io_fields: ClassVar[tuple[str, ...]] = ("feature_cache_dir", "cache_features")
+    picks_method: ClassVar[bool] = True
+
+    method: str = field(
+        default=AUTO_METHOD,
+        metadata={
+            "help": "'auto' (picks among auto_methods by cross-validation on the labelled rows, never the eval "
+            "split), 'full' (all weights), 'head' (frozen backbone; trains the head on cached features), or a PEFT "
+            "method name: 'lora', 'dora', 'ia3', 'loha', 'lokr', 'vera', ..."
+        },
+    )
+    auto_methods: list[str] = field(
+        default_factory=lambda: list(AUTO_METHODS),
+        metadata={"help": "method='auto': the candidates, cheapest first (each with its own default learning rate)."},
+    )
+    auto_folds: int = field(
+        default=2,
+        metadata={
+            "help": "method='auto': cross-validation folds. Each candidate trains this many times on (k-1)/k of the "
+            "rows, so 2 costs about one final run per candidate (the head on cached features: almost nothing)."
+        },
+    )
 
     output_dir: str | None = field(default="outputs/finetune", metadata={"help": "Where the model and results go."})
     prior_weight: float = field(
@@ -41,8 +64,29 @@ class FinetuneConfig(TransferTrainingArguments):
     )
 
     def __post_init__(self):
+        if str(self.method).lower() == AUTO_METHOD:
+            self._check_auto()
         super().__post_init__()
         check_range("prior_weight", self.prior_weight, low=0, high=1)
         check_range("wise_alpha", self.wise_alpha, low=0, high=1)
         if self.prior_weight > 0 and self.head_init != "label_descriptions":
             raise ConfigError("prior_weight > 0 needs head_init='label_descriptions' (the prior is that head).")
+
+    def _check_auto(self) -> None:
+        """Before any model loads: a learning rate fits one method, and every candidate must be one."""
+        if self.learning_rate is not None:
+            check_range("learning_rate", self.learning_rate, **TRAINING_RANGES["learning_rate"])  # its range first
+            raise ConfigError(
+                f"learning_rate={self.learning_rate} is set with method='auto', whose candidates each train at their "
+                f"own default rate (full 2e-5, head 1e-2, PEFT 5e-4). Set --method to the one it is for, or drop it."
+            )
+        self.auto_methods = [str(m).lower() for m in self.auto_methods]
+        known = [*BUILTIN_METHODS, *peft_method_names()]
+        unknown = [m for m in self.auto_methods if m not in known]
+        if not self.auto_methods or unknown or len(set(self.auto_methods)) < len(self.auto_methods):
+            raise ConfigError(
+                f"auto_methods={self.auto_methods}: list distinct methods among {', '.join(known)}"
+                + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else "")
+                + "."
+            )
+        check_range("auto_folds", self.auto_folds, low=2)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from transformers import default_data_collator, set_seed
 
-from ..classifier import check_base_task, check_prepare_args, prepare
+from ..classifier import AUTO_METHOD, check_base_task, check_prepare_args, prepare
 from ..config import DataArguments
 from ..data import load_data_args, tokenize, training_targets
 from ..defaults import portable_ref
@@ -23,7 +25,8 @@ from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL, multi_hot, t
 from ..run import Fit, fit, run_training
 from ..thresholds import fit_thresholds, out_of_fold
 from ..token_classification import TOKEN_CLASSIFICATION, tokenize_tokens, type_rates
-from ..trainer import SOFT_TARGETS, WeightInterpolationCallback
+from ..trainer import SOFT_TARGETS, WeightInterpolationCallback, result_options
+from .auto import AUTO_STATE_FILE, MethodChoice, choose_method, chosen_config
 from .config import FinetuneConfig
 from .features import collate_token_features, embed_dataset, embed_token_dataset
 from .result import FinetuneResult
@@ -57,6 +60,12 @@ def run_finetune(config: FinetuneConfig, data_args: DataArguments) -> FinetuneRe
 
 
 def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, labels, counts, task, unlabelled):
+    if config.method == AUTO_METHOD:
+        choice = _choose_method(config, data_args, train, labels, counts, task)
+        result, fitted = _train_and_evaluate(chosen_config(config, choice.chosen), data_args, train, eval_ds,
+                                             labels, counts, task, unlabelled)  # fmt: skip
+        result.method_selection = choice.as_dict()
+        return result, fitted
     if task == TOKEN_CLASSIFICATION:
         return _train_tagger(config, data_args, train, eval_ds, labels, counts, unlabelled)
     calibration, extra, thresholds = None, np.zeros(len(train), dtype=bool), None
@@ -69,6 +78,8 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
             calibration = ([texts[i] for i in real], _rates(np.asarray(train["labels"])[real], len(labels)))
         else:
             calibration = (list(unlabelled), _rates(np.zeros((0, len(labels))), len(labels)))
+    else:
+        config = config.with_head_rate()  # a new single-label head learns at head-only's rate unless set
     set_seed(config.seed)  # before the model is built: PEFT adapters and random heads start the same each run
     model, tokenizer = prepare(config, labels, problem_type=PROBLEM_TYPES.get(task), calibrate=calibration)
     base = model.get_base_model() if config.is_peft else model
@@ -101,6 +112,32 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
     if task == MULTI_LABEL and thresholds is None:
         base.config.label_thresholds = _rate_thresholds(fitted.trainer.model, tokenizer, unlabelled, config.max_length)
     return _result(fitted, data_args, labels, len(train), counts), fitted
+
+
+def _choose_method(config: FinetuneConfig, data_args, train, labels, counts, task) -> MethodChoice:
+    """``method: auto``. Single-label: cross-validation of ``config.auto_methods`` on the real training rows,
+    each fold trained by this module's own path (prior, WiSE-FT and cached head features as the final run).
+    Multi-label and token classification: full, the best measured there (README: macro-F1 on GoEmotions,
+    entity F1 on CrossNER politics), since one fold model per candidate would add to their threshold folds."""
+    if task != SINGLE_LABEL:
+        reason = f"{task}: full, the best method measured on this task type (cross-validation is single-label)"
+        return MethodChoice(chosen="full", folds=0, rows=counts.get("n_real_train", len(train)), reason=reason)
+    n_real = counts.get("n_real_train", len(train))
+
+    def train_and_predict(fold_config, rows, held_out) -> np.ndarray:
+        _, fitted = _train_and_evaluate(fold_config, data_args, train.select(rows), train.select(held_out),
+                                        labels, {}, task, None)  # fmt: skip
+        output = fitted.trainer.predict(fitted.trainer.eval_dataset)
+        return output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+
+    repeat = data_args.repeat_train if n_real else 1
+    state = Path(config.output_dir) / AUTO_STATE_FILE if config.output_dir else None
+    fingerprint = {"options": result_options(config), "data": vars(data_args), "rows": n_real}
+    choice = choose_method(config, np.asarray(train["label"][:n_real]), n_real, repeat, len(train), train_and_predict,
+                           state_file=state, fingerprint=fingerprint,
+                           write_state=PartialState().is_main_process)  # fmt: skip
+    print(f"method=auto chose {choice.reason}", flush=True)
+    return choice
 
 
 def _result(fitted: Fit, data_args, labels, n_train: int, counts: dict) -> FinetuneResult:

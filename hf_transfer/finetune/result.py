@@ -17,6 +17,7 @@ class FinetuneResult(RunResult, strategy="finetune"):
     n_extra_train: int = 0
     extra_train_missing_labels: list[str] = field(default_factory=list)
     extra_train_unasked: str | None = None  # multi-label: the labels an extra row does not list, negative or unknown
+    method_selection: dict | None = None  # method='auto': the candidates' cross-validation and the choice (auto.py)
 
     def training_data(self) -> str:
         if not self.extra_train:
@@ -26,7 +27,10 @@ class FinetuneResult(RunResult, strategy="finetune"):
         return f"{real}, plus the rows of `{self.extra_train}` ({self.n_train} training rows in all)"
 
     def card_variables(self) -> dict[str, Any]:
-        return {"synthetic": synthetic_recipe(self.extra_train) or synthetic_recipe(self.dataset)}
+        return {
+            "synthetic": synthetic_recipe(self.extra_train) or synthetic_recipe(self.dataset),
+            "method_selection": self.method_selection,
+        }
 
     def report_name(self) -> str:
         name = super().report_name()

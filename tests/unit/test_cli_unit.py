@@ -87,7 +87,8 @@ def test_no_command_fails(capsys):
 def test_defaults_without_config(tmp_path):
     data_args, config = parse(["--output_dir", str(tmp_path)])
     assert data_args.dataset == "bundled:sst2" and data_args.n_per_class is None and data_args.labels is None
-    assert config.method == "full" and config.learning_rate == 2e-5 and config.num_train_epochs == 10.0
+    assert config.method == "auto" and config.auto_methods == ["head", "lora", "full"]
+    assert config.num_train_epochs == 10.0
     assert config.output_dir == str(tmp_path)
 
 

@@ -28,6 +28,7 @@ TASK_FIELDS = {
 ON_PURPOSE = {
     "min_train_steps": "0: the recipe's README numbers were measured with num_train_epochs alone",
     "num_train_epochs": "per recipe: 1 on synthetic rows, 3 on a whole train split, 20 for a head, ...",
+    "head_learning_rate": "= learning_rate in single-label full / LoRA recipes measured before the head's 1e-2",
     "learning_rate": "5e-5 for the CoNLL source tagger and the GoEmotions Ekman student (2,000+ rows)",
     "peft_kwargs": "the sst2 / ag_news LoRA recipes' adapter shape (r 8, alpha 16, dropout 0.1)",
     "prior_weight": "synthetic-data recipes anchor to the label-description prior",

@@ -505,3 +505,13 @@ def test_cli_finetunes_a_tagger(tmp_path, capsys, ner_encoder, ner_dir):
     stdout = capsys.readouterr().out
     summary = json.loads(stdout[stdout.rindex("{\n") :])
     assert summary["f1_micro"] == results["f1_micro"] and summary["task"] == TOKEN_CLASSIFICATION
+
+
+def test_auto_method_on_tokens_is_full_and_says_why(tmp_path, ner_encoder, ner_dir):
+    results = run_finetune(finetune_config(tmp_path / "run", ner_encoder, method="auto", learning_rate=None),
+                           DataArguments(dataset=str(ner_dir)))  # fmt: skip
+    assert results["method"] == "full" and results["train_steps"] == 8
+    selection = results["method_selection"]
+    assert selection["chosen"] == "full" and selection["candidates"] == []
+    assert "token_classification" in selection["reason"]
+    assert selection["reason"] in (tmp_path / "run" / "README.md").read_text()

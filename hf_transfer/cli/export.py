@@ -1,0 +1,37 @@
+"""``hf-transfer export FOLDER --format onnx [--quantize int8]``: a saved run as ONNX for serving."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import HfTransferError
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-transfer export",
+        allow_abbrev=False,
+        description="Export the classifier a finetune or labelmap run saved in FOLDER: model.onnx (inputs "
+        "input_ids and attention_mask, output logits), its tokenizer and labels.json, for onnxruntime without "
+        "PyTorch or hf_transfer. Needs the export extra: pip install 'hf-transfer-learning[export]'.",
+    )
+    parser.add_argument("folder", help="A run's output_dir (a saved model, adapters merged).")
+    parser.add_argument("--format", default="onnx", help="Export format: onnx.")
+    parser.add_argument("--quantize", default=None, help="Also write model.int8.onnx (dynamic int8 quantisation).")
+    parser.add_argument("--output_dir", default=None, help="Where the files go; default: FOLDER/onnx.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    from ..export import check_export, export_onnx
+
+    try:
+        check_export(args.folder, args.format, args.quantize)
+        files = export_onnx(args.folder, args.output_dir or f"{args.folder.rstrip('/')}/onnx", quantize=args.quantize)
+    except HfTransferError as err:
+        parser.exit(2, f"hf-transfer export: error: {err}\n")
+    for role, path in files.items():
+        print(f"{role}: {path}")
+    return 0

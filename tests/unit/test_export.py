@@ -1,0 +1,115 @@
+"""hf-transfer export: ONNX models that onnxruntime runs with the saved model's logits, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort  # the export extra: part of `make setup`
+import pytest
+import torch
+from conftest import LABELS
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+from hf_transfer.classifier import prepare
+from hf_transfer.cli import main
+from hf_transfer.errors import ConfigError
+from hf_transfer.export import check_export, export_onnx
+from hf_transfer.token_classification import tag_names
+
+TEXTS = ["a very good film", "the worst noun of all, and a long sentence after it", "x"]
+
+
+def saved(folder, model_dir, labels, **kwargs):
+    model, tokenizer = prepare(model_dir, labels, **kwargs)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a head that is not the description init, so the test sees the weights travel
+        model.classifier.weight.add_(torch.randn_like(model.classifier.weight))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def onnx_logits(path, tokenizer, texts) -> np.ndarray:
+    enc = tokenizer(texts, padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: enc[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+    return session.run(["logits"], feeds)[0]
+
+
+@pytest.fixture(scope="module")
+def sentence_export(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("export")
+    folder = saved(root / "run", tiny_model_dir, LABELS)
+    return folder, export_onnx(folder, root / "onnx", quantize="int8")
+
+
+def test_onnx_logits_match_the_saved_model(sentence_export):
+    folder, files = sentence_export
+    tokenizer = AutoTokenizer.from_pretrained(files["onnx"].parent)  # the exported tokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+    got = onnx_logits(files["onnx"], tokenizer, TEXTS)
+    assert got.shape == (3, len(LABELS)) and np.abs(got - expected).max() <= 1e-4
+    assert onnx_logits(files["onnx"], tokenizer, TEXTS[:1]).shape == (1, len(LABELS))  # batch is dynamic
+    int8 = onnx_logits(files["int8"], tokenizer, TEXTS)
+    assert int8.shape == got.shape and files["int8"].stat().st_size < files["onnx"].stat().st_size
+    labels = json.loads(files["labels"].read_text())
+    assert labels["id2label"] == {str(i): name for i, name in enumerate(LABELS)}
+    assert labels["problem_type"] == "single_label_classification"
+
+
+def test_a_tagger_exports_with_its_word_level_logits(tmp_path, tiny_model_dir):
+    tags = tag_names(["org", "person"])
+    folder = saved(tmp_path / "run", tiny_model_dir, tags, task="token_classification")
+    files = export_onnx(folder, tmp_path / "onnx")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+    got = onnx_logits(files["onnx"], tokenizer, TEXTS)
+    assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-4
+    assert json.loads(files["labels"].read_text())["problem_type"] == "token_classification"
+    assert "int8" not in files
+
+
+@pytest.mark.parametrize(
+    "fmt, quantize, fragment",
+    [("tflite", None, "format='tflite': use onnx"), ("onnx", "int4", "quantize='int4': onnx supports int8")],
+)
+def test_unknown_format_or_quantisation_is_refused(sentence_export, fmt, quantize, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        check_export(sentence_export[0], fmt, quantize)
+
+
+def test_folders_that_are_not_saved_hf_transfer_models_are_refused(tmp_path, tiny_model_dir):
+    with pytest.raises(ConfigError, match="not a saved model folder"):
+        check_export(tmp_path, "onnx", None)
+    with pytest.raises(ConfigError, match="holds a 'bert' model, not one hf_transfer saved"):
+        check_export(tiny_model_dir, "onnx", None)
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds a PEFT adapter"):
+        check_export(tmp_path, "onnx", None)
+
+
+def test_a_missing_extra_names_what_to_install(sentence_export, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'", name="onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(ConfigError, match=r"needs onnxruntime: pip install 'hf-transfer-learning\[export\]'"):
+        check_export(sentence_export[0], "onnx", None)
+
+
+def test_cli_export_exits_2_with_the_reason(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(tmp_path), "--quantize", "int4"])
+    assert info.value.code == 2
+    assert "quantize='int4'" in capsys.readouterr().err

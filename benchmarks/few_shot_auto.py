@@ -82,7 +82,8 @@ def setfit(task: str, n: int, seed: int) -> dict:
                                                           sample_seed=seed), announce=False)  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         job = {"model": resolve_model("minilm"), "seed": seed, "out": f"{folder}/pred.npy",
-               "train": {"text": list(train["text"]), "label": list(train["label"])}, "test": list(eval_ds["text"])}  # fmt: skip
+               "train": {"text": list(train["text"]), "label": list(train["label"])},
+               "test": list(eval_ds["text"])}  # fmt: skip
         path = f"{folder}/job.json"
         with open(path, "w") as handle:
             json.dump(job, handle)

@@ -57,6 +57,9 @@ _LAZY = {
     "build_dataset_card": "generate",
     "push_folder": "hub",
     "write_report": "report",
+    "export_onnx": "export",
+    "export_static": "export",
+    "StaticClassifier": "export",
     "STRATEGIES": "registry",
     "get_strategy": "registry",
 }
@@ -75,6 +78,7 @@ _SUBMODULES = {
     "model_card",
     "hub",
     "report",
+    "export",
     "trainer",
     "classifier",
     "inference",

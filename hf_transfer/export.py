@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import ConfigError
 
-EXPORT_FORMATS = ("onnx",)
+EXPORT_FORMATS = ("onnx", "static")
 QUANTIZATIONS = ("int8",)
 EXTRA = "pip install 'hf-transfer-learning[export]' (onnx, onnxruntime)"
 ONNX_FILE, INT8_FILE, LABELS_FILE = "model.onnx", "model.int8.onnx", "labels.json"
@@ -34,8 +35,9 @@ def check_export(folder: str | Path, fmt: str, quantize: str | None) -> dict:
     folder that an hf_transfer run saved (a ``TransferConfig``), not a PEFT adapter, and the extra installed."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"format={fmt!r}: use {' or '.join(EXPORT_FORMATS)}.")
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"quantize={quantize!r}: {fmt} supports {', '.join(QUANTIZATIONS)} (or none).")
+    if quantize is not None and (fmt != "onnx" or quantize not in QUANTIZATIONS):
+        supports = f"supports {', '.join(QUANTIZATIONS)} (or none)" if fmt == "onnx" else "is not quantised"
+        raise ConfigError(f"quantize={quantize!r}: {fmt} {supports}.")
     folder = Path(folder)
     config_file = folder / "config.json"
     if (folder / "adapter_config.json").is_file() and not config_file.is_file():
@@ -54,11 +56,14 @@ def check_export(folder: str | Path, fmt: str, quantize: str | None) -> dict:
             f"{str(folder)!r} holds a {config.get('model_type')!r} model, not one hf_transfer saved "
             "(model_type 'hf_transfer'): export a finetune or labelmap run's output_dir."
         )
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as err:
-        raise ConfigError(f"Exporting to ONNX needs {err.name}: {EXTRA}.") from None
+    if fmt == "static" and "TransferForSequenceClassification" not in (config.get("architectures") or []):
+        raise ConfigError("format='static' exports sentence classifiers; a tagger needs every token in context.")
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as err:
+            raise ConfigError(f"Exporting to ONNX needs {err.name}: {EXTRA}.") from None
     return config
 
 
@@ -119,3 +124,78 @@ def export_onnx(folder: str | Path, out: str | Path, *, quantize: str | None = N
     }
     files["labels"].write_text(json.dumps(labels, indent=2))
     return files
+
+
+STATIC_EMBEDDINGS, STATIC_HEAD = "embeddings.npy", "head.npz"
+
+
+def export_static(folder: str | Path, out: str | Path, *, batch_size: int = 512) -> dict[str, Path]:
+    """A static-embedding classifier from the run saved in ``folder``: one vector per vocabulary token (the
+    fine-tuned encoder's pooled output for ``[CLS] token [SEP]``, model2vec's distillation), a text's vector the
+    mean of its tokens' (L2-normalised where the classifier normalises), then the classifier's own head. No
+    attention at serving time: numpy and ``tokenizers`` only (:class:`StaticClassifier`).
+
+    Why not ``model2vec.distill``: its ``distill`` extra pins ``transformers<5.4`` (0.10.0), and this package
+    needs transformers 5; the method is one batched forward pass per token, done here on the saved encoder."""
+    config = check_export(folder, "static", None)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from . import modeling  # noqa: F401  (registers the classifier with the Auto classes)
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ConfigError(f"{str(folder)!r}: static export needs a tokenizer with [CLS] and [SEP] (BERT-style).")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = torch.arange(len(tokenizer))
+    vectors = []
+    with torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size, None]
+            cls = torch.full_like(chunk, tokenizer.cls_token_id)
+            sep = torch.full_like(chunk, tokenizer.sep_token_id)
+            batch = torch.cat([cls, chunk, sep], dim=1)
+            vectors.append(model.embed(batch, torch.ones_like(batch)).float())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"embeddings": out / STATIC_EMBEDDINGS, "head": out / STATIC_HEAD, "labels": out / LABELS_FILE}
+    np.save(files["embeddings"], torch.cat(vectors).numpy().astype(np.float32))
+    np.savez(files["head"], weight=model.classifier.weight.detach().float().numpy(),
+             bias=model.classifier.bias.detach().float().numpy(), normalize=bool(model.config.normalize))  # fmt: skip
+    tokenizer.save_pretrained(out)
+    files["labels"].write_text(json.dumps({
+        "id2label": {int(k): v for k, v in model.config.id2label.items()}, "format": "static",
+        "problem_type": config.get("problem_type") or "single_label_classification",
+        "label_thresholds": getattr(model.config, "label_thresholds", None)}, indent=2))  # fmt: skip
+    return files
+
+
+class StaticClassifier:
+    """Serve a :func:`export_static` folder: token vectors averaged per text, then the head (numpy)."""
+
+    def __init__(self, folder: str | Path):
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.embeddings = np.load(folder / STATIC_EMBEDDINGS)
+        head = np.load(folder / STATIC_HEAD)
+        self.weight, self.bias, self.normalize = head["weight"], head["bias"], bool(head["normalize"])
+        self.id2label = {int(k): v for k, v in json.loads((folder / LABELS_FILE).read_text())["id2label"].items()}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        rows = []
+        for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
+            ids = encoding.ids or [0]
+            rows.append(self.embeddings[ids].mean(0))
+        vectors = np.stack(rows)
+        if self.normalize:
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts) @ self.weight.T + self.bias
+
+    def predict(self, texts: list[str]) -> list[str]:
+        return [self.id2label[i] for i in self.logits(texts).argmax(1)]

@@ -1,4 +1,4 @@
-"""``hf-transfer export FOLDER --format onnx [--quantize int8]``: a saved run as ONNX for serving."""
+"""``hf-transfer export FOLDER [--format onnx|static] [--quantize int8]``: a saved run for serving."""
 
 from __future__ import annotations
 
@@ -16,20 +16,27 @@ def make_parser() -> argparse.ArgumentParser:
         "PyTorch or hf_transfer. Needs the export extra: pip install 'hf-transfer-learning[export]'.",
     )
     parser.add_argument("folder", help="A run's output_dir (a saved model, adapters merged).")
-    parser.add_argument("--format", default="onnx", help="Export format: onnx.")
+    parser.add_argument(
+        "--format",
+        default="onnx",
+        help="onnx (the classifier as is) or static (token vectors distilled from its encoder + its head: "
+        "no attention at serving time, numpy only; sentence classifiers).",
+    )
     parser.add_argument("--quantize", default=None, help="Also write model.int8.onnx (dynamic int8 quantisation).")
-    parser.add_argument("--output_dir", default=None, help="Where the files go; default: FOLDER/onnx.")
+    parser.add_argument("--output_dir", default=None, help="Where the files go; default: FOLDER/<format>.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    from ..export import check_export, export_onnx
+    from ..export import check_export, export_onnx, export_static
 
     try:
         check_export(args.folder, args.format, args.quantize)
-        files = export_onnx(args.folder, args.output_dir or f"{args.folder.rstrip('/')}/onnx", quantize=args.quantize)
+        out = args.output_dir or f"{args.folder.rstrip('/')}/{args.format}"
+        files = export_static(args.folder, out) if args.format == "static" else \
+            export_onnx(args.folder, out, quantize=args.quantize)  # fmt: skip
     except HfTransferError as err:
         parser.exit(2, f"hf-transfer export: error: {err}\n")
     for role, path in files.items():

@@ -156,3 +156,20 @@ def test_run_finetune_auto_trains_the_winner_and_records_the_choice(tmp_path, ti
                                      overwrite_output_dir=False, resume_from_checkpoint="last"),
                          DataArguments(dataset=str(target_dir), n_per_class=4))  # fmt: skip
     assert again["method_selection"]["candidates"] == selection["candidates"]
+
+
+@pytest.mark.parametrize(
+    "method, head_learning_rate, expected",
+    [("full", None, 1e-2), ("lora", None, 1e-2), ("head", None, None), ("full", 3e-4, 3e-4)],
+)
+def test_a_new_head_trains_at_head_only_rate_unless_set(tmp_path, method, head_learning_rate, expected):
+    config = FinetuneConfig(output_dir=str(tmp_path), method=method, head_learning_rate=head_learning_rate)
+    assert config.with_head_rate().head_learning_rate == expected
+    assert config.head_learning_rate == head_learning_rate  # a copy: the config itself keeps what was given
+
+
+def test_single_label_runs_record_the_head_rate_they_trained_with(tmp_path, tiny_model_dir, target_dir):
+    config = FinetuneConfig(output_dir=str(tmp_path / "run"), model_name_or_path=tiny_model_dir, method="full",
+                            max_steps=2, max_length=16, disable_tqdm=True, logging_strategy="no")  # fmt: skip
+    run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=2))
+    assert "| `head_learning_rate` | 0.01 |" in (tmp_path / "run" / "README.md").read_text()

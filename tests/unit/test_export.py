@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from hf_transfer.classifier import prepare
 from hf_transfer.cli import main
 from hf_transfer.errors import ConfigError
-from hf_transfer.export import check_export, export_onnx
+from hf_transfer.export import StaticClassifier, check_export, export_onnx, export_static
 from hf_transfer.token_classification import tag_names
 
 TEXTS = ["a very good film", "the worst noun of all, and a long sentence after it", "x"]
@@ -76,7 +76,11 @@ def test_a_tagger_exports_with_its_word_level_logits(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize(
     "fmt, quantize, fragment",
-    [("tflite", None, "format='tflite': use onnx"), ("onnx", "int4", "quantize='int4': onnx supports int8")],
+    [
+        ("tflite", None, "format='tflite': use onnx or static"),
+        ("onnx", "int4", "quantize='int4': onnx supports int8"),
+        ("static", "int8", "quantize='int8': static is not quantised"),
+    ],
 )
 def test_unknown_format_or_quantisation_is_refused(sentence_export, fmt, quantize, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -113,3 +117,32 @@ def test_cli_export_exits_2_with_the_reason(tmp_path, capsys):
         main(["export", str(tmp_path), "--quantize", "int4"])
     assert info.value.code == 2
     assert "quantize='int4'" in capsys.readouterr().err
+
+
+def test_static_export_is_the_encoder_per_token_and_the_same_head(sentence_export, tmp_path):
+    folder, _ = sentence_export
+    files = export_static(folder, tmp_path / "static")
+    static = StaticClassifier(tmp_path / "static")
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert static.embeddings.shape == (len(tokenizer), model.config.hidden_size)
+    # a one-token text is exactly the classifier on [CLS] token [SEP]
+    words = [w for w in ("good", "bad", "film") if len(tokenizer.tokenize(w)) == 1]
+    with torch.no_grad():
+        expected = model(**tokenizer(words, return_tensors="pt", padding=True)).logits.numpy()
+    assert words and np.abs(static.logits(words) - expected).max() <= 1e-4
+    # a longer text: the (normalised) mean of its tokens' vectors through the head
+    ids = tokenizer("a very good film", add_special_tokens=False)["input_ids"]
+    mean = static.embeddings[ids].mean(0)
+    mean /= np.linalg.norm(mean) if model.config.normalize else 1.0
+    head = model.classifier
+    manual = mean @ head.weight.detach().numpy().T + head.bias.detach().numpy()
+    assert np.allclose(static.logits(["a very good film"])[0], manual, atol=1e-5)
+    assert static.predict(["a very good film"])[0] in LABELS
+    assert json.loads(files["labels"].read_text())["format"] == "static"
+
+
+def test_static_export_refuses_a_tagger(tmp_path, tiny_model_dir):
+    folder = saved(tmp_path / "run", tiny_model_dir, tag_names(["org"]), task="token_classification")
+    with pytest.raises(ConfigError, match="static' exports sentence classifiers"):
+        check_export(folder, "static", None)

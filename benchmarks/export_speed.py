@@ -4,9 +4,9 @@
 
 The model: the ``recipes/sst2/full-8shot.yaml`` run (trained here unless ``--model`` names a saved run),
 exported with ``hf-transfer export --quantize int8`` and ``--format static``. Every engine scores the same
-872 SST-2 validation sentences in the same order and batches (tokenisation included in the time, padding per batch), one process,
-all cores; texts/s at batch 1 (the first 200 sentences) and batch 64 (all 872), accuracy over all 872. The
-CPU is written beside the figures.
+872 SST-2 validation sentences in the same order and batches (tokenisation included in the time, padding per
+batch), one process, all cores; texts/s at batch 1 (the first 200 sentences) and batch 64 (all 872),
+accuracy over all 872. The CPU is written beside the figures.
 """
 
 from __future__ import annotations

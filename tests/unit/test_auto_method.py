@@ -76,7 +76,21 @@ def test_a_clearly_worse_candidate_stops_early(tmp_path):
     assert [c[0] for c in calls].count("lora") == 1  # 0 of 4 right against 4 of 4: stopped after one fold
     lora = next(c for c in choice.candidates if c.method == "lora")
     assert lora.stopped_early and lora.rows_scored == 4
-    assert [c[0] for c in calls].count("full") == 4 and choice.chosen == "head"
+    assert [c[0] for c in calls].count("full") == 4
+    assert choice.chosen == "full"  # the head ties it: a frozen encoder must be clearly ahead to be chosen
+
+
+@pytest.mark.parametrize(
+    "head_share, chosen",
+    [
+        (1.0, "head"),  # 16 of 16 vs 8 of 16: clearly ahead
+        (0.625, "full"),  # 10 of 16 vs 8 of 16: within 2 standard errors
+    ],
+)
+def test_the_head_is_chosen_only_when_clearly_ahead(tmp_path, head_share, chosen):
+    choice = choose_method(auto_config(tmp_path, auto_methods=["head", "full"]), LABELS_OF_ROWS, 16, 1, 16,
+                           scripted({"head": head_share, "full": 0.5}))  # fmt: skip
+    assert choice.chosen == chosen
 
 
 def test_no_labelled_rows_takes_the_cheapest_without_training(tmp_path):

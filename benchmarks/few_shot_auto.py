@@ -54,12 +54,12 @@ def cpu() -> str:
     return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(extra)})" if extra else " (AVX2, no AVX-512)")
 
 
-def ours(task: str, n: int, seed: int, method: str) -> dict:
+def ours(task: str, n: int, seed: int, method: str, runs_dir=RUNS) -> dict:
     dataset, split = TASKS[task]
     overrides = dict(dataset=dataset, eval_split=split, n_per_class=n, seed=seed)
     if method != "auto":
         overrides["method"] = method
-    res = run("finetune", None, RUNS / f"{task}-{n}-{method}-{seed}", **overrides)
+    res = run("finetune", None, runs_dir / f"{task}-{n}-{method}-{seed}", **overrides)
     row = {"accuracy": res["accuracy"], "f1_macro": res["f1_macro"], "wall_seconds": res["wall_seconds"],
            "method": res["method"], "train_steps": res["train_steps"]}  # fmt: skip
     if res.get("method_selection"):
@@ -109,8 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[8, 64])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--skip", nargs="*", default=[], help="methods to leave out (head, lora, full, auto, setfit)")
+    parser.add_argument("--tag", default=None,
+                        help="a separate pass with its own runs and few_shot_auto_<tag>.json: e.g. 'timing' for wall "
+                        "times measured with nothing else running, 'setfit' beside another pass")  # fmt: skip
     args = parser.parse_args(argv)
     quiet()
+    global RESULTS
+    runs_dir = RUNS
+    if args.tag:
+        RESULTS = RESULTS.with_name(f"few_shot_auto_{args.tag}.json")
+        runs_dir = RUNS.with_name(f"{RUNS.name}-{args.tag}")
     recorded = json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []
     methods = [m for m in (*METHODS, "setfit") if m not in args.skip]
     key = lambda r: (r["task"], r["n_per_class"], r["method_asked"], r["seed"])  # noqa: E731
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 for method in methods:
                     if (task, n, method, seed) in done and "skipped" not in done[(task, n, method, seed)]:
                         continue
-                    row = setfit(task, n, seed) if method == "setfit" else ours(task, n, seed, method)
+                    row = setfit(task, n, seed) if method == "setfit" else ours(task, n, seed, method, runs_dir)
                     row.update(task=task, n_per_class=n, method_asked=method, seed=seed, cpu=cpu())
                     done[key(row)] = row
                     print(json.dumps(row), flush=True)

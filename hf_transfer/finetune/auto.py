@@ -10,9 +10,11 @@ higher mean log-likelihood of the true label); the head on frozen features repla
 against the leader on the rows held out so far is clear (mean + 2 standard errors < 0) stops before its
 remaining folds.
 
-Budget: with ``auto_folds`` = 2 each candidate trains twice on half the rows, about one final run's compute for
-a candidate that trains the encoder or an adapter (training time grows with rows x epochs), almost nothing for
-the head on cached features; then the winner trains on all rows. Fold models write nothing to ``output_dir``.
+Budget: with ``auto_folds`` = 2 each candidate trains twice on half the rows: about one final run's compute
+for a candidate that trains the encoder or an adapter where epochs set the length, about two where
+``min_train_steps`` does (few rows: a fold takes as many steps as the final run), almost nothing for the head on
+cached features; then the winner trains on all rows. Measured, amazon at 8 per class on 2 quiet cores: auto
+123 s, LoRA alone 30 s (4.1x). Fold models write nothing to ``output_dir``.
 """
 
 from __future__ import annotations

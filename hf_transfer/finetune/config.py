@@ -35,7 +35,7 @@ class FinetuneConfig(TransferTrainingArguments):
         default=2,
         metadata={
             "help": "method='auto': cross-validation folds. Each candidate trains this many times on (k-1)/k of the "
-            "rows, so 2 costs about one final run per candidate (the head on cached features: almost nothing)."
+            "rows: with 2, one to two final runs' compute per candidate (the head on cached features: almost nothing)."
         },
     )
 

@@ -75,9 +75,7 @@ class MethodChoice:
 def fold_config(config, method: str, folder: str):
     """``config`` for a fold model of ``method``: its own default learning rate, nothing saved, evaluated,
     logged, resumed or pushed (checkpoints, resumption and pushes stay with the final model)."""
-    fold = copy.copy(config)
-    fold.method = method
-    fold.learning_rate = default_learning_rate(method)
+    fold = chosen_config(config, method)
     fold.output_dir, fold.resume_from_checkpoint, fold.push_to_hub = folder, None, False
     fold.save_strategy = type(config.save_strategy)("no")
     fold.eval_strategy = type(config.eval_strategy)("no")

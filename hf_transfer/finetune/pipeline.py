@@ -119,10 +119,10 @@ def _choose_method(config: FinetuneConfig, data_args, train, labels, counts, tas
     each fold trained by this module's own path (prior, WiSE-FT and cached head features as the final run).
     Multi-label and token classification: full, the best measured there (README: macro-F1 on GoEmotions,
     entity F1 on CrossNER politics), since one fold model per candidate would add to their threshold folds."""
+    n_real = counts.get("n_real_train", len(train))
     if task != SINGLE_LABEL:
         reason = f"{task}: full, the best method measured on this task type (cross-validation is single-label)"
-        return MethodChoice(chosen="full", folds=0, rows=counts.get("n_real_train", len(train)), reason=reason)
-    n_real = counts.get("n_real_train", len(train))
+        return MethodChoice(chosen="full", folds=0, rows=n_real, reason=reason)
 
     def train_and_predict(fold_config, rows, held_out) -> np.ndarray:
         _, fitted = _train_and_evaluate(fold_config, data_args, train.select(rows), train.select(held_out),

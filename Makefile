@@ -27,11 +27,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) scripts/demo.py
 
+# One worker per core (at most 4): most tests are single-threaded Python on tiny models, so 2 cores run the
+# suite in ~0.7x the time of one process (517 s -> 356 s on a 2-core EPYC).
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 --dist worksteal
+
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not multiprocess"
+	$(PYTEST) -m "not slow and not multiprocess"
 
 lint: setup
 	$(VENV)/bin/ruff check hf_transfer tests benchmarks scripts

@@ -262,9 +262,9 @@ def test_a_failed_push_prints_the_results_and_folder_first_then_the_cause(
 
     monkeypatch.setattr(HfApi, "create_repo", unreachable)
     out = tmp_path / "run"
-    argv = ["--dataset", str(sentiment_dir), "--model_name_or_path", tiny_encoder, "--n_per_class", "2",
-            "--num_train_epochs", "1", "--disable_tqdm", "true", "--output_dir", str(out), "--push_to_hub", "true",
-            "--hub_model_id", "me/tiny"]  # fmt: skip
+    argv = ["--dataset", str(sentiment_dir), "--model_name_or_path", tiny_encoder, "--method", "full",
+            "--n_per_class", "2", "--num_train_epochs", "1", "--disable_tqdm", "true", "--output_dir", str(out),
+            "--push_to_hub", "true", "--hub_model_id", "me/tiny"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main("finetune", argv)
     assert exit_info.value.code == 1

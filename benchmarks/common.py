@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 from pathlib import Path
 
@@ -53,3 +54,14 @@ def quiet() -> None:
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+
+
+def cpu() -> str:
+    """The CPU every figure is measured on: model, cores, and the bf16 features precision.py decides by."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+        name = next(line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+    extra = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(extra)})" if extra else " (AVX2, no AVX-512)")

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import ROOT, mean_std, quiet, run
+from common import ROOT, cpu, mean_std, quiet, run
 
 RESULTS = ROOT / "benchmarks" / "results" / "few_shot_auto.json"
 RUNS = ROOT / "outputs" / "bench-few-shot-auto"
@@ -42,16 +40,6 @@ TASKS = {  # name -> (dataset, evaluation split)
     "clinc150": (str(SHARED / "clinc150"), "test"),  # 151 intents (150 + out-of-scope)
 }
 METHODS = ("head", "lora", "full", "auto")
-
-
-def cpu() -> str:
-    try:
-        flags = open("/proc/cpuinfo").read()
-        name = next(line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-    extra = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(extra)})" if extra else " (AVX2, no AVX-512)")
 
 
 def ours(task: str, n: int, seed: int, method: str, runs_dir=RUNS) -> dict:

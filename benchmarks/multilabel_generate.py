@@ -28,16 +28,11 @@ import json
 import time
 
 import numpy as np
-from common import ROOT, quiet, run
+from common import ROOT, cpu, quiet, run
 
 RESULTS = ROOT / "benchmarks" / "results" / "multilabel_generate.json"
 OUT = ROOT / "outputs" / "bench-multilabel-generate"
 MODES = ("negative", "unknown")
-
-
-def cpu() -> str:
-    return next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                "?")  # fmt: skip
 
 
 def test_scores(folder) -> dict:

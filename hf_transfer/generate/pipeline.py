@@ -27,7 +27,7 @@ from ..token_classification import TOKEN_CLASSIFICATION, tag_names, type_names
 from .card import DATASET_CARD_TEMPLATE, write_dataset_card
 from .config import GenerateConfig, check_labels, check_task_options
 from .filters import Scorer, apply_filters, default_scorer, default_tagger_scorer, saved_tagger_tags, target_of
-from .generation import check_generator, generate_rows, load_generator
+from .generation import check_generator, generate_rows, has_chat_template, load_generator, load_tokenizer
 from .label_pairs import check_pairs, top_label_pairs
 from .markup import markup_seed_rows
 from .prompts import Prompt, build_prompts, digest, group_seed_examples, load_templates, target_name
@@ -138,9 +138,14 @@ def generate_dataset(
         config.token_classification = False
     check_task_options(config)
     pairs = check_pairs(config, pairs)
-    prompts, fingerprint, more_prompts = plan(config, seed_examples, pairs)
+    tokenizer = generator[1] if generator is not None else None
     if generator is None:
         check_generator(config.generator)
+    if config.templates == "default" and not (config.multi_label or config.token_classification):
+        # a base model (no chat template) continues text: 'default' reads as the completion set
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.generator)  # reused for the model
+        config.base_model = not has_chat_template(tokenizer)
+    prompts, fingerprint, more_prompts = plan(config, seed_examples, pairs)
     if scorer is None and config.resolved_consistency_threshold() > 0:
         from ..classifier import check_prepare_args
 
@@ -150,11 +155,11 @@ def generate_dataset(
     targets = targets_of(config, pairs)
     with _run_lock(config.output_dir, state):
         return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator,
-                                 targets)  # fmt: skip
+                                 targets, tokenizer)  # fmt: skip
 
 
 def _generate_dataset(
-    config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator, targets
+    config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator, targets, tokenizer
 ) -> Dataset:
     store = ShardStore(config.output_dir)
     store.check(fingerprint, config.overwrite)  # every process: all raise together, nobody hangs
@@ -189,7 +194,7 @@ def _generate_dataset(
         session["rounds"] += 1
         if todo:
             if generator is None:
-                generator = load_generator(config.generator, bf16=config.use_bf16)
+                generator = load_generator(config.generator, bf16=config.use_bf16, tokenizer=tokenizer)
             _generate(config, store, batches, todo, *generator, state)
         state.wait_for_everyone()
 

@@ -151,3 +151,42 @@ def test_recipe_prompts_share_prefixes():
         shared = min(len(os.path.commonprefix(rows)), min(map(len, rows)) - 1)
         encoded += shared + sum(len(r) - shared for r in rows)
     assert encoded < 0.8 * sum(map(len, ids))
+
+
+def _tiny_gemma3(sliding_window: int):
+    """A random Gemma 3 (one sliding-window layer, one full-attention layer) on the fixtures' tokenizer."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from .conftest import make_tokenizer
+
+    tokenizer = make_tokenizer()
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=sliding_window,
+        layer_types=["sliding_attention", "full_attention"], pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=0.02,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Gemma3ForCausalLM(config).eval()
+    from hf_transfer.generate.generation import prepare_tokenizer
+
+    return model, prepare_tokenizer(tokenizer)
+
+
+def test_a_sliding_window_model_decodes_continuously_while_rows_fit_in_its_window(monkeypatch):
+    """Gemma 3's sliding-window layers attend like full attention while a row's prompt + new tokens fit in the
+    window: the continuous engine then writes model.generate's text; a longer span takes model.generate itself."""
+    model, tokenizer = _tiny_gemma3(sliding_window=32)
+    assert supports_continuous_batching(model, span=31) and not supports_continuous_batching(model, span=32)
+    assert not supports_continuous_batching(model)  # span unknown: the safe path
+    calls = []
+    real = continuous.generate_continuous
+    monkeypatch.setattr(continuous, "generate_continuous", lambda *a, **k: calls.append(k) or real(*a, **k))
+    out = generate_rows(model, tokenizer, PROMPTS, seed=0, batch_size=3, max_new_tokens=8, do_sample=False)
+    assert len(calls) == 1
+    singles = [generate_batch(model, tokenizer, [p], seed=0, max_new_tokens=8, do_sample=False) for p in PROMPTS]
+    assert out.texts == [s.texts[0] for s in singles]
+    assert len(set(out.texts)) > 2  # the random model writes different texts for different prompts
+    generate_rows(model, tokenizer, PROMPTS, seed=0, batch_size=3, max_new_tokens=40, do_sample=False)
+    assert len(calls) == 1  # the longest prompt + 40 new tokens exceed the window of 32: model.generate

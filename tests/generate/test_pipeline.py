@@ -188,6 +188,27 @@ def test_templates_file_is_known_by_its_content(tmp_path, tiny_lm, tiny_lm_dir):
         generate_dataset(make_config(out, tiny_lm_dir, templates=str(moved)), generator=tiny_lm)
 
 
+def test_a_base_model_is_prompted_with_text_to_continue(tmp_path):
+    """A generator without a chat template (a base model) gets the completion templates, fed as plain text plus a
+    newline; one with a chat template keeps the instructions. The card names the set that was used."""
+    from hf_transfer.generate.card import build_dataset_card
+
+    from .conftest import make_tiny_causal_lm
+
+    base = make_tiny_causal_lm(tmp_path / "base", chat_template=None)
+    config = make_config(tmp_path / "out", base, consistency_threshold=0.0)
+    ds = generate_dataset(config)
+    assert config.base_model and config.template_set == "completion"
+    assert set(ds["template_id"]) <= {"list", "record"} and len(ds)
+    shard = [json.loads(line) for f in sorted((tmp_path / "out" / "shards").glob("shard-*.jsonl")) for line in
+             f.read_text().splitlines()]  # fmt: skip
+    assert shard and all(row["prompt"].startswith(("Texts labelled", "Label:")) for row in shard)
+    assert "templates/completion.yaml" in str(build_dataset_card(ds, config))
+    chat = make_config(tmp_path / "chat", make_tiny_causal_lm(tmp_path / "chat-lm"), consistency_threshold=0.0)
+    generate_dataset(chat)
+    assert not chat.base_model and chat.template_set == "default"
+
+
 def test_run_generate_saves_a_dataset_finetune_can_load(tmp_path, tiny_lm_dir, target_dir, monkeypatch):
     from hf_transfer.config import DataArguments
     from hf_transfer.data import load_target

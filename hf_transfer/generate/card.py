@@ -118,6 +118,7 @@ def build_dataset_card(
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
         bf16=config.use_bf16,
+        engine=config.resolved_engine,
         seed=config.seed,
         label_descriptions=config.label_descriptions or {},
         generated=stats.get("generated", "?"),

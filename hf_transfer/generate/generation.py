@@ -240,12 +240,20 @@ def generate_rows(
     batch_size: int,
     continuous_batching: bool = True,
     bf16: bool = False,
+    engine: str = "builtin",
     **kwargs,
 ) -> BatchOutput:
-    """One continuation per prompt, ``batch_size`` rows at a time: continuous batching where the model supports it,
-    else ``model.generate`` on consecutive batches. The output depends only on ``prompts`` and ``seed``."""
+    """One continuation per prompt, ``batch_size`` rows at a time. ``engine`` (see :mod:`.engines`): ``builtin`` =
+    continuous batching where the model supports it, else ``model.generate`` on consecutive batches;
+    ``transformers`` = the library's paged-cache continuous batching. The output depends only on ``prompts`` and
+    ``seed``."""
     from .continuous import generate_continuous, supports_continuous_batching
+    from .engines import check_engine, generate_paged, resolve_engine
 
+    check_engine(engine, continuous_batching)
+    if resolve_engine(engine) == "transformers":
+        with bf16_autocast(model, bf16):
+            return generate_paged(model, tokenizer, prompts, seed=seed, batch_size=batch_size, **kwargs)
     if continuous_batching and supports_continuous_batching(model, _span(tokenizer, prompts, **kwargs)):
         with bf16_autocast(model, bf16):
             return generate_continuous(model, tokenizer, prompts, seed=seed, batch_size=batch_size, **kwargs)

@@ -256,7 +256,7 @@ def _filter_and_build(
     seconds = sum({r["batch"]: r["batch_seconds"] for r in rows}.values())
     stats.update(session, new_tokens=tokens, generation_seconds=seconds,
                  tokens_per_second=tokens / seconds if seconds else None, batch_size=config.batch_size,
-                 continuous_batching=config.continuous_batching,
+                 continuous_batching=config.continuous_batching, engine=config.resolved_engine,
                  dtype="bfloat16" if config.use_bf16 else "float32")  # fmt: skip
     asked = [target_of(r) for r in kept]
     stats["kept_per_label"] = {label: sum(i in ids for ids in asked) for i, label in enumerate(labels)}
@@ -307,7 +307,8 @@ def _generate(config, store: ShardStore, batches, todo, model, tokenizer, state)
         for batch_index in mine:
             batch = batches[batch_index]
             seed = batch_seed(config.seed, batch_index)
-            out = generate_rows(model, tokenizer, [p.text for p in batch], seed=seed, bf16=config.use_bf16, **kwargs)
+            out = generate_rows(model, tokenizer, [p.text for p in batch], seed=seed, bf16=config.use_bf16,
+                                engine=config.resolved_engine, **kwargs)  # fmt: skip
             store.write(batch_index, [
                 {"index": p.index, "batch": batch_index, "label": p.label, "label_id": p.label_id,
                  **({"label_ids": list(p.label_ids)} if config.multi_label else {}),

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
+from .precision import resolve_bf16
+
 # ``forward(model, batch) -> (len(batch), dim)`` tensor; ``batch`` is tokenised and on the model's device.
 Forward = Callable[[nn.Module, BatchEncoding], torch.Tensor]
 
@@ -26,10 +28,11 @@ def run_batched(
     dim: int,
     batch_size: int = 64,
     max_length: int = 128,
-    bf16: bool = False,
+    bf16: bool | None = None,
 ) -> np.ndarray:
     """``forward`` over ``texts`` as a float32 ``(len(texts), dim)`` array in input order, batched in length order
-    (little padding). ``bf16=False`` disables autocast, so an outer autocast region cannot change the results."""
+    (little padding). ``bf16``: autocast; ``None`` = where the model's device computes bf16
+    (:mod:`~hf_transfer.precision`); ``False`` disables it, so an outer autocast region cannot change the results."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     texts = list(texts)  # one pass over e.g. a datasets Column instead of one lookup per row
@@ -39,6 +42,7 @@ def run_batched(
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     encode = dict(padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     device = next(model.parameters()).device
+    bf16 = resolve_bf16(bf16, device)
     with _inference(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -73,12 +77,13 @@ def run_batched_words(
     *,
     batch_size: int = 64,
     max_length: int = 128,
-    bf16: bool = False,
+    bf16: bool | None = None,
 ) -> list[np.ndarray]:
     """``forward`` (``(batch, seq, dim)`` per sub-token) over pre-split ``sentences``, read at each word's first
     sub-token: one float32 ``(words, dim)`` array per sentence, in input order, batched in length order. Words
     that truncation cuts off get no row (the array is shorter than the sentence); a word that tokenises to nothing
-    is read as the unknown token (:func:`~hf_transfer.token_classification.fill_empty_words`)."""
+    is read as the unknown token (:func:`~hf_transfer.token_classification.fill_empty_words`). ``bf16``: as in
+    :func:`run_batched`."""
     from .token_classification import fill_empty_words
 
     if batch_size < 1:
@@ -88,6 +93,7 @@ def run_batched_words(
     order = sorted(range(len(sentences)), key=lambda i: sum(len(w) + 1 for w in sentences[i]))
     encode = dict(is_split_into_words=True, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     device = next(model.parameters()).device if sentences else None
+    bf16 = resolve_bf16(bf16, device) if sentences else False
     with _inference(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -111,9 +117,10 @@ def embed_texts(
     texts: Sequence[str],
     batch_size: int = 64,
     max_length: int = 128,
+    bf16: bool | None = None,
 ) -> torch.Tensor:
     """Pooled embeddings of ``texts`` in input order, as a float32 CPU tensor."""
-    kwargs = dict(dim=model.config.hidden_size, batch_size=batch_size, max_length=max_length)
+    kwargs = dict(dim=model.config.hidden_size, batch_size=batch_size, max_length=max_length, bf16=bf16)
     return torch.from_numpy(run_batched(model, tokenizer, texts, lambda m, b: m.embed(**b), **kwargs))
 
 
@@ -124,7 +131,7 @@ def predict_proba(
     *,
     batch_size: int = 64,
     max_length: int = 128,
-    bf16: bool = False,
+    bf16: bool | None = None,
 ) -> np.ndarray:
     """Probabilities for ``texts`` in input order, float32: softmax over the labels, or for a multi-label model
     (``problem_type="multi_label_classification"``) a sigmoid per label."""
@@ -139,17 +146,18 @@ def predict_proba(
 
 
 def word_features(model, tokenizer, sentences: Sequence[Sequence[str]], *, batch_size: int = 64,
-                  max_length: int = 128) -> list[np.ndarray]:  # fmt: skip
+                  max_length: int = 128, bf16: bool | None = None) -> list[np.ndarray]:  # fmt: skip
     """A token-classification model's token states at each word's first sub-token, per sentence."""
 
     def forward(m, b):
         return m.token_states(**b)
 
-    return run_batched_words(model, tokenizer, sentences, forward, batch_size=batch_size, max_length=max_length)
+    return run_batched_words(model, tokenizer, sentences, forward, batch_size=batch_size, max_length=max_length,
+                             bf16=bf16)  # fmt: skip
 
 
 def predict_word_proba(model, tokenizer, sentences: Sequence[Sequence[str]], *, batch_size: int = 64,
-                       max_length: int = 128, bf16: bool = False) -> list[np.ndarray]:  # fmt: skip
+                       max_length: int = 128, bf16: bool | None = None) -> list[np.ndarray]:  # fmt: skip
     """Tag probabilities (softmax) per word of each sentence, float32 ``(words, tags)``; a word that truncation
     cut off has no row. A model whose config has ``continue_runs`` (hf_transfer's taggers) is read at word level
     as the scores are (:func:`~hf_transfer.token_classification.continue_word_runs`)."""

@@ -61,6 +61,7 @@ class RunResult(Mapping):
     train_seconds: float | None = None
     wall_seconds: float | None = None
     num_processes: int = 1
+    bf16: bool | None = None  # trained and evaluated under bf16 autocast (TrainingArguments.bf16, resolved)
     hf_transfer_version: str = __version__
     # multi-label (``task="multi_label"``): ``accuracy`` is subset accuracy (every label of a row right)
     task: str = "single_label"

@@ -100,6 +100,7 @@ class Fit:
             train_steps=self.trainer.state.global_step,
             train_seconds=self.train_seconds,
             num_processes=PartialState().num_processes,
+            bf16=bool(config.bf16),
         )
 
 

@@ -13,6 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# bf16 "auto" resolves to fp32 on every CPU, so exact comparisons mean the same everywhere; the tests in
+# test_precision.py turn the rule on themselves.
+os.environ["HF_TRANSFER_BF16"] = "0"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_DISABLED", "true")
 

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..inference import embed_texts, word_features
 from ..modeling import TransferForSequenceClassification
+from ..precision import resolve_bf16
 from ..token_classification import IGNORE_INDEX
 
 
@@ -40,13 +41,16 @@ def embed_dataset(
     batch_size: int = 64,
     max_length: int = 128,
     cache_dir: str | None = None,
+    bf16: bool | None = None,
 ) -> Dataset:
-    """``dataset`` plus a ``sentence_embedding`` column from ``model``'s (frozen) encoder.
+    """``dataset`` plus a ``sentence_embedding`` column from ``model``'s (frozen) encoder (``bf16``: autocast, as
+    in :func:`~hf_transfer.inference.run_batched`; ``None`` = where the hardware computes it).
 
     With ``cache_dir``, features are written to an Arrow file keyed by the data's and the model's
-    fingerprints and reused by later calls.
+    fingerprints and the precision, and reused by later calls.
     """
-    fingerprint = model_fingerprint(model, max_length)
+    bf16 = resolve_bf16(bf16, next(model.parameters()).device)
+    fingerprint = model_fingerprint(model, max_length) + ("-bf16" if bf16 else "")
     cache_file = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
@@ -55,7 +59,8 @@ def embed_dataset(
     features["sentence_embedding"] = Sequence(Value("float32"), length=model.config.hidden_size)
 
     def add_embeddings(batch):
-        return {"sentence_embedding": embed_texts(model, tokenizer, batch["text"], batch_size, max_length).numpy()}
+        embeddings = embed_texts(model, tokenizer, batch["text"], batch_size, max_length, bf16=bf16)
+        return {"sentence_embedding": embeddings.numpy()}
 
     with torch.inference_mode():
         return dataset.map(
@@ -78,11 +83,13 @@ def embed_token_dataset(
     batch_size: int = 64,
     max_length: int = 128,
     cache_dir: str | None = None,
+    bf16: bool | None = None,
 ) -> Dataset:
     """Token classification: ``dataset`` (``tokens`` + ``ner_tags``) plus ``token_embeddings``, the frozen
     encoder's state at each word's first sub-token, and ``labels``, each such word's tag: the head then trains
     on one row per word. ``ner_tags`` stays for scores over every word (truncation may drop the last ones)."""
-    fingerprint = model_fingerprint(model, max_length) + "-words"
+    bf16 = resolve_bf16(bf16, next(model.parameters()).device)
+    fingerprint = model_fingerprint(model, max_length) + "-words" + ("-bf16" if bf16 else "")
     cache_file = None
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
@@ -92,7 +99,8 @@ def embed_token_dataset(
     features["labels"] = List(Value("int64"))
 
     def add_embeddings(batch):
-        states = word_features(model, tokenizer, batch["tokens"], batch_size=batch_size, max_length=max_length)
+        states = word_features(model, tokenizer, batch["tokens"], batch_size=batch_size, max_length=max_length,
+                               bf16=bf16)  # fmt: skip
         return {"token_embeddings": states, "labels": [tags[: len(s)] for tags, s in zip(batch["ner_tags"], states)]}
 
     with torch.inference_mode():

@@ -245,15 +245,15 @@ def generate_rows(
 ) -> BatchOutput:
     """One continuation per prompt, ``batch_size`` rows at a time. ``engine`` (see :mod:`.engines`): ``builtin`` =
     continuous batching where the model supports it, else ``model.generate`` on consecutive batches;
-    ``transformers`` = the library's paged-cache continuous batching. The output depends only on ``prompts`` and
-    ``seed``."""
+    ``transformers`` = the library's paged-cache continuous batching (its thread runs in the weights' dtype: ``bf16``
+    autocast does not reach it, so load bf16 weights, as ``generate_dataset`` does). The output depends only on
+    ``prompts`` and ``seed``."""
     from .continuous import generate_continuous, supports_continuous_batching
     from .engines import check_engine, generate_paged, resolve_engine
 
     check_engine(engine, continuous_batching)
-    if resolve_engine(engine) == "transformers":
-        with bf16_autocast(model, bf16):
-            return generate_paged(model, tokenizer, prompts, seed=seed, batch_size=batch_size, **kwargs)
+    if resolve_engine(engine) == "transformers":  # no autocast: it would not reach the manager's thread
+        return generate_paged(model, tokenizer, prompts, seed=seed, batch_size=batch_size, **kwargs)
     if continuous_batching and supports_continuous_batching(model, _span(tokenizer, prompts, **kwargs)):
         with bf16_autocast(model, bf16):
             return generate_continuous(model, tokenizer, prompts, seed=seed, batch_size=batch_size, **kwargs)

@@ -105,10 +105,11 @@ def generate_paged(model, tokenizer, prompts: Sequence[str], *, seed: int, batch
     prompt_ids = [tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"] for text in inputs]
     defaults = getattr(model, "generation_config", None)
     top_k = opts.top_k if opts.top_k is not None else getattr(defaults, "top_k", None)
+    eos_ids = _eos_ids(model, tokenizer)
     generation_config = GenerationConfig(
         max_new_tokens=opts.max_new_tokens,
         do_sample=opts.do_sample,
-        eos_token_id=_eos_ids(model, tokenizer) or None,
+        eos_token_id=eos_ids or None,
         pad_token_id=tokenizer.pad_token_id,
         **({"temperature": opts.temperature, "top_p": opts.top_p, "top_k": top_k or 0} if opts.do_sample else {}),
     )
@@ -122,7 +123,9 @@ def generate_paged(model, tokenizer, prompts: Sequence[str], *, seed: int, batch
         max_batch_tokens=max(span, 2048),
     )
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), _never_pad(model, tokenizer, generation_config.eos_token_id or ()):
+    device = next(model.parameters()).device
+    keep_rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])  # the manager seeds it
+    with keep_rng, _never_pad(model, tokenizer, eos_ids):
         manager = model.init_continuous_batching(generation_config, cache_config)
         request_ids = manager.add_requests(inputs=prompt_ids, max_new_tokens=opts.max_new_tokens)
         results = {}
@@ -147,7 +150,7 @@ def generate_paged(model, tokenizer, prompts: Sequence[str], *, seed: int, batch
             + ". Rerun with engine='builtin'."
         )
     newline = set(newline_token_ids(tokenizer)) if opts.stop_at_newline else set()
-    eos = set(generation_config.eos_token_id or ())
+    eos = set(eos_ids)
     texts, counts = [], []
     for request_id in request_ids:
         ids = list(results[request_id].generated_tokens)

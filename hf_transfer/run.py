@@ -22,6 +22,7 @@ from .defaults import portable_ref
 from .hub import check_publish, push_run, save_run, trainer_args
 from .metrics import classification, multi_label, multi_label_scores, token_classification
 from .output import claim_output_dir, last_complete_checkpoint, save_bytes, wants_resume
+from .precision import run_precision
 from .results import RunResult
 from .token_classification import TOKEN_CLASSIFICATION, is_tagger, tag_scores, word_predictions
 from .trainer import TransferTrainer, TransferTrainingArguments
@@ -178,7 +179,8 @@ def run_training(config, data_args, body: Callable[[], tuple[RunResult, Fit]], *
     check_publish(config)  # push settings and card template
     main = PartialState().is_main_process
     with claim_output_dir(config, need_bytes=save_bytes(weights_from, config.save_strategy)):
-        result, fitted = body()
+        with run_precision(config.bf16):  # the run's own inference follows its bf16, explicit or resolved
+            result, fitted = body()
         result.wall_seconds = time.perf_counter() - start
         if main and config.output_dir:
             folder = save_run(fitted.trainer, fitted.config, fitted.tokenizer, result, data_args,

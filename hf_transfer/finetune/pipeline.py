@@ -85,7 +85,7 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
     base = model.get_base_model() if config.is_peft else model
     collator = None
     if config.method == "head" and config.cache_features:
-        train, eval_ds = (embed_dataset(ds, base, tokenizer, max_length=config.max_length, bf16=config.bf16,
+        train, eval_ds = (embed_dataset(ds, base, tokenizer, max_length=config.max_length,
                                         cache_dir=config.feature_cache_dir) for ds in (train, eval_ds))  # fmt: skip
         if config.prior_weight > 0 and len(train):  # the zero-shot head on the cached features
             train = _with_prior(train, base, torch.tensor(train["sentence_embedding"]))
@@ -95,8 +95,7 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
         collator = default_data_collator
     else:
         if config.prior_weight > 0 and len(train):
-            embeddings = embed_texts(base, tokenizer, train["text"], max_length=config.max_length, bf16=config.bf16)
-            train = _with_prior(train, base, embeddings)
+            train = _with_prior(train, base, embed_texts(base, tokenizer, train["text"], max_length=config.max_length))
         train = tokenize(train, tokenizer, config.max_length)
         eval_ds = tokenize(eval_ds, tokenizer, config.max_length)
     callbacks = [WeightInterpolationCallback(config.wise_alpha)] if config.wise_alpha < 1.0 else []
@@ -111,9 +110,7 @@ def _train_and_evaluate(config: FinetuneConfig, data_args, train, eval_ds, label
         callbacks=callbacks,
     )  # fmt: skip
     if task == MULTI_LABEL and thresholds is None:
-        base.config.label_thresholds = _rate_thresholds(
-            fitted.trainer.model, tokenizer, unlabelled, config.max_length, config.bf16
-        )
+        base.config.label_thresholds = _rate_thresholds(fitted.trainer.model, tokenizer, unlabelled, config.max_length)
     return _result(fitted, data_args, labels, len(train), counts), fitted
 
 
@@ -165,7 +162,7 @@ def _train_tagger(config: FinetuneConfig, data_args, train, eval_ds, tags, count
     collator = None
     # cached features are one row per word (its first sub-token): subword_labels="all" trains on every sub-token
     if config.method == "head" and config.cache_features and config.subword_labels == "first":
-        options = dict(max_length=config.max_length, cache_dir=config.feature_cache_dir, bf16=config.bf16)
+        options = dict(max_length=config.max_length, cache_dir=config.feature_cache_dir)
         train, eval_ds = (embed_token_dataset(ds, base, tokenizer, **options) for ds in (train, eval_ds))
         collator = collate_token_features
     else:
@@ -222,12 +219,12 @@ def _thresholds(config, labels, train, texts, extra, tokenizer, collator, callba
     return fit_thresholds(probs, targets[real])
 
 
-def _rate_thresholds(model, tokenizer, texts, max_length: int, bf16: bool | None = None) -> list[float]:
+def _rate_thresholds(model, tokenizer, texts, max_length: int) -> list[float]:
     """Trained on extra_train rows alone: each label's threshold at its top 1/num_labels share of the unlabelled
     target train texts, as the trained model ranks them. The zero-shot decision rule, with no label read: the
     ranking comes from training, the rate from the prior, since the synthetic rows' label shares are set by
     how many were generated, not by the target."""
-    probs = predict_proba(model, tokenizer, list(texts), max_length=max_length, bf16=bf16)
+    probs = predict_proba(model, tokenizer, list(texts), max_length=max_length)
     num_labels = probs.shape[1]
     return [round(float(np.clip(np.quantile(probs[:, j], 1 - 1 / num_labels), 1e-4, 1 - 1e-4)), 4)
             for j in range(num_labels)]  # fmt: skip

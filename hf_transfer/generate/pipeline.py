@@ -22,6 +22,7 @@ from ..distributed import partial_state
 from ..errors import ConfigError
 from ..multi_label import MULTI_LABEL, task_of
 from ..output import check_output_dir, run_lock
+from ..precision import run_precision
 from ..state import atomic_write
 from ..token_classification import TOKEN_CLASSIFICATION, tag_names, type_names
 from .card import DATASET_CARD_TEMPLATE, write_dataset_card
@@ -153,7 +154,7 @@ def generate_dataset(
             labels = tag_names(config.labels) if config.token_classification else config.labels
             check_prepare_args(config.consistency_model, labels, label_descriptions=config.label_descriptions)
     targets = targets_of(config, pairs)
-    with _run_lock(config.output_dir, state):
+    with _run_lock(config.output_dir, state), run_precision(config.use_bf16):  # the scorer follows it too
         return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator,
                                  targets, tokenizer)  # fmt: skip
 

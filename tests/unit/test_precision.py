@@ -82,3 +82,12 @@ def test_a_run_records_the_precision_it_trained_in(tmp_path, tiny_model_dir, tar
     assert results["bf16"] is True
     assert json.loads((tmp_path / "run" / "results.json").read_text())["bf16"] is True
     assert "| `bf16` | True |" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_inside_a_run_none_follows_the_runs_choice(tiny_encoder, fast_bf16):
+    model, tokenizer = prepare(tiny_encoder, LABELS, method="full")
+    fp32 = predict_proba(model, tokenizer, TEXTS, bf16=False)
+    with precision.run_precision(False):  # a run with --bf16 false on a bf16 machine
+        assert precision.resolve_bf16(None) is False and precision.resolve_bf16(True) is True
+        np.testing.assert_array_equal(predict_proba(model, tokenizer, TEXTS), fp32)
+    assert precision.resolve_bf16(None) is True  # the rule again once the run ends

@@ -41,8 +41,8 @@ def check_engine(engine: str, continuous_batching: bool = True) -> None:
 
 
 def resolve_engine(engine: str) -> str:
-    """``auto`` → ``builtin`` (the faster one where measured; see the module docstring)."""
-    check_engine(engine)
+    """``auto`` → ``builtin`` (the faster one where measured; see the module docstring). Callers validate first
+    (:func:`check_engine`: the config's ``__post_init__``, ``generate_rows``)."""
     return "builtin" if engine == "auto" else engine
 
 

@@ -6,7 +6,7 @@ The model: the ``recipes/sst2/full-8shot.yaml`` run (trained here unless ``--mod
 exported with ``hf-transfer export --quantize int8`` and ``--format static``. Every engine scores the same
 872 SST-2 validation sentences in the same order and batches (tokenisation included in the time, padding per
 batch), one process, all cores; texts/s at batch 1 (the first 200 sentences) and batch 64 (all 872),
-accuracy over all 872. The CPU is written beside the figures.
+accuracy over all 872. The CPU is written beside the figures; the JSON keeps one entry per CPU and model.
 """
 
 from __future__ import annotations
@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                      "accuracy": round(float((logits.argmax(1) == truth).mean()), 4),
                      "max_abs_logit_diff_vs_fp32": round(float(np.abs(logits - reference).max()), 6)})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    RESULTS.write_text(json.dumps({"benchmark": "export_speed", "cpu": cpu(), "model": str(folder.name),
-                                   "n_texts": len(texts), "static_export_seconds": round(static_seconds, 1),
-                                   "rows": rows}, indent=1))  # fmt: skip
+    result = {"benchmark": "export_speed", "cpu": cpu(), "model": str(folder.name), "n_texts": len(texts),
+              "static_export_seconds": round(static_seconds, 1), "rows": rows}  # fmt: skip
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+    runs = previous.get("runs", [previous])  # the first file held one run
+    runs = [r for r in runs if (r["cpu"], r["model"]) != (result["cpu"], result["model"])] + [result]
+    RESULTS.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     for r in rows:
         print(f"| {r['engine']} | {r['texts_per_s_batch1']:.0f} | {r['texts_per_s_batch64']:.0f} | "
               f"{100 * r['accuracy']:.1f} | {r['max_abs_logit_diff_vs_fp32']:.1e} |")  # fmt: skip

@@ -1,17 +1,19 @@
-"""Generation engines side by side on the same SST-2 recipe prompts, seed and model (SmolLM2-135M-Instruct):
-the builtin continuous batching, transformers' paged-cache continuous batching (``engine: transformers``),
+"""Generation engines side by side on the same SST-2 recipe prompts, seed and model (SmolLM2-135M-Instruct): the
+builtin continuous batching, transformers' paged-cache continuous batching (``engine: transformers``),
 ``model.generate`` in batches of 64 and the batch-1 ``model.generate`` loop; plus where the builtin engine's time
 goes (prefill, decode steps, sampling, retiring rows), the profile issue 19 asks for before any speed work.
 
-Run by hand, alone (two torch processes on 2 cores slow each other ~7x): ``python benchmarks/generation_engines.py``;
-writes ``benchmarks/results/generation_engines.json``. ``new tokens`` are the tokens each row keeps (what the
-builtin engine stops at; the transformers engine runs rows to eos or ``max_new_tokens`` and cuts them after), so
-tokens/s is useful output per second for every engine.
+Run by hand, alone (two torch processes on 2 cores slow each other ~7x): ``python benchmarks/generation_engines.py
+[--bf16 auto|true|false] [--engines builtin transformers ...]``; writes one entry per CPU x precision x prompt count
+into ``benchmarks/results/generation_engines.json`` (others are kept). ``new tokens`` are the tokens each row keeps
+(what the builtin engine stops at; the transformers engine runs rows to eos or ``max_new_tokens`` and cuts them
+after), so tokens/s is useful output per second for every engine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -20,6 +22,13 @@ from contextlib import contextmanager
 from common import ROOT, cpu, quiet
 
 RESULTS = ROOT / "benchmarks" / "results" / "generation_engines.json"
+# name -> (runs on the first --batch_1_prompts prompts only, generate_rows arguments)
+ENGINES = {
+    "builtin": (False, {"engine": "builtin"}),
+    "transformers": (False, {"engine": "transformers"}),
+    "generate_batch_64": (False, {"batch_size": 64, "continuous_batching": False}),
+    "generate_batch_1": (True, {"batch_size": 1, "continuous_batching": False}),
+}
 
 
 def recipe_prompts(n: int):
@@ -82,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--batch_1_prompts", type=int, default=16)
+    help_bf16 = "bf16 weights for every engine; auto: the recipe's rule (hf_transfer/precision.py)"
+    parser.add_argument("--bf16", choices=["auto", "true", "false"], default="auto", help=help_bf16)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     args = parser.parse_args(argv)
     quiet()
     import torch
@@ -89,26 +101,28 @@ def main(argv: list[str] | None = None) -> int:
     from hf_transfer.generate import generate_rows, load_generator
 
     config, prompts, sampling = recipe_prompts(args.prompts)
-    model, tokenizer = load_generator(config.generator)  # fp32 weights
-    bf16 = config.use_bf16
+    bf16 = config.use_bf16 if args.bf16 == "auto" else args.bf16 == "true"
+    model, tokenizer = load_generator(config.generator, bf16=bf16)  # bf16 weights under bf16, as generate_dataset
     generate_rows(model, tokenizer, prompts[:4], seed=0, batch_size=4, bf16=bf16, **sampling)  # warm-up
     slots = min(config.batch_size, len(prompts))
     result = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "generator": config.generator,
-              "bf16": bf16, "prompts": len(prompts), "sampling": sampling, "batch_size": slots}  # fmt: skip
+              "bf16": bf16, "weights": str(model.dtype), "prompts": len(prompts), "sampling": sampling,
+              "batch_size": slots}  # fmt: skip
     times: dict = {}
-    with builtin_profile(times):
-        result["builtin"] = measure(model, tokenizer, prompts, batch_size=slots, bf16=bf16, engine="builtin",
-                                    **sampling)  # fmt: skip
-    result["builtin"]["profile_seconds"] = {k: round(v, 2) for k, v in times.items()}
-    print(json.dumps(result["builtin"]), flush=True)
-    result["transformers"] = measure(model, tokenizer, prompts, batch_size=slots, bf16=bf16, engine="transformers",
-                                     **sampling)  # fmt: skip
-    print(json.dumps(result["transformers"]), flush=True)
-    result["generate_batch_64"] = measure(model, tokenizer, prompts, batch_size=64, bf16=bf16,
-                                          continuous_batching=False, **sampling)  # fmt: skip
-    result["generate_batch_1"] = measure(model, tokenizer, prompts[: args.batch_1_prompts], batch_size=1, bf16=bf16,
-                                         continuous_batching=False, **sampling)  # fmt: skip
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for engine in args.engines:
+        few, kwargs = ENGINES[engine]
+        with builtin_profile(times) if engine == "builtin" else contextlib.nullcontext():
+            result[engine] = measure(model, tokenizer, prompts[: args.batch_1_prompts] if few else prompts,
+                                     batch_size=kwargs.get("batch_size", slots), bf16=bf16,
+                                     **{k: v for k, v in kwargs.items() if k != "batch_size"}, **sampling)  # fmt: skip
+        if engine == "builtin":
+            result[engine]["profile_seconds"] = {k: round(v, 2) for k, v in times.items()}
+        print(engine, json.dumps(result[engine]), flush=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+    runs = previous.get("runs", [previous])  # the first file held one run
+    same = (result["cpu"], result["bf16"], result["prompts"])
+    runs = [r for r in runs if (r["cpu"], r["bf16"], r["prompts"]) != same] + [result]
+    RESULTS.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -91,6 +91,17 @@ class TransferPreTrainedModel(PreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.get_input_embeddings()
 
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Dropout + the linear head, computed in the head's own dtype outside any autocast: under bf16 autocast
+        the logits come out rounded to bf16 (steps of 0.03 at |logit| 4-8), enough to swap near-tied tags. A
+        CrossNER politics tagger (8 sentences per type, MiniLM, fp32-trained) scored 29.0 entity F1 on test under
+        bf16 autocast with its head inside it, 41.6 with the head outside (fp32 throughout: 41.6; words whose
+        argmax matches fp32's: 96.7% vs 99.9%). The head is a few hundred thousand FLOPs per row."""
+        device = features.device.type
+        autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+        with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
+            return self.classifier(self.dropout(features.to(self.classifier.weight.dtype)))
+
     def embed(
         self,
         input_ids: torch.Tensor | None = None,
@@ -152,7 +163,7 @@ class TransferForSequenceClassification(TransferPreTrainedModel):
             sentence_embedding = self.embed(
                 input_ids, attention_mask, token_type_ids, inputs_embeds=inputs_embeds, **kwargs
             )
-        logits = self.classifier(self.dropout(sentence_embedding.to(self.classifier.weight.dtype)))
+        logits = self.head(sentence_embedding)
         loss = None
         if labels is not None and self.config.problem_type == "multi_label_classification":
             loss = masked_bce(logits, labels)  # multi-hot; a negative entry is "unknown", left out of the loss
@@ -245,7 +256,7 @@ class TransferForTokenClassification(TransferPreTrainedModel):
             token_embeddings = self.token_states(
                 input_ids, attention_mask, token_type_ids, inputs_embeds=inputs_embeds, **kwargs
             )
-        logits = self.classifier(self.dropout(token_embeddings.to(self.classifier.weight.dtype)))
+        logits = self.head(token_embeddings)
         loss = None
         if labels is not None and labels.is_floating_point():
             loss = token_soft_target_loss(logits, labels)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ STEPS += [
     ("finetune", "ner/conll-head", False, []),  # the CoNLL source tagger (head on frozen features: fast)
     ("labelmap", "ner/labelmap-zeroshot", "ner", []),
 ]
+SECTIONS = {"goemotions": "multi-label", "ner": "NER"}  # recipe folder -> the demo section it times; else single-label
 SOURCES = {SELF_TRAIN: "sst2/full-synthetic", "labelmap/sst2-to-amazon": "sst2/full-64shot",
            "goemotions/labelmap-ekman": "goemotions/ekman-source",
            "ner/labelmap-zeroshot": "ner/conll-head"}  # fmt: skip
@@ -173,13 +175,20 @@ def main() -> int:
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     logging.getLogger("hf_transfer").setLevel(logging.WARNING)
-    OUT.mkdir(parents=True, exist_ok=True)
+    if OUT.exists():  # every row is measured in this run: no generated shards, features or models of an earlier one
+        print(f"[demo] removing {OUT} (an earlier demo run)", flush=True)
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
     start = time.perf_counter()
     results, multi_label, ner = [], [], []
     generate_seconds = teacher_seconds = 0.0
+    section_seconds: dict[str, float] = {}
     for strategy, name, shown, flags in STEPS:
         print(f"[demo] {' '.join([f'hf-transfer {strategy} --config recipes/{name}.yaml', *flags])} ...", flush=True)
+        step_start = time.perf_counter()
         r = run_recipe(strategy, name, flags)
+        section = SECTIONS.get(name.split("/")[0], "single-label")
+        section_seconds[section] = section_seconds.get(section, 0.0) + time.perf_counter() - step_start
         if strategy == "generate":
             removed = ", ".join(f"{k} {v}" for k, v in r["stats"]["removed"].items())
             print(f"[demo]   kept {r['n_rows']} of {r['stats']['generated']} rows (removed: {removed}); "
@@ -212,7 +221,9 @@ def main() -> int:
     print(multi_label_table(multi_label))
     print("\nToken classification (NER, CrossNER politics: 9 entity types):")
     print(ner_table(ner))
-    print(f"\nTotal {time.perf_counter() - start:.0f}s; per-run folders (model, model card, results.json) in {OUT}")
+    sections = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in section_seconds.items())
+    print(f"\nTotal {time.perf_counter() - start:.0f}s ({sections}); per-run folders (model, model card, results.json)"
+          f" in {OUT}")  # fmt: skip
     from hf_transfer.report import write_report
 
     report = write_report(OUT, title="make demo: strategies on the embedded MiniLM")

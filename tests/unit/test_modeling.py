@@ -261,3 +261,25 @@ def test_embedded_aliases_resolve(monkeypatch):
     assert resolve_model("some/model") == "some/model"
     monkeypatch.setattr("hf_transfer.defaults._package_dir", lambda package: None)
     assert resolve_model("minilm") == "sentence-transformers/all-MiniLM-L6-v2"  # the Hub fallback
+
+
+@pytest.mark.parametrize("tagger", [False, True])
+def test_head_runs_outside_bf16_autocast(bert, tokenizer, tagger):
+    """Under bf16 autocast the encoder runs in bf16 but the head does not: its logits are float32 and equal the
+    fp32 head applied to the autocast features (bf16-rounded logits swapped near-tied NER tags: 41.6 -> 29.0 F1)."""
+    from hf_transfer.modeling import TransferForTokenClassification
+
+    model = make_model(bert, normalize=True)
+    if tagger:
+        model = TransferForTokenClassification(model.config, encoder=model.encoder).eval()
+        model.config.continue_runs = False  # compare raw logits (the B-/I- reading would swap these labels)
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(**batch).logits
+        features = model.token_states(**batch) if tagger else model.embed(**batch)
+    assert logits.dtype == torch.float32
+    with torch.no_grad():
+        expected = model.classifier(features.float())
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    with torch.no_grad():  # outside autocast nothing changes
+        assert model(**batch).logits.dtype == torch.float32

@@ -74,6 +74,59 @@ def spans_to_bio(text: str, spans: Sequence[dict], row: int = 0) -> tuple[list[s
     return tokens, tags
 
 
+PREFIXED = re.compile(r"^([BIESLU])-(.+)$")
+SCHEMES = {  # tag scheme -> (its prefixes, how each reads in IOB2)
+    "BIO": ("BI", {"B": "B", "I": "I"}),
+    "BIOES": ("BIES", {"B": "B", "I": "I", "E": "I", "S": "B"}),
+    "BILOU": ("BILU", {"B": "B", "I": "I", "L": "I", "U": "B"}),
+}
+
+
+def tag_scheme(tag_lists) -> str:
+    """The scheme the tags are written in: ``BIO`` (IOB2 or IOB1), ``BIOES`` (``S-`` single-word, ``E-`` last
+    word), ``BILOU`` (``U-``, ``L-``), or ``IO`` (bare types: ``person``, ``LOC``; Few-NERD and several Hub taggers
+    are like this). Tags mixing bare types and prefixes, or prefixes of two schemes, are an error."""
+    prefixes, bare = set(), set()
+    for tags in tag_lists:
+        for tag in tags:
+            if tag != "O":
+                match = PREFIXED.match(tag)
+                prefixes.add(match.group(1)) if match else bare.add(tag)
+    if bare and prefixes:
+        raise DataError(
+            f"The tags mix bare entity types ({sorted(bare)[:3]}) with prefixed ones ({sorted(prefixes)}-...): write "
+            "every tag in one scheme, BIO ('B-x', 'I-x', 'O'), BIOES, BILOU, or IO (the bare type on every word)."
+        )
+    if bare:
+        return "IO"
+    for name, (allowed, _) in SCHEMES.items():
+        if prefixes <= set(allowed):
+            return name
+    raise DataError(
+        f"The tags use the prefixes {sorted(prefixes)}, which no one scheme has: BIO uses B/I, BIOES B/I/E/S, BILOU "
+        "B/I/L/U. Convert the tags to one of them."
+    )
+
+
+def to_bio(splits: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The rows with their tags in BIO (IOB2) whatever scheme they came in (:func:`tag_scheme`, read over every
+    split at once): BIOES/BILOU single and last words become ``B-``/``I-`` (lossless); IO runs of one type become
+    one entity (two entities of one type side by side merge: IO cannot tell them apart). Logged when converted."""
+    scheme = tag_scheme(row["ner_tags"] for rows in splits.values() for row in rows)
+    if scheme == "BIO":
+        return splits
+    logger.warning("Entity tags are in the %s scheme; read as BIO (IOB2).", scheme)
+    for rows in splits.values():
+        for row in rows:
+            if scheme == "IO":
+                row["ner_tags"] = [t if t == "O" else ("I-" if i and row["ner_tags"][i - 1] == t else "B-") + t
+                                   for i, t in enumerate(row["ner_tags"])]  # fmt: skip
+            else:
+                reads = SCHEMES[scheme][1]
+                row["ner_tags"] = [t if t == "O" else f"{reads[t[0]]}-{t[2:]}" for t in row["ner_tags"]]
+    return splits
+
+
 def check_bio(tags: Sequence[str], row: int, *, repair: bool = False) -> list[str]:
     """``tags`` if they are valid IOB2; an ``I-x`` that does not continue an ``x`` entity becomes ``B-x`` with a
     warning when ``repair``, else is an error naming the row and the fix. A tag not in BIO form is an error."""
@@ -117,23 +170,39 @@ def _rows_of(ds: Dataset, split: str) -> list[dict]:
             tokens, tags = spans_to_bio(row["text"], row["entities"] or [], i)
             rows.append({"tokens": tokens, "ner_tags": tags})
         return rows
-    if "tokens" not in columns or "ner_tags" not in columns:
+    token_column, tag_column = token_columns(columns)
+    if token_column is None or tag_column is None:
         raise DataError(
-            f"Split {split!r} has columns {columns}: token classification needs 'tokens' + 'ner_tags' (lists), "
-            f"or 'text' + 'entities' (character spans)."
+            f"Split {split!r} has columns {columns}: token classification needs 'tokens' + 'ner_tags' (lists; "
+            f"also read as 'words' / 'tags'), or 'text' + 'entities' (character spans)."
         )
-    feature = ds.features["ner_tags"]
-    spell = feature.feature.int2str if isinstance(getattr(feature, "feature", None), ClassLabel) else str
+    feature = ds.features[tag_column]
+    names = feature.feature.int2str if isinstance(getattr(feature, "feature", None), ClassLabel) else None
     rows = []
     for i, row in enumerate(ds):
-        tokens, tags = row["tokens"], row["ner_tags"]
+        tokens, tags = row[token_column], row[tag_column]
         if tokens is None or tags is None or len(tokens) != len(tags):
             raise DataError(
                 f"Split {split!r}, row {i}: {len(tokens or [])} tokens but {len(tags or [])} tags. Give every token "
                 f"exactly one tag ('O' outside entities)."
             )
-        rows.append({"tokens": list(tokens), "ner_tags": [spell(t) for t in tags]})
+        if names is None and any(not isinstance(t, str) for t in tags):
+            raise DataError(
+                f"Split {split!r}, row {i}: the {tag_column!r} are ids ({list(tags)[:4]}) without tag names. Give the "
+                f"tags as strings ('B-person', 'O'), or the column a ClassLabel feature naming them "
+                f"(datasets.Sequence(ClassLabel(names=[...])))."
+            )
+        rows.append({"tokens": list(tokens), "ner_tags": [names(t) if names else t for t in tags]})
     return rows
+
+
+TOKEN_ALIASES, TAG_ALIASES = ("tokens", "words"), ("ner_tags", "tags")
+
+
+def token_columns(columns: Sequence[str]) -> tuple[str | None, str | None]:
+    """The token and tag columns among ``columns``: ``tokens`` / ``ner_tags``, else ``words`` / ``tags`` (the
+    names other NER datasets on the Hub use, e.g. the tner collection)."""
+    return next((c for c in TOKEN_ALIASES if c in columns), None), next((c for c in TAG_ALIASES if c in columns), None)
 
 
 def read_token_source(source) -> dict[str, list[dict]]:
@@ -148,14 +217,17 @@ def read_token_source(source) -> dict[str, list[dict]]:
             )
         source = str(folder)
     path = Path(str(source)) if isinstance(source, str | Path) else None
+    splits = None
     if path is not None and path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
-        return {"train": read_conll(path)}
-    if path is not None and path.is_dir():
+        splits = {"train": read_conll(path)}
+    elif path is not None and path.is_dir():
         conll = {SPLIT_ALIASES.get(p.stem.lower()): p for p in sorted(path.iterdir())
                  if p.suffix.lower() in CONLL_SUFFIXES}  # fmt: skip
         if conll:
-            return {split: read_conll(p) for split, p in conll.items() if split}
-    return {split: _rows_of(ds, split) for split, ds in read_source(source).items()}
+            splits = {split: read_conll(p) for split, p in conll.items() if split}
+    if splits is None:
+        splits = {split: _rows_of(ds, split) for split, ds in read_source(source).items()}
+    return to_bio(splits)
 
 
 def is_token_source(source) -> bool:
@@ -175,7 +247,7 @@ def is_token_source(source) -> bool:
     except DataError:
         return False
     columns = set(next(iter(data.values())).column_names if "train" not in data else data["train"].column_names)
-    return {"tokens", "ner_tags"} <= columns or {"text", "entities"} <= columns
+    return None not in token_columns(list(columns)) or {"text", "entities"} <= columns
 
 
 def load_token_target(

@@ -75,6 +75,45 @@ def test_bio_is_checked_and_repaired_only_when_asked(caplog):
 
 
 @pytest.mark.parametrize(
+    "tags",
+    [
+        [["B-person", "E-person", "O", "S-location", "O"], ["O", "S-org", "O", "O", "S-location"], ["O", "O"]],
+        [["B-person", "L-person", "O", "U-location", "O"], ["O", "U-org", "O", "O", "U-location"], ["O", "O"]],
+        [["person", "person", "O", "location", "O"], ["O", "org", "O", "O", "location"], ["O", "O"]],
+    ],
+    ids=["BIOES", "BILOU", "IO"],
+)
+def test_other_tag_schemes_load_as_bio(tmp_path, tags, caplog):
+    """A dataset tagged in BIOES, BILOU or IO (bare types, as Few-NERD) is the BIO dataset it encodes, logged;
+    'words' / 'tags' columns are read as 'tokens' / 'ner_tags'."""
+    bio = load_token_target(write_rows(tmp_path / "bio.jsonl", [{"tokens": t, "ner_tags": g} for t, g in SENTENCES]),
+                            validation_size=0)["train"]  # fmt: skip
+    rows = [{"words": t, "tags": g} for (t, _), g in zip(SENTENCES, tags)]
+    with caplog.at_level(logging.WARNING):
+        other = load_token_target(write_rows(tmp_path / "other.jsonl", rows), validation_size=0)["train"]
+    assert other["tokens"] == bio["tokens"] and other["ner_tags"] == bio["ner_tags"]
+    assert "read as BIO" in caplog.text
+
+
+def test_io_runs_of_one_type_are_one_entity_and_mixed_schemes_are_refused(tmp_path):
+    rows = [{"tokens": list("abcd"), "ner_tags": ["x", "x", "y", "x"]}]
+    ds = load_token_target(write_rows(tmp_path / "io.jsonl", rows), validation_size=0)["train"]
+    names = ds.features["ner_tags"].feature.names
+    assert entities([names[t] for t in ds[0]["ner_tags"]]) == {("x", 0, 2), ("y", 2, 3), ("x", 3, 4)}
+    bad = ((["B-x", "y", "O", "O"], "mix bare entity types"), (["B-x", "E-x", "U-y", "O"], "no one scheme"))
+    for tags, fragment in bad:
+        with pytest.raises(DataError, match=fragment):
+            load_token_target(write_rows(tmp_path / "bad.jsonl", [{"tokens": list("abcd"), "ner_tags": tags}]),
+                              validation_size=0)  # fmt: skip
+
+
+def test_tag_ids_without_names_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"row 0: the 'ner_tags' are ids \(\[0, 1\]\) without tag names.*ClassLabel"):
+        load_token_target(write_rows(tmp_path / "ids.jsonl", [{"tokens": ["a", "b"], "ner_tags": [0, 1]}]),
+                          validation_size=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
     ("rows", "options", "fragment"),
     [
         ([{"tokens": ["a", "b"], "ner_tags": ["O"]}], {}, "row 0: 2 tokens but 1 tags"),

@@ -218,6 +218,33 @@ def read_source(source) -> DatasetDict:
     return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
 
 
+TEXT_COLUMN_NAMES = ("text", "sentence", "content", "review", "utterance", "question", "document", "tweet")
+
+
+def default_columns(train: Dataset, text_column: str, label_column: str) -> tuple[str, str]:
+    """The text and label columns when the defaults (``text``, ``label``/``labels``) are not in the data: the
+    text in a column of a common name (GLUE's ``sentence``, ``review``, ``utterance``...) or else the one string
+    column, the label in the one ``ClassLabel`` column; each logged. Like ``run_glue.py``, which reads the first
+    column that is not the label; anything less clear is left to :func:`_check_columns`'s error, which lists the
+    columns."""
+    columns = train.column_names
+    features = train.features
+    if label_column not in columns and label_column in ("label", "labels"):
+        named = [c for c in columns if isinstance(features[c], ClassLabel)]
+        if len(named) == 1:
+            logger.warning("No %r column: the labels are read from %r, its one ClassLabel column.", label_column,
+                           named[0])  # fmt: skip
+            label_column = named[0]
+    if text_column == "text" and "text" not in columns:
+        others = [c for c in columns if c != label_column]
+        strings = [c for c in others if getattr(features[c], "dtype", None) in ("string", "large_string")]
+        pick = next((c for c in TEXT_COLUMN_NAMES if c in others), strings[0] if len(strings) == 1 else None)
+        if pick is not None:
+            logger.warning("No 'text' column: the texts are read from %r (pass text_column= to choose).", pick)
+            text_column = pick
+    return text_column, label_column
+
+
 def _check_columns(data: DatasetDict, text_column: str, label_column: str) -> None:
     for split, ds in data.items():
         missing = [c for c in (text_column, label_column) if c not in ds.column_names]
@@ -482,6 +509,7 @@ def load_target(
         label_column, labels = "label", labels if labels is not None else column_labels
     elif label_column == "label" and "label" not in data["train"].column_names:
         label_column = "labels" if "labels" in data["train"].column_names else label_column  # HF's multi-label name
+    text_column, label_column = default_columns(data["train"], text_column, label_column)
     _check_columns(data, text_column, label_column)
     renames = {k: v for k, v in {text_column: "text", label_column: "label"}.items() if k != v}
     data = DatasetDict(

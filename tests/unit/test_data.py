@@ -63,6 +63,22 @@ def test_single_file_becomes_train_plus_carved_validation(target_files, target_r
     assert sorted(pairs(data["train"]) + pairs(data["validation"])) == sorted(expected_pairs(target_rows["train"]))
 
 
+def test_text_and_label_columns_default_to_the_obvious_ones(tmp_path, caplog):
+    """GLUE's 'sentence', or the one string column, is the text; the one ClassLabel column is the label; logged.
+    Two string columns of no known name stay an error that lists them."""
+    rows = [{"idx": i, "sentence": f"text {i}", "label": ["neg", "pos"][i % 2]} for i in range(8)]
+    with caplog.at_level("WARNING"):
+        data = load_target(write_rows(tmp_path / "glue.jsonl", rows), validation_size=0)
+    assert data["train"]["text"][:2] == ["text 0", "text 1"] and "read from 'sentence'" in caplog.text
+    features = Features({"body": Value("string"), "intent": ClassLabel(names=["a", "b"]), "n": Value("int64")})
+    hub_like = Dataset.from_dict({"body": ["x", "y", "z", "w"], "intent": [0, 1, 0, 1], "n": [1, 2, 3, 4]}, features)
+    data = load_target(DatasetDict({"train": hub_like}), validation_size=0)
+    assert data["train"]["text"] == ["x", "y", "z", "w"] and data["train"].features["label"].names == ["a", "b"]
+    two = [{"title": "t", "body": "b", "label": "neg"}, {"title": "u", "body": "c", "label": "pos"}]
+    with pytest.raises(DataError, match=r"no column 'text'; its columns are \['title', 'body', 'label'\]"):
+        load_target(write_rows(tmp_path / "two.jsonl", two), validation_size=0)
+
+
 def test_folder_of_split_files(target_dir, target_rows):
     data = load_target(str(target_dir))
     assert sorted(data) == ["test", "train", "validation"]

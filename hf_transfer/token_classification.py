@@ -118,13 +118,16 @@ def to_bio(splits: dict[str, list[dict]]) -> dict[str, list[dict]]:
     logger.warning("Entity tags are in the %s scheme; read as BIO (IOB2).", scheme)
     for rows in splits.values():
         for row in rows:
-            if scheme == "IO":
-                row["ner_tags"] = [t if t == "O" else ("I-" if i and row["ner_tags"][i - 1] == t else "B-") + t
-                                   for i, t in enumerate(row["ner_tags"])]  # fmt: skip
-            else:
-                reads = SCHEMES[scheme][1]
-                row["ner_tags"] = [t if t == "O" else f"{reads[t[0]]}-{t[2:]}" for t in row["ner_tags"]]
+            row["ner_tags"] = bio_tags(row["ner_tags"], scheme)
     return splits
+
+
+def bio_tags(tags: Sequence[str], scheme: str) -> list[str]:
+    """One sentence's tags of ``scheme`` (:func:`tag_scheme`) in BIO (:func:`to_bio`)."""
+    if scheme == "IO":
+        return [t if t == "O" else ("I-" if i and tags[i - 1] == t else "B-") + t for i, t in enumerate(tags)]
+    reads = SCHEMES["BIO" if scheme == "BIO" else scheme][1]
+    return [t if t == "O" else f"{reads[t[0]]}-{t[2:]}" for t in tags]
 
 
 def check_bio(tags: Sequence[str], row: int, *, repair: bool = False) -> list[str]:

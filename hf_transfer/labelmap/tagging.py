@@ -17,7 +17,6 @@ soft labels), an ``O`` word's is ``P(O)``, and a sentence is as confident as its
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,19 +27,18 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from ..data import readable_label
 from ..defaults import resolve_model
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..inference import predict_word_proba
-from ..token_classification import continue_word_runs, entities, tag_scores
+from ..token_classification import PREFIXED, bio_tags, continue_word_runs, entities, tag_scheme, tag_scores
 from .mapping import LabelMap, check_label_map
 from .predict import PROBS_COLUMN, source_config, source_label_names
 from .pseudo import select_rows
 
-TAG = re.compile(r"^([BI])-(.+)$")
-
 
 def source_tags(config) -> list[str]:
-    """The source tagger's tags (its ``id2label``), checked: a token-classification model whose labels are BIO
-    tags. A sentence classifier given as the source is refused (before any weights load)."""
+    """The source tagger's tags (its ``id2label``), checked: a token-classification model whose labels are entity
+    tags of one scheme (BIO, BIOES, BILOU or IO: :func:`read_tag` reads each) with an ``O``. A sentence classifier
+    given as the source is refused (before any weights load)."""
     names = source_label_names(config)
     architectures = list(getattr(config, "architectures", None) or [])
     if architectures and not any(a.endswith("ForTokenClassification") for a in architectures):
@@ -48,18 +46,34 @@ def source_tags(config) -> list[str]:
             f"The source model is a {architectures[0]}, not a token classifier: a tag-set map needs a tagger "
             f"(…ForTokenClassification) as source_model, e.g. one trained with `hf-transfer finetune` on CoNLL data."
         )
-    bad = [n for n in names if n != "O" and not TAG.match(n)]
-    if bad or "O" not in names:
+    if "O" not in names:
         raise ConfigError(
-            f"The source tagger's labels {names[:8]} are not BIO tags ('O', 'B-<type>', 'I-<type>'): "
-            + (f"{bad[:3]} are not." if bad else "there is no 'O'.")
+            f"The source tagger's labels {names[:8]} are not entity tags ('O', 'B-<type>', 'I-<type>'): there is "
+            "no 'O'."
         )
+    try:
+        tag_scheme([names])
+    except DataError as err:
+        raise ConfigError(f"The source tagger's labels {names[:8]} are not entity tags of one scheme: {err}") from None
     return names
+
+
+def read_tag(tag: str) -> tuple[str, str] | None:
+    """A tag as ``(B or I, type)`` whatever its scheme (:func:`~hf_transfer.token_classification.tag_scheme`):
+    ``B-``, ``S-``, ``U-`` and a bare type (IO) open an entity, ``I-``, ``E-``, ``L-`` continue one; None for
+    ``O``. So a source tagger trained on BIOES or IO tags (several Hub taggers) maps as a BIO one does; a run of
+    IO words opening one type each becomes one entity through ``continue_word_runs``."""
+    if tag == "O":
+        return None
+    match = PREFIXED.match(tag)
+    if not match:
+        return "B", tag
+    return ("B" if match.group(1) in "BSU" else "I"), match.group(2)
 
 
 def tag_types(tags: Sequence[str]) -> list[str]:
     """The entity types of a tag list, in order of first appearance."""
-    return list(dict.fromkeys(m.group(2) for t in tags if (m := TAG.match(t))))
+    return list(dict.fromkeys(read[1] for t in tags if (read := read_tag(t))))
 
 
 def expand_type_map(type_map: Mapping, source: Sequence[str], target: Sequence[str]) -> dict[str, list[str]]:
@@ -79,9 +93,9 @@ def expand_type_map(type_map: Mapping, source: Sequence[str], target: Sequence[s
             )
     tags: dict[str, list[str]] = {"O": ["O"]}
     for tag in source:
-        match = TAG.match(tag)
-        if match:
-            prefix, kind = match.groups()
+        read = read_tag(tag)
+        if read:
+            prefix, kind = read
             mapped = [f"{prefix}-{t}" for t in type_map.get(kind, [])]
             tags[tag] = [t for t in mapped if t in target] or ["O"]
     return tags
@@ -117,9 +131,9 @@ def type_map_of(label_map: LabelMap) -> dict[str, list[str]]:
     its words leave the target's entities."""
     out = {}
     for s, row in zip(label_map.source_labels, label_map.matrix):
-        if s.startswith("B-") and row.sum() > 0:
+        if (read := read_tag(s)) and read[0] == "B" and row.sum() > 0:
             best = np.flatnonzero(row >= row.max() - 1e-9)
-            out[s[2:]] = [label_map.target_labels[j].removeprefix("B-").removeprefix("I-") for j in best]
+            out[read[1]] = [label_map.target_labels[j].removeprefix("B-").removeprefix("I-") for j in best]
     return out
 
 
@@ -134,7 +148,7 @@ def learn_tag_map(words: Dataset, source: Sequence[str], target: Sequence[str]) 
 
     to_source = np.zeros((len(source), len(source_kinds)))
     for i, tag in enumerate(source):
-        to_source[i, 0 if tag == "O" else source_kinds.index(tag[2:])] = 1.0
+        to_source[i, 0 if tag == "O" else source_kinds.index(read_tag(tag)[1])] = 1.0
     target_kind = np.array([0 if t == "O" else target_kinds.index(t[2:]) for t in target])
     probs = np.concatenate([np.asarray(p, dtype=np.float64) for p in words[PROBS_COLUMN]]) @ to_source
     tags = [np.asarray(t[: len(p)], dtype=np.int64) for t, p in zip(words["ner_tags"], words[PROBS_COLUMN])]
@@ -149,12 +163,13 @@ def learn_tag_map(words: Dataset, source: Sequence[str], target: Sequence[str]) 
     by_type = LabelMap.learn(probs, ids, source_kinds, target_kinds, target_prior=prior / prior.sum()).matrix
     matrix = np.zeros((len(source), len(target)))
     for i, s_tag in enumerate(source):
-        s = 0 if s_tag == "O" else source_kinds.index(s_tag[2:])
+        read = read_tag(s_tag)
+        s = 0 if read is None else source_kinds.index(read[1])
         for j, t_tag in enumerate(target):
             t = target_kind[j]
             if t == 0:
                 matrix[i, j] = by_type[s, 0]
-            elif t_tag[0] == (s_tag[0] if s_tag != "O" else "B"):
+            elif t_tag[0] == (read[0] if read else "B"):
                 matrix[i, j] = by_type[s, t]
     return LabelMap(list(source), list(target), matrix, method="learned")
 
@@ -209,8 +224,8 @@ class EntityTypeResolver:
         for s, row in zip(label_map.source_labels, label_map.matrix):
             names = [label_map.target_labels[j] for j in np.flatnonzero(row > 0)]
             targets = [name[2:] for name in names if name != "O"]
-            if s.startswith("B-") and len(targets) > 1:
-                groups[s[2:]] = targets
+            if (read := read_tag(s)) and read[0] == "B" and len(targets) > 1:
+                groups[read[1]] = targets
         if not groups:
             return None
         kinds = sorted({t for ts in groups.values() for t in ts})
@@ -220,9 +235,10 @@ class EntityTypeResolver:
 
     def resolve(self, tokens: Sequence[Sequence[str]], source_probs: Sequence[np.ndarray], mapped: list) -> list:
         source, target = self.label_map.source_labels, self.label_map.target_labels
+        scheme = tag_scheme([source])
         spans = []  # (sentence, start, end, source type)
         for i, probs in enumerate(source_probs):
-            tags = [source[t] for t in np.asarray(probs).argmax(1)]
+            tags = bio_tags([source[t] for t in np.asarray(probs).argmax(1)], scheme)
             spans += [(i, start, end, kind) for kind, start, end in entities(tags) if kind in self.groups]
         if not spans:
             return mapped

@@ -90,6 +90,38 @@ def test_a_type_map_becomes_a_tag_map():
     assert mapped[TARGET_TAGS.index("B-film")] == mapped[TARGET_TAGS.index("B-story")] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("scheme", ["BIOES", "IO"])
+def test_a_bioes_or_io_source_tagger_maps_as_its_bio_reading(scheme):
+    """S-x opens and E-x continues like B-x / I-x; an IO tagger's bare x opens, and a run of x words is one entity
+    (continue_word_runs): the mapped words equal those of a BIO tagger saying the same."""
+    from hf_transfer.labelmap.tagging import map_words
+
+    other = ["O", "S-adjective", "B-adjective", "E-adjective", "S-noun", "B-noun", "E-noun"]
+    if scheme == "IO":
+        other = ["O", "adjective", "noun"]
+    assert source_tags(BertConfig(architectures=["BertForTokenClassification"], id2label=dict(enumerate(other)),
+                                  label2id={t: i for i, t in enumerate(other)})) == other  # fmt: skip
+    bio_map = tag_label_map(TYPE_MAP, SOURCE_TAGS, TARGET_TAGS, method="explicit", allow_unreachable=False)
+    other_map = tag_label_map(TYPE_MAP, other, TARGET_TAGS, method="explicit", allow_unreachable=False)
+    # "very good film plot": adjective, adjective (one entity), noun, noun (one entity)
+    bio_words = ["B-adjective", "I-adjective", "B-noun", "I-noun"]
+    other_words = {"BIOES": ["B-adjective", "E-adjective", "B-noun", "E-noun"],
+                   "IO": ["adjective", "adjective", "noun", "noun"]}[scheme]  # fmt: skip
+
+    def pool(tags, words):
+        probs = np.full((len(words), len(tags)), 0.01)
+        probs[np.arange(len(words)), [tags.index(w) for w in words]] = 1.0
+        return Dataset.from_dict({"tokens": [["very", "good", "film", "plot"]],
+                                  PROBS_COLUMN: [(probs / probs.sum(1, keepdims=True)).tolist()]})  # fmt: skip
+
+    expected = map_words(pool(SOURCE_TAGS, bio_words), bio_map)[0].argmax(1)
+    assert [TARGET_TAGS[t] for t in expected] == ["B-tone", "I-tone", "B-film", "I-film"]
+    assert (map_words(pool(other, other_words), other_map)[0].argmax(1) == expected).all()
+    with pytest.raises(ConfigError, match="not entity tags of one scheme"):
+        source_tags(BertConfig(architectures=["BertForTokenClassification"], id2label={0: "O", 1: "B-x", 2: "y"},
+                               label2id={"O": 0, "B-x": 1, "y": 2}))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("type_map", "message"),
     [

@@ -138,7 +138,7 @@ def check_bio(tags: Sequence[str], row: int, *, repair: bool = False) -> list[st
         if tag != "O" and not re.fullmatch(r"[BI]-\S+", tag):
             raise DataError(
                 f"Row {row}, token {position}: tag {tag!r} is not in BIO form ('O', 'B-<type>', 'I-<type>'). "
-                f"Convert the tags (e.g. 'PER' -> 'B-PER' / 'I-PER'), or fix the row."
+                f"Read other schemes (BIOES, BILOU, IO) through to_bio first, or fix the row."
             )
         if tag.startswith("I-") and previous[2:] != tag[2:]:
             if not repair:

@@ -126,7 +126,7 @@ def bio_tags(tags: Sequence[str], scheme: str) -> list[str]:
     """One sentence's tags of ``scheme`` (:func:`tag_scheme`) in BIO (:func:`to_bio`)."""
     if scheme == "IO":
         return [t if t == "O" else ("I-" if i and tags[i - 1] == t else "B-") + t for i, t in enumerate(tags)]
-    reads = SCHEMES["BIO" if scheme == "BIO" else scheme][1]
+    reads = SCHEMES[scheme][1]
     return [t if t == "O" else f"{reads[t[0]]}-{t[2:]}" for t in tags]
 
 

@@ -80,6 +80,7 @@ SCHEMES = {  # tag scheme -> (its prefixes, how each reads in IOB2)
     "BIOES": ("BIES", {"B": "B", "I": "I", "E": "I", "S": "B"}),
     "BILOU": ("BILU", {"B": "B", "I": "I", "L": "I", "U": "B"}),
 }
+PREFIX_READS = {prefix: read for _, reads in SCHEMES.values() for prefix, read in reads.items()}  # S -> B, E -> I...
 
 
 def tag_scheme(tag_lists) -> str:
@@ -89,9 +90,12 @@ def tag_scheme(tag_lists) -> str:
     prefixes, bare = set(), set()
     for tags in tag_lists:
         for tag in tags:
-            if tag != "O":
-                match = PREFIXED.match(tag)
-                prefixes.add(match.group(1)) if match else bare.add(tag)
+            if tag == "O":
+                continue
+            if match := PREFIXED.match(tag):
+                prefixes.add(match.group(1))
+            else:
+                bare.add(tag)
     if bare and prefixes:
         raise DataError(
             f"The tags mix bare entity types ({sorted(bare)[:3]}) with prefixed ones ({sorted(prefixes)}-...): write "
@@ -126,8 +130,7 @@ def bio_tags(tags: Sequence[str], scheme: str) -> list[str]:
     """One sentence's tags of ``scheme`` (:func:`tag_scheme`) in BIO (:func:`to_bio`)."""
     if scheme == "IO":
         return [t if t == "O" else ("I-" if i and tags[i - 1] == t else "B-") + t for i, t in enumerate(tags)]
-    reads = SCHEMES[scheme][1]
-    return [t if t == "O" else f"{reads[t[0]]}-{t[2:]}" for t in tags]
+    return [t if t == "O" else f"{PREFIX_READS[t[0]]}-{t[2:]}" for t in tags]
 
 
 def check_bio(tags: Sequence[str], row: int, *, repair: bool = False) -> list[str]:

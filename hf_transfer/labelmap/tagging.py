@@ -29,7 +29,15 @@ from ..data import readable_label
 from ..defaults import resolve_model
 from ..errors import ConfigError, DataError
 from ..inference import predict_word_proba
-from ..token_classification import PREFIXED, bio_tags, continue_word_runs, entities, tag_scheme, tag_scores
+from ..token_classification import (
+    PREFIX_READS,
+    PREFIXED,
+    bio_tags,
+    continue_word_runs,
+    entities,
+    tag_scheme,
+    tag_scores,
+)
 from .mapping import LabelMap, check_label_map
 from .predict import PROBS_COLUMN, source_config, source_label_names
 from .pseudo import select_rows
@@ -68,7 +76,7 @@ def read_tag(tag: str) -> tuple[str, str] | None:
     match = PREFIXED.match(tag)
     if not match:
         return "B", tag
-    return ("B" if match.group(1) in "BSU" else "I"), match.group(2)
+    return PREFIX_READS[match.group(1)], match.group(2)
 
 
 def tag_types(tags: Sequence[str]) -> list[str]:

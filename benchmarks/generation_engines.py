@@ -89,7 +89,7 @@ def measure(model, tokenizer, prompts, **kwargs) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--prompts", type=int, default=256)  # issue 19: 256 SST-2 recipe prompts
     parser.add_argument("--batch_1_prompts", type=int, default=16)
     help_bf16 = "bf16 weights for every engine; auto: the recipe's rule (hf_transfer/precision.py)"
     parser.add_argument("--bf16", choices=["auto", "true", "false"], default="auto", help=help_bf16)
@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                                      **{k: v for k, v in kwargs.items() if k != "batch_size"}, **sampling)  # fmt: skip
         if engine == "builtin":
             result[engine]["profile_seconds"] = {k: round(v, 2) for k, v in times.items()}
+            # the same call again: a long job's later shards find the cache memory mapped and oneDNN's kernels built
+            result["builtin_second_call"] = measure(model, tokenizer, prompts, batch_size=slots, bf16=bf16,
+                                                    engine="builtin", **sampling)  # fmt: skip
+            print("builtin_second_call", json.dumps(result["builtin_second_call"]), flush=True)
         print(engine, json.dumps(result[engine]), flush=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
     runs = previous.get("runs", [previous])  # the first file held one run

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -37,6 +39,43 @@ def test_greedy_matches_one_prompt_at_a_time(tiny_lm, batch_size):
         single = generate_batch(model, tokenizer, [prompt], seed=0, max_new_tokens=12, do_sample=False)
         assert (text, n) == (single.texts[0], single.new_tokens[0]), prompt
     assert len(set(out.new_tokens)) > 1  # rows ended at different steps, so slots were retired and refilled
+
+
+def _tiny_gqa_llama():
+    """A random Llama with grouped-query attention (4 query heads on 2 key/value heads), as SmolLM2's 9 on 3."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_transfer.generate.generation import prepare_tokenizer
+
+    from .conftest import make_tokenizer
+
+    tokenizer = make_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, initializer_range=0.5, tie_word_embeddings=False,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config).eval()
+    return model, prepare_tokenizer(tokenizer)
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])  # refills (the window moves) and one wave (it never does)
+def test_grouped_query_attention_and_row_buckets_keep_the_greedy_text(monkeypatch, batch_size):
+    """Decode steps on rows rounded up to a bucket (free slots computed and dropped) and SDPA's own grouped-query
+    attention on CPU write what one-prompt ``model.generate`` writes."""
+    model, tokenizer = _tiny_gqa_llama()
+    monkeypatch.setattr(continuous, "ROW_BUCKET", 2)  # 8 rows retiring one by one: 7 -> 8 slots, 5 -> 6, ...
+    seen = []
+    real = continuous._Batch.step
+    monkeypatch.setattr(continuous._Batch, "step", lambda self, t: seen.append(len(self)) or real(self, t))
+    out = generate_continuous(model, tokenizer, PROMPTS, seed=0, batch_size=batch_size, max_new_tokens=12,
+                              do_sample=False)  # fmt: skip
+    singles = [generate_batch(model, tokenizer, [p], seed=0, max_new_tokens=12, do_sample=False) for p in PROMPTS]
+    assert out.texts == [s.texts[0] for s in singles]
+    assert any(n % 2 for n in seen)  # some steps ran on an odd number of rows: padded to the bucket
+    assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ  # the switch is not left set
 
 
 def test_cache_window_moves_and_grows(tiny_lm, monkeypatch):
@@ -143,8 +182,6 @@ def test_recipe_prompts_share_prefixes():
     prompts = build_prompts(["good", "bad"], 32, load_templates("default"), seed=0)
     ids = sorted([[ord(c) for c in "<system prompt>" + p.text] for p in prompts])
     groups = prefix_groups(ids)
-    import os
-
     encoded = 0
     for g in groups:
         rows = [ids[i] for i in g]

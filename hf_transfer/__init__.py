@@ -60,6 +60,7 @@ _LAZY = {
     "export_onnx": "export",
     "export_static": "export",
     "StaticClassifier": "export",
+    "distil_head": "export",
     "STRATEGIES": "registry",
     "get_strategy": "registry",
 }

@@ -146,3 +146,53 @@ def test_static_export_refuses_a_tagger(tmp_path, tiny_model_dir):
     folder = saved(tmp_path / "run", tiny_model_dir, tag_names(["org"]), task="token_classification")
     with pytest.raises(ConfigError, match="static' exports sentence classifiers"):
         check_export(folder, "static", None)
+
+
+def test_distil_head_fits_a_teacher_and_picks_its_penalty_on_held_out_rows():
+    from hf_transfer.export import WEIGHT_DECAYS, distil_head
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 8)).astype(np.float32)
+    teacher = features @ rng.normal(size=(8, 3)) * 3.0  # a linear teacher: a linear head can agree everywhere
+    weight, bias, record = distil_head(features, teacher)
+    assert weight.shape == (3, 8) and bias.shape == (3,)
+    assert ((features @ weight.T + bias).argmax(1) == teacher.argmax(1)).mean() >= 0.97
+    assert record["head"] == "distilled" and record["head_weight_decay"] in WEIGHT_DECAYS
+    assert record["head_rows"] == 200 and record["head_held_out_agreement"] >= 0.9
+    _, _, multi = distil_head(features, teacher, multi_label=True)  # per-label sigmoids
+    assert multi["head_train_agreement"] >= 0.95
+
+
+def test_static_export_distils_a_head_on_unlabelled_texts(sentence_export, tmp_path):
+    """With texts the head is refitted to the classifier's predictions on them: it agrees with the classifier
+    on those texts at least as often as the classifier's own head does on static vectors."""
+    folder, _ = sentence_export
+    texts = [f"{a} {b} film {c}" for a in ("a", "the", "one") for b in ("good", "bad", "long", "very")
+             for c in ("here", "of all", "x")]  # fmt: skip
+    own = StaticClassifier(export_static(folder, tmp_path / "own")["head"].parent)
+    files = export_static(folder, tmp_path / "distilled", texts=texts)
+    distilled = StaticClassifier(tmp_path / "distilled")
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        teacher = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.numpy().argmax(1)
+    agree = {name: (s.logits(texts).argmax(1) == teacher).mean() for name, s in [("own", own), ("new", distilled)]}
+    assert agree["new"] >= agree["own"] and agree["new"] >= 0.8
+    labels = json.loads(files["labels"].read_text())
+    assert labels["head"] == "distilled" and labels["head_rows"] == len(texts)
+    assert json.loads((tmp_path / "own" / "labels.json").read_text())["head"] == "the classifier's"
+    with pytest.raises(ConfigError, match="texts=\\[\\]"):
+        export_static(folder, tmp_path / "none", texts=[])
+
+
+def test_cli_static_export_reads_the_distillation_texts(sentence_export, tmp_path, capsys):
+    folder, _ = sentence_export
+    data = tmp_path / "pool.jsonl"
+    data.write_text("".join(json.dumps({"sentence": f"a {w} film", "id": i}) + "\n"
+                            for i, w in enumerate(["good", "bad", "long", "fine", "dull"] * 4)))  # fmt: skip
+    out = tmp_path / "static"
+    assert main(["export", str(folder), "--format", "static", "--distill_texts", str(data),
+                 "--output_dir", str(out)]) == 0  # fmt: skip
+    assert json.loads((out / "labels.json").read_text())["head_rows"] == 20  # the 'sentence' column, all rows
+    assert main(["export", str(folder), "--format", "static", "--output_dir", str(tmp_path / "s2")]) == 0
+    assert "results.json names no data set" in capsys.readouterr().out  # no run record: the classifier's head

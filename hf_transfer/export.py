@@ -269,7 +269,17 @@ def run_texts(folder: str | Path) -> list[str] | None:
     if not results.is_file():
         return None
     dataset = json.loads(results.read_text()).get("dataset")
-    return read_texts(dataset) if isinstance(dataset, str) else None
+    if not isinstance(dataset, str):
+        return None
+    from .errors import DataError
+
+    try:
+        return read_texts(dataset)
+    except DataError as err:
+        raise ConfigError(
+            f"The run's data set {dataset!r} (its results.json) cannot be read here ({err}): pass the texts to fit "
+            "the static head on with --distill_texts FILE, or --distill_texts none to keep the classifier's head."
+        ) from None
 
 
 class StaticClassifier:

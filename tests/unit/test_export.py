@@ -196,3 +196,14 @@ def test_cli_static_export_reads_the_distillation_texts(sentence_export, tmp_pat
     assert json.loads((out / "labels.json").read_text())["head_rows"] == 20  # the 'sentence' column, all rows
     assert main(["export", str(folder), "--format", "static", "--output_dir", str(tmp_path / "s2")]) == 0
     assert "results.json names no data set" in capsys.readouterr().out  # no run record: the classifier's head
+
+
+def test_a_run_whose_data_set_is_gone_names_distill_texts(sentence_export, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(sentence_export[0], run)
+    (run / "results.json").write_text(json.dumps({"dataset": str(tmp_path / "moved-away.jsonl")}))
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(run), "--format", "static"])
+    assert info.value.code == 2 and "--distill_texts FILE" in capsys.readouterr().err

@@ -101,8 +101,11 @@ class _Batch:
     """The decoding rows: prompt index, next position and generated ids per row, and a slot cache whose column
     mask marks, per row, which cached columns are its tokens (zeros for padding before or inside a prompt)."""
 
-    def __init__(self, model, device, slots: int, max_new_tokens: int, capacity: int | None = None):
-        self.model, self.device, self.slots, self.capacity = model, device, slots, capacity
+    def __init__(self, model, device, slots: int, max_new_tokens: int, longest_prompt: int | None = None):
+        """``longest_prompt``: given when every prompt has a slot from the start (one wave): the window then never
+        outgrows it + ``max_new_tokens``, so the buffers get no spare columns -- their first touch is a large part
+        of a run (~1.6 s per GB, 2 cores) -- and every group ends at its column, so the window never moves."""
+        self.model, self.device, self.slots, self.longest_prompt = model, device, slots, longest_prompt
         self.cache_kwarg = _cache_kwarg(model)
         self.new_cache = lambda: DynamicCache(config=model.config)
         self.window = _Window()
@@ -151,15 +154,17 @@ class _Batch:
     def _insert(self, cache, mask: torch.Tensor) -> None:
         """Copy a prefilled group into slots ``[rows, rows + n)``, its last column aligned with the window's end."""
         w, (n, width) = self.window, mask.shape
-        if self.cache is None:  # default room: 2 * (width + max_new_tokens) columns, the window moves every ~width
-            keys, capacity = cache.layers[0].keys, self.capacity or 2 * (width + self.max_new_tokens)
+        if self.cache is None:  # refills: room for 2 * (width + max_new_tokens), the window moves every ~width steps
+            keys = cache.layers[0].keys
+            one_wave = self.longest_prompt is not None
+            capacity = self.longest_prompt + self.max_new_tokens + 1 if one_wave else 2 * (width + self.max_new_tokens)
             shape = (self.slots, keys.shape[1], capacity, keys.shape[3])
             self.cache = self.new_cache()
             layers = [_SlotLayer(self.window, keys.new_zeros(shape), keys.new_zeros(shape)) for _ in self.cache.layers]
             self.cache.layers = layers
             self.mask = torch.zeros(self.slots, capacity, dtype=torch.long, device=self.device)
-        if not w.rows:  # one wave: every group's last column at the longest prompt's, so the window never moves
-            w.start = w.end = self.capacity - self.max_new_tokens - 1 if self.capacity else 0
+        if not w.rows:
+            w.start = w.end = self.longest_prompt or 0
         self._make_room(1, left=width - (w.end - w.start))
         first, cols = w.rows, slice(w.end - width, w.end)
         self.mask[first : first + n] = 0
@@ -257,10 +262,7 @@ def sample_next(
     vocab = logits.shape[-1]
     if top_k:  # top-k first, then the nucleus within it (renormalised), as transformers' warpers do
         values, indices = logits.topk(min(top_k, vocab), dim=-1)
-        values = (values.float() / temperature).softmax(-1)
-        before = values.cumsum(-1) - values  # mass of the better tokens
-        choice = torch.multinomial(values.masked_fill(before >= top_p, 0.0), 1, generator=generator)
-        return indices.gather(-1, choice).squeeze(-1)
+        return _sample_nucleus((values.float() / temperature).softmax(-1), indices, top_p, generator)
     probs = (logits.float() / temperature).softmax(-1)
     tiers = [min(k, vocab) for k in NUCLEUS_CANDIDATES] + [vocab]
     tokens = torch.empty(len(probs), dtype=torch.long, device=probs.device)
@@ -268,15 +270,18 @@ def sample_next(
     for k in dict.fromkeys(tiers):  # ascending, no repeats
         values, indices = probs[todo].topk(k, dim=-1)
         ok = (values.sum(-1) >= top_p) | (k == tiers[-1])
-        values, indices = values[ok], indices[ok]
-        before = values.cumsum(-1) - values  # mass of the better tokens
-        values = values.masked_fill(before >= top_p, 0.0)
-        choice = torch.multinomial(values, 1, generator=generator)
-        tokens[todo[ok]] = indices.gather(-1, choice).squeeze(-1)
+        tokens[todo[ok]] = _sample_nucleus(values[ok], indices[ok], top_p, generator)
         todo = todo[~ok]
         if not len(todo):
             break
     return tokens
+
+
+def _sample_nucleus(values: torch.Tensor, indices: torch.Tensor, top_p: float, generator) -> torch.Tensor:
+    """One of ``indices`` per row, drawn from the descending probabilities ``values`` cut to their top-p nucleus."""
+    before = values.cumsum(-1) - values  # mass of the better tokens
+    choice = torch.multinomial(values.masked_fill(before >= top_p, 0.0), 1, generator=generator)
+    return indices.gather(-1, choice).squeeze(-1)
 
 
 def prefix_groups(prompt_ids: Sequence[Sequence[int]], overhead: int = PREFILL_CALL_COST) -> list[range]:
@@ -303,6 +308,23 @@ def prefix_groups(prompt_ids: Sequence[Sequence[int]], overhead: int = PREFILL_C
         groups.append(range(cut[b], b))
         b = cut[b]
     return groups[::-1]
+
+
+@contextlib.contextmanager
+def _grouped_query_sdpa(device: torch.device):
+    """On CPU, let SDPA take grouped-query attention with a mask itself (``enable_gqa``) through transformers' own
+    switch, ``TRANSFORMERS_SDPA_FORCE_GQA`` (read at every call): a SmolLM2-135M decode step at 256 rows took
+    186 ms instead of 258 ms with transformers' default for masked attention (the query packed per key head), 2 AMX
+    cores. Not on CUDA, where a mask with GQA falls back to SDPA's math kernel."""
+    name = "TRANSFORMERS_SDPA_FORCE_GQA"
+    if torch.device(device).type != "cpu" or name in os.environ:
+        yield
+        return
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 @torch.inference_mode()
@@ -343,68 +365,42 @@ def generate_continuous(
     refill_at = max(1, int(batch_size * refill_fraction))
     texts: list[str | None] = [None] * len(prompts)
     counts = [0] * len(prompts)
-    # one wave (every prompt has a slot from the start): the window never outgrows the longest prompt + the new
-    # tokens, so no spare columns -- the buffers' first touch is a large part of a run (~1.6 s per GB, 2 cores)
-    one_wave = max(map(len, prompt_ids)) + max_new_tokens + 1 if len(prompts) <= batch_size else None
-    batch = _Batch(model, device, min(batch_size, len(prompts)), max_new_tokens, capacity=one_wave)
+    one_wave = len(prompts) <= batch_size
+    batch = _Batch(model, device, min(batch_size, len(prompts)), max_new_tokens,
+                   longest_prompt=max(map(len, prompt_ids)) if one_wave else None)  # fmt: skip
     start = time.perf_counter()
     with _grouped_query_sdpa(device):
-        _decode(batch, queue, prompt_ids, texts, counts, tokenizer, opts, top_k, generator, refill_at, pad_id,
-                eos_ids, suppress, newline_ids, newline_set)  # fmt: skip
+        while queue or len(batch):
+            free = batch.slots - len(batch)
+            if queue and (free >= refill_at or not len(batch)):
+                group = [queue.popleft() for _ in range(min(free, len(queue)))]
+                for part in prefix_groups([prompt_ids[i] for i in group]):
+                    rows = [group[i] for i in part]
+                    batch.add(rows, [prompt_ids[i] for i in rows], pad_id if pad_id is not None else 0)
+            logits = batch.logits
+            if suppress:
+                logits[:, suppress] = float("-inf")
+            fresh = [j for j, ids in enumerate(batch.generated) if not ids]
+            if fresh and len(newline_ids):
+                logits[torch.tensor(fresh)[:, None], newline_ids[None]] = float("-inf")  # no empty first line
+            tokens = sample_next(logits, temperature=opts.temperature, top_p=opts.top_p, top_k=top_k,
+                                 generator=generator, do_sample=opts.do_sample)  # fmt: skip
+            keep = []
+            for j, token in enumerate(tokens.tolist()):
+                ids = batch.generated[j]
+                ids.append(token)
+                done = token in eos_ids or len(ids) >= max_new_tokens
+                if not done and token in newline_set:
+                    done = ends_example(tokenizer.decode(ids, skip_special_tokens=True))
+                if done:
+                    row = batch.rows[j]
+                    texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
+                    counts[row] = len(ids)
+                else:
+                    keep.append(j)
+            if len(keep) < len(batch):
+                batch.keep(keep)
+                tokens = tokens[torch.tensor(batch.order, dtype=torch.long, device=tokens.device)]
+            if len(batch):
+                batch.step(tokens)
     return BatchOutput(texts, counts, time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def _grouped_query_sdpa(device: torch.device):
-    """On CPU, let SDPA take grouped-query attention with a mask itself (``enable_gqa``) through transformers' own
-    switch, ``TRANSFORMERS_SDPA_FORCE_GQA`` (read at every call): a SmolLM2-135M decode step at 256 rows took
-    186 ms instead of 258 ms with transformers' default for masked attention (the query packed per key head), 2 AMX
-    cores. Not on CUDA, where a mask with GQA falls back to SDPA's math kernel."""
-    name = "TRANSFORMERS_SDPA_FORCE_GQA"
-    if torch.device(device).type != "cpu" or name in os.environ:
-        yield
-        return
-    os.environ[name] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
-
-
-def _decode(batch, queue, prompt_ids, texts, counts, tokenizer, opts, top_k, generator, refill_at, pad_id, eos_ids,
-            suppress, newline_ids, newline_set) -> None:  # fmt: skip
-    """The decode loop of :func:`generate_continuous`: refill, sample, retire, step until the queue is empty."""
-    batch_size, max_new_tokens = batch.slots, opts.max_new_tokens
-    while queue or len(batch):
-        free = batch_size - len(batch)
-        if queue and (free >= refill_at or not len(batch)):
-            group = [queue.popleft() for _ in range(min(free, len(queue)))]
-            for part in prefix_groups([prompt_ids[i] for i in group]):
-                rows = [group[i] for i in part]
-                batch.add(rows, [prompt_ids[i] for i in rows], pad_id if pad_id is not None else 0)
-        logits = batch.logits
-        if suppress:
-            logits[:, suppress] = float("-inf")
-        fresh = [j for j, ids in enumerate(batch.generated) if not ids]
-        if fresh and len(newline_ids):
-            logits[torch.tensor(fresh)[:, None], newline_ids[None]] = float("-inf")  # no empty first line
-        tokens = sample_next(logits, temperature=opts.temperature, top_p=opts.top_p, top_k=top_k, generator=generator,
-                             do_sample=opts.do_sample)  # fmt: skip
-        keep = []
-        for j, token in enumerate(tokens.tolist()):
-            ids = batch.generated[j]
-            ids.append(token)
-            done = token in eos_ids or len(ids) >= max_new_tokens
-            if not done and token in newline_set:
-                done = ends_example(tokenizer.decode(ids, skip_special_tokens=True))
-            if done:
-                row = batch.rows[j]
-                texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
-                counts[row] = len(ids)
-            else:
-                keep.append(j)
-        if len(keep) < len(batch):
-            batch.keep(keep)
-            tokens = tokens[torch.tensor(batch.order, dtype=torch.long, device=tokens.device)]
-        if len(batch):
-            batch.step(tokens)

@@ -171,21 +171,23 @@ def export_static(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"embeddings": out / STATIC_EMBEDDINGS, "head": out / STATIC_HEAD, "labels": out / LABELS_FILE}
-    np.save(files["embeddings"], torch.cat(vectors).numpy().astype(np.float32))
+    embeddings = torch.cat(vectors).numpy().astype(np.float32)
+    np.save(files["embeddings"], embeddings)
     weight = model.classifier.weight.detach().float().numpy()
     bias = model.classifier.bias.detach().float().numpy()
     normalize = bool(model.config.normalize)
-    np.savez(files["head"], weight=weight, bias=bias, normalize=normalize)
-    multi_label = config.get("problem_type") == "multi_label_classification"
     head = {"head": "the classifier's"}
-    tokenizer.save_pretrained(out)
     if texts is not None:
         from .inference import run_batched
 
-        teacher = run_batched(model, tokenizer, list(texts), lambda m, b: m(**b).logits, dim=len(bias))
-        features = StaticClassifier(out, labels={}).embed(list(texts))
+        texts = list(texts)
+        teacher = run_batched(model, tokenizer, texts, lambda m, b: m(**b).logits, dim=len(bias))
+        token_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]  # as StaticClassifier: no truncation
+        features = mean_token_vectors(embeddings, token_ids, normalize)
+        multi_label = config.get("problem_type") == "multi_label_classification"
         weight, bias, head = distil_head(features, teacher, multi_label=multi_label)
-        np.savez(files["head"], weight=weight, bias=bias, normalize=normalize)
+    np.savez(files["head"], weight=weight, bias=bias, normalize=normalize)
+    tokenizer.save_pretrained(out)
     files["labels"].write_text(json.dumps({
         "id2label": {int(k): v for k, v in model.config.id2label.items()}, "format": "static",
         "problem_type": config.get("problem_type") or "single_label_classification",
@@ -282,10 +284,19 @@ def run_texts(folder: str | Path) -> list[str] | None:
         ) from None
 
 
+def mean_token_vectors(embeddings: np.ndarray, token_ids: Sequence[Sequence[int]], normalize: bool) -> np.ndarray:
+    """A static model's text vectors: the mean of each text's token vectors (token 0's for an empty text),
+    L2-normalised where the classifier normalises; what export fits the head on and serving computes."""
+    vectors = np.stack([embeddings[list(ids) or [0]].mean(0) for ids in token_ids])
+    if normalize:
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors
+
+
 class StaticClassifier:
     """Serve a :func:`export_static` folder: token vectors averaged per text, then the head (numpy)."""
 
-    def __init__(self, folder: str | Path, labels: dict | None = None):
+    def __init__(self, folder: str | Path):
         from tokenizers import Tokenizer
 
         folder = Path(folder)
@@ -295,19 +306,11 @@ class StaticClassifier:
         self.embeddings = np.load(folder / STATIC_EMBEDDINGS)
         head = np.load(folder / STATIC_HEAD)
         self.weight, self.bias, self.normalize = head["weight"], head["bias"], bool(head["normalize"])
-        if labels is None:
-            labels = json.loads((folder / LABELS_FILE).read_text())["id2label"]
-        self.id2label = {int(k): v for k, v in labels.items()}
+        self.id2label = {int(k): v for k, v in json.loads((folder / LABELS_FILE).read_text())["id2label"].items()}
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        rows = []
-        for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
-            ids = encoding.ids or [0]
-            rows.append(self.embeddings[ids].mean(0))
-        vectors = np.stack(rows)
-        if self.normalize:
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        token_ids = [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return mean_token_vectors(self.embeddings, token_ids, self.normalize)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         return self.embed(texts) @ self.weight.T + self.bias

@@ -2,7 +2,7 @@
 ``model.generate`` per batch as its fallback) or ``transformers`` (the library's own paged-cache continuous batching,
 the manager behind ``model.generate_batch``). ``auto`` resolves to ``builtin`` on every device: on 2 AVX2 CPU cores,
 SmolLM2-135M fp32, the same 128 SST-2 recipe prompts, builtin 94 vs transformers 22 new tokens/s (``model.generate``
-at batch 64: 35; ``benchmarks/generation_engines.py``); on 2 AMX cores, bf16, 256 prompts: 526 vs 71 (159). No GPU
+at batch 64: 35; ``benchmarks/generation_engines.py``); on 2 AMX cores, bf16, 256 prompts: 638 vs 78 (167). No GPU
 has been measured, so ``auto`` does not guess there.
 
 vLLM is not offered: it has not been run in this project (no GPU lent, no CPU build), and an engine nobody ran is

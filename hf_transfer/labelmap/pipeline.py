@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
 from transformers import set_seed
 
@@ -32,7 +31,6 @@ from ..inference import embed_texts
 from ..inference import predict_proba as model_proba
 from ..metrics import classification_scores, multi_label_scores
 from ..multi_label import MULTI_LABEL, PROBLEM_TYPES, label_matrix, multi_hot, task_of
-from ..output import wants_resume
 from ..precision import resolve_bf16
 from ..run import fit, run_training
 from ..token_classification import TOKEN_CLASSIFICATION
@@ -43,7 +41,7 @@ from .mapping import LabelMap
 from .predict import PROBS_COLUMN, add_source_probs, load_source, source_config, source_label_names
 from .pseudo import pseudo_label
 from .result import LabelMapResult
-from .state import LabelMapState, run_fingerprint
+from .state import open_state, pool_with_probs
 from .tag_pipeline import run_labelmap_tags
 
 
@@ -188,13 +186,7 @@ def run_labelmap(config: LabelMapConfig, data_args: DataArguments) -> LabelMapRe
 def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, pool, labels, source_labels, method,
                     kinds):  # fmt: skip
     """Source predictions → map → zero-shot → ``rounds`` of pseudo-label + distil, resumable by round."""
-    state = None
-    if config.output_dir:  # what a stopped run computed; kept, or cleared when not resuming
-        fingerprint = run_fingerprint(config, data_args, PartialState().num_processes)
-        state = LabelMapState(config.output_dir, fingerprint, resume=wants_resume(config),
-                              is_main=PartialState().is_main_process)  # fmt: skip
-        state.start()
-        PartialState().wait_for_everyone()
+    state = open_state(config, data_args)  # what a stopped run computed: kept, or cleared when not resuming
 
     multi = kinds["multi_label_target"]
     source, source_tok, _ = load_source(config.source_model)
@@ -207,14 +199,9 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
     label_map = decision_thresholds(label_map, config, gold)
     zero_shot = evaluate_through_map(eval_ds, label_map)
 
-    saved = state.load_pool(pool, 1, PROBS_COLUMN) if state else None
-    if saved:
-        pool, pool_seconds = saved
-    else:
-        pool_start = time.perf_counter()
-        pool = add_source_probs(pool, source, source_tok, desc="Source predictions (pool)", **infer)
-        pool_seconds = time.perf_counter() - pool_start
-        _save_pool(state, pool, 1, pool_seconds)
+    pool, pool_seconds = pool_with_probs(
+        state, pool, lambda rows: add_source_probs(rows, source, source_tok, desc="Source predictions (pool)", **infer)
+    )
     # rounds > 1: the student is the teacher, its own probabilities through the identity
     identity = LabelMap(labels, labels, np.eye(len(labels)), method="identity", multi_label_target=multi,
                         multi_label_source=multi)  # fmt: skip
@@ -266,8 +253,8 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
         rounds.append(_round_record(number, pseudo, labels, train, fitted))
         if relabelled_pool is not None:
             pool = relabelled_pool
-            _save_pool(state, pool, number + 1, relabel_seconds)
             if state:
+                state.save_pool(pool, number + 1, PROBS_COLUMN, relabel_seconds)
                 state.save_round(rounds[-1])  # after the pool it needs: a saved record means both are there
             teacher_map = dataclasses.replace(identity, thresholds=rounds[-1].get("label_thresholds"))
     result = LabelMapResult(
@@ -358,12 +345,6 @@ def _round_record(number: int, pseudo: Dataset, labels: list[str], train: Datase
         "f1_micro": scores["f1_micro"],
         "label_thresholds": scores["label_thresholds"],
     }
-
-
-def _save_pool(state: LabelMapState | None, pool: Dataset, round_number: int, seconds: float) -> None:
-    if state:
-        state.save_pool(pool, round_number, PROBS_COLUMN, seconds)
-        PartialState().wait_for_everyone()
 
 
 def _pseudo_accuracy(pseudo: Dataset, train: Dataset) -> float | None:

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
 
+from ..output import wants_resume
 from ..state import check_fingerprint, jsonable, load_dataset_state, read_json, save_dataset, write_json
+from .predict import PROBS_COLUMN
 
 STATE_DIR = "_labelmap_state"
 RUN_FILE = "run.json"
@@ -28,6 +33,35 @@ def run_fingerprint(config, data_args, num_processes: int) -> dict:
     data_args = data_args.seeded(config.seed)  # an unset sample_seed is the run's seed (as the run reads it)
     data = {f"data.{key}": value for key, value in vars(data_args).items()}  # a changed key is named alone
     return jsonable({**result_options(config), **data, "num_processes": num_processes})
+
+
+def open_state(config, data_args) -> LabelMapState | None:
+    """The run's state folder, started on every rank (kept when resuming, else cleared); None without an
+    ``output_dir``, where nothing is saved and nothing resumes."""
+    if not config.output_dir:
+        return None
+    ranks = PartialState()
+    fingerprint = run_fingerprint(config, data_args, ranks.num_processes)
+    state = LabelMapState(config.output_dir, fingerprint, resume=wants_resume(config), is_main=ranks.is_main_process)
+    state.start()
+    ranks.wait_for_everyone()
+    return state
+
+
+def pool_with_probs(
+    state: LabelMapState | None, pool: Dataset, score: Callable[[Dataset], Dataset]
+) -> tuple[Dataset, float]:
+    """``pool`` with the source's probabilities (:data:`PROBS_COLUMN`) and the seconds they took: the copy a stopped
+    run saved, else ``score(pool)``, saved before any rank goes on. The sentence and the tagging pipelines share it."""
+    saved = state.load_pool(pool, 1, PROBS_COLUMN) if state else None
+    if saved:
+        return saved
+    start = time.perf_counter()
+    pool = score(pool)
+    seconds = time.perf_counter() - start
+    if state:
+        state.save_pool(pool, 1, PROBS_COLUMN, seconds)
+    return pool, seconds
 
 
 class LabelMapState:
@@ -72,8 +106,10 @@ class LabelMapState:
         return concatenate_datasets([rest, saved[0]], axis=1), saved[1]
 
     def save_pool(self, pool: Dataset, round_number: int, column: str, seconds: float) -> None:
+        """The main process writes; every rank waits for it, so none reads a half-written pool."""
         if self.is_main:
             save_dataset(pool.select_columns([column]), self.root / f"pool-{round_number}", seconds)
+        PartialState().wait_for_everyone()
 
     def load_round(self, round_number: int) -> dict | None:
         record = read_json(self.root / f"round-{round_number}.json") if self.resume else None

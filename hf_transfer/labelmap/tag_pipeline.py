@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from accelerate import PartialState
 from datasets import Dataset, concatenate_datasets
 from transformers import set_seed
 
@@ -16,7 +15,6 @@ from ..config import DataArguments
 from ..defaults import portable_ref
 from ..errors import ConfigError
 from ..inference import embed_texts
-from ..output import wants_resume
 from ..precision import resolve_bf16
 from ..run import fit, run_training
 from ..token_classification import TOKEN_CLASSIFICATION, entities, sample_per_type, tokenize_tokens, word_type_rates
@@ -25,7 +23,7 @@ from .head import transfer_head
 from .mapping import LabelMap
 from .predict import PROBS_COLUMN, source_config
 from .result import LabelMapResult
-from .state import LabelMapState, run_fingerprint
+from .state import open_state, pool_with_probs
 from .tagging import (
     EntityTypeResolver,
     SoftTagCollator,
@@ -91,13 +89,7 @@ def run_labelmap_tags(config: LabelMapConfig, data_args: DataArguments, train: D
 
 
 def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags, source, method):
-    state = None
-    if config.output_dir:
-        fingerprint = run_fingerprint(config, data_args, PartialState().num_processes)
-        state = LabelMapState(config.output_dir, fingerprint, resume=wants_resume(config),
-                              is_main=PartialState().is_main_process)  # fmt: skip
-        state.start()
-        PartialState().wait_for_everyone()
+    state = open_state(config, data_args)  # what a stopped run computed: kept, or cleared when not resuming
     teacher, teacher_tok, _ = load_source_tagger(config.source_model)
     infer = dict(batch_size=config.inference_batch_size, max_length=config.max_length,
                  bf16=resolve_bf16(config.inference_bf16))  # fmt: skip
@@ -113,14 +105,9 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
     predicted = [p.argmax(1) for p in map_words(eval_probs, label_map, resolver)]
     zero_shot = evaluate_tags(predicted, eval_probs, reachable)
 
-    saved = state.load_pool(pool, 1, PROBS_COLUMN) if state else None
-    if saved:
-        pool, pool_seconds = saved
-    else:
-        start = time.perf_counter()
-        pool = add_word_probs(pool, teacher, teacher_tok, desc="Source predictions (pool)", **infer)
-        pool_seconds = time.perf_counter() - start
-        _save_pool(state, pool, 1, pool_seconds)
+    pool, pool_seconds = pool_with_probs(
+        state, pool, lambda rows: add_word_probs(rows, teacher, teacher_tok, desc="Source predictions (pool)", **infer)
+    )
     identity = LabelMap(tags, tags, np.eye(len(tags)), method="identity")  # rounds > 1: the student teaches
     teacher_map, rounds, eval_rows = label_map, [], None
     for index in range(config.rounds):
@@ -164,8 +151,8 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
             start = time.perf_counter()
             pool = add_word_probs(pool.remove_columns(PROBS_COLUMN), export_model(fitted.trainer.model), student_tok,
                                   desc="Student re-labels the pool", **infer)  # fmt: skip
-            _save_pool(state, pool, number + 1, time.perf_counter() - start)
             if state:
+                state.save_pool(pool, number + 1, PROBS_COLUMN, time.perf_counter() - start)
                 state.save_round(rounds[-1])
             teacher_map = identity
     result = LabelMapResult(
@@ -211,12 +198,6 @@ def _sample(pool: Dataset, n: int, seed: int) -> Dataset:
     if len(pool) <= n:
         return pool
     return pool.select(np.sort(np.random.default_rng(seed).choice(len(pool), size=n, replace=False)).tolist())
-
-
-def _save_pool(state: LabelMapState | None, pool: Dataset, round_number: int, seconds: float) -> None:
-    if state:
-        state.save_pool(pool, round_number, PROBS_COLUMN, seconds)
-        PartialState().wait_for_everyone()
 
 
 def _round_record(number: int, pseudo: Dataset, pool: Dataset, tags: list[str], fitted) -> dict:

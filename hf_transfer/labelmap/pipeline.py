@@ -25,7 +25,6 @@ from transformers import set_seed
 from ..classifier import check_prepare_args, export_model, prepare
 from ..config import DataArguments
 from ..data import load_data_args, readable_label, sample_per_class, tokenize
-from ..defaults import portable_ref
 from ..errors import ConfigError
 from ..inference import embed_texts
 from ..inference import predict_proba as model_proba
@@ -257,29 +256,11 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
                 state.save_pool(pool, number + 1, PROBS_COLUMN, relabel_seconds)
                 state.save_round(rounds[-1])  # after the pool it needs: a saved record means both are there
             teacher_map = dataclasses.replace(identity, thresholds=rounds[-1].get("label_thresholds"))
-    result = LabelMapResult(
-        strategy="labelmap",
-        **fitted.result_fields(data_args, labels),
-        source_model=portable_ref(config.source_model),
-        init_from_source=config.init_from_source,
-        map_method=method,
-        label_map=label_map.as_dict(),
-        n_per_class=data_args.n_per_class or 0,
-        n_train=len(rows),
-        n_pool=len(pool),
-        threshold=config.threshold,
-        top_k=config.top_k,
-        zero_shot_accuracy=zero_shot["accuracy"],
-        zero_shot_f1_macro=zero_shot["f1_macro"],
-        zero_shot_f1_micro=zero_shot.get("f1_micro"),
-        zero_shot_f1_samples=zero_shot.get("f1_samples"),
-        zero_shot_thresholds=label_map.thresholds,
-        rounds=rounds,
-        pool_seconds=pool_seconds,
-        pool_rows_per_second=len(pool) / pool_seconds if pool_seconds else None,
-    )
-    if config.init_from_source:
-        result.model = "source (mapped head)"
+    result = LabelMapResult.from_run(
+        fitted, data_args, labels, config, map_method=method, label_map=label_map.as_dict(), n_train=len(rows),
+        n_pool=len(pool), zero_shot=zero_shot, rounds=rounds, pool_seconds=pool_seconds,
+        zero_shot_f1_samples=zero_shot.get("f1_samples"), zero_shot_thresholds=label_map.thresholds,
+    )  # fmt: skip
     fitted.extra_files["label_map.json"] = label_map.to_json()
     return result, fitted
 

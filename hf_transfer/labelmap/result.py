@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..defaults import portable_ref
 from ..results import Reference, RunResult
 
 
@@ -26,6 +27,37 @@ class LabelMapResult(RunResult, strategy="labelmap"):
     rounds: list[dict[str, Any]] = field(default_factory=list)  # one record per pseudo-label → train round
     pool_seconds: float | None = None
     pool_rows_per_second: float | None = None
+
+    @classmethod
+    def from_run(cls, fitted, data_args, labels: list[str], config, *, map_method: str, label_map: dict,
+                 n_train: int, n_pool: int, zero_shot: dict, rounds: list[dict], pool_seconds: float | None,
+                 **fields: Any) -> LabelMapResult:  # fmt: skip
+        """What every labelmap run records, sentence labels or entity tags: the fit, the source and its map, the
+        zero-shot scores through it (``zero_shot``: the metric dict of that evaluation) and the rounds. A student
+        initialised from the source's mapped head names that as its model."""
+        result = cls(
+            strategy="labelmap",
+            **fitted.result_fields(data_args, labels),
+            source_model=portable_ref(config.source_model),
+            init_from_source=config.init_from_source,
+            map_method=map_method,
+            label_map=label_map,
+            n_per_class=data_args.n_per_class or 0,
+            n_train=n_train,
+            n_pool=n_pool,
+            threshold=config.threshold,
+            top_k=config.top_k,
+            zero_shot_accuracy=zero_shot["accuracy"],
+            zero_shot_f1_macro=zero_shot["f1_macro"],
+            zero_shot_f1_micro=zero_shot.get("f1_micro"),
+            rounds=rounds,
+            pool_seconds=pool_seconds,
+            pool_rows_per_second=n_pool / pool_seconds if pool_seconds else None,
+            **fields,
+        )
+        if config.init_from_source:
+            result.model = "source (mapped head)"
+        return result
 
     @property
     def self_training(self) -> bool:

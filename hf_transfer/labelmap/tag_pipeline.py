@@ -12,7 +12,6 @@ from transformers import set_seed
 
 from ..classifier import check_prepare_args, export_model, prepare
 from ..config import DataArguments
-from ..defaults import portable_ref
 from ..errors import ConfigError
 from ..inference import embed_texts
 from ..precision import resolve_bf16
@@ -155,28 +154,11 @@ def _map_and_distil(config: LabelMapConfig, data_args, eval_ds, gold, pool, tags
                 state.save_pool(pool, number + 1, PROBS_COLUMN, time.perf_counter() - start)
                 state.save_round(rounds[-1])
             teacher_map = identity
-    result = LabelMapResult(
-        strategy="labelmap",
-        **fitted.result_fields(data_args, tags),
-        source_model=portable_ref(config.source_model),
-        init_from_source=config.init_from_source,
-        map_method=method,
-        label_map=type_map_of(label_map),
-        n_per_class=data_args.n_per_class or 0,
-        n_train=len(rows),
-        n_pool=len(pool),
-        threshold=config.threshold,
-        top_k=config.top_k,
-        zero_shot_accuracy=zero_shot["accuracy"],
-        zero_shot_f1_macro=zero_shot["f1_macro"],
-        zero_shot_f1_micro=zero_shot["f1_micro"],
-        rounds=rounds,
-        pool_seconds=pool_seconds,
-        pool_rows_per_second=len(pool) / pool_seconds if pool_seconds else None,
-    )
+    result = LabelMapResult.from_run(
+        fitted, data_args, tags, config, map_method=method, label_map=type_map_of(label_map), n_train=len(rows),
+        n_pool=len(pool), zero_shot=zero_shot, rounds=rounds, pool_seconds=pool_seconds,
+    )  # fmt: skip
     result.extra["zero_shot_types"] = reachable
-    if config.init_from_source:
-        result.model = "source (mapped head)"
     fitted.extra_files["label_map.json"] = label_map.to_json()
     return result, fitted
 

@@ -259,7 +259,7 @@ def _map_and_distil(config: LabelMapConfig, data_args, train, eval_ds, gold, poo
     result = LabelMapResult.from_run(
         fitted, data_args, labels, config, map_method=method, label_map=label_map.as_dict(), n_train=len(rows),
         n_pool=len(pool), zero_shot=zero_shot, rounds=rounds, pool_seconds=pool_seconds,
-        zero_shot_f1_samples=zero_shot.get("f1_samples"), zero_shot_thresholds=label_map.thresholds,
+        zero_shot_thresholds=label_map.thresholds,
     )  # fmt: skip
     fitted.extra_files["label_map.json"] = label_map.to_json()
     return result, fitted

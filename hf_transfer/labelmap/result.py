@@ -50,6 +50,7 @@ class LabelMapResult(RunResult, strategy="labelmap"):
             zero_shot_accuracy=zero_shot["accuracy"],
             zero_shot_f1_macro=zero_shot["f1_macro"],
             zero_shot_f1_micro=zero_shot.get("f1_micro"),
+            zero_shot_f1_samples=zero_shot.get("f1_samples"),
             rounds=rounds,
             pool_seconds=pool_seconds,
             pool_rows_per_second=n_pool / pool_seconds if pool_seconds else None,

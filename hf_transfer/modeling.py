@@ -14,7 +14,11 @@ from typing import Literal
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
-from transformers.configuration_utils import SubConfigSpec
+
+try:
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # transformers < 5.20 (vLLM 0.32-0.34 pin it below 5.20): the older sub_configs declaration
+    SubConfigSpec = None
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 POOLING_MODES = ("mean", "cls", "max", "pooler")
@@ -24,7 +28,10 @@ class TransferConfig(PreTrainedConfig):
     """Config of a pooled encoder + linear head; ``encoder_config`` is the backbone's own config."""
 
     model_type = "hf_transfer"
-    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    else:
+        sub_configs = {"encoder_config": AutoConfig}
 
     encoder_config: PreTrainedConfig | dict | None = None
     pooling: Literal["mean", "cls", "max", "pooler"] = "mean"
@@ -38,6 +45,10 @@ class TransferConfig(PreTrainedConfig):
     continue_runs: bool = True
 
     def __post_init__(self, **kwargs):
+        if SubConfigSpec is None and not isinstance(self.encoder_config, PreTrainedConfig):
+            # what sub_configs_defaults does from transformers 5.20 on
+            encoder = dict(self.encoder_config or {})
+            self.encoder_config = AutoConfig.for_model(encoder.pop("model_type", "bert"), **encoder)
         super().__post_init__(**kwargs)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling={self.pooling!r} is not one of {POOLING_MODES}.")

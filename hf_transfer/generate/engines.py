@@ -1,12 +1,10 @@
 """Which code decodes the rows: ``builtin`` (hf_transfer's continuous batching in :mod:`.continuous`, with
-``model.generate`` per batch as its fallback) or ``transformers`` (the library's own paged-cache continuous batching,
-the manager behind ``model.generate_batch``). ``auto`` resolves to ``builtin`` on every device: on 2 AVX2 CPU cores,
-SmolLM2-135M fp32, the same 128 SST-2 recipe prompts, builtin 94 vs transformers 22 new tokens/s (``model.generate``
-at batch 64: 35; ``benchmarks/generation_engines.py``); on 2 AMX cores, bf16, 256 prompts: 638 vs 78 (167). No GPU
-has been measured, so ``auto`` does not guess there.
-
-vLLM is not offered: it has not been run in this project (no GPU lent, no CPU build), and an engine nobody ran is
-not shipped."""
+``model.generate`` per batch as its fallback), ``transformers`` (the library's own paged-cache continuous batching,
+the manager behind ``model.generate_batch``) or ``vllm`` (vLLM's offline ``LLM.generate``, an optional extra:
+:mod:`.vllm_engine`). ``auto`` resolves to ``builtin`` on every device: on 2 AVX2 CPU cores, SmolLM2-135M fp32, the
+same 128 SST-2 recipe prompts, builtin 94 vs transformers 22 new tokens/s (``model.generate`` at batch 64: 35;
+``benchmarks/generation_engines.py``); on 2 AMX cores, bf16, 256 prompts: 638 vs 78 (167); vLLM's CPU build: see
+:mod:`.vllm_engine`. No GPU has been measured, so ``auto`` does not guess there: pass ``engine='vllm'`` on GPUs."""
 
 from __future__ import annotations
 
@@ -20,25 +18,23 @@ import torch
 from ..errors import ConfigError
 from .generation import BatchOutput, Sampling, ends_example, format_prompts, newline_token_ids
 
-ENGINES = ("auto", "builtin", "transformers")
+ENGINES = ("auto", "builtin", "transformers", "vllm")
 PAGE_SIZE = 32  # tokens per cache page: short rows (~100-150 positions) waste at most one page each
 
 
 def check_engine(engine: str, continuous_batching: bool = True) -> None:
     """Refuse an unknown engine, and builtin-only settings on another engine, before any model loads."""
-    if engine == "vllm":
-        raise ConfigError(
-            "engine='vllm' is not available: this version ships only engines that have been run for real, and vLLM "
-            "has not been (no GPU was lent to its tests). Use engine='transformers' (transformers' paged-cache "
-            "continuous batching) or 'builtin'."
-        )
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r} is not one of {', '.join(ENGINES)}.")
-    if engine == "transformers" and not continuous_batching:
+    if engine in ("transformers", "vllm") and not continuous_batching:
         raise ConfigError(
             "continuous_batching=False is a setting of the builtin engine (model.generate per batch); the "
-            "transformers engine always batches continuously. Drop one of them."
+            f"{engine} engine always batches continuously. Drop one of them."
         )
+    if engine == "vllm":
+        from .vllm_engine import check_vllm
+
+        check_vllm()
 
 
 def resolve_engine(engine: str) -> str:

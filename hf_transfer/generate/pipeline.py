@@ -33,6 +33,7 @@ from .label_pairs import check_pairs, top_label_pairs
 from .markup import markup_seed_rows
 from .prompts import Prompt, build_prompts, digest, group_seed_examples, load_templates, target_name
 from .shards import ROUNDS, ShardStore, batch_seed
+from .vllm_engine import check_vllm_run
 
 DATASET_DIR = "dataset"
 
@@ -142,6 +143,8 @@ def generate_dataset(
     tokenizer = generator[1] if generator is not None else None
     if generator is None:
         check_generator(config.generator)
+    if config.resolved_engine == "vllm":
+        check_vllm_run(generator, state.num_processes)
     if config.templates == "default" and not (config.multi_label or config.token_classification):
         # a base model (no chat template) continues text: 'default' reads as the completion set
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.generator)  # reused for the model
@@ -195,7 +198,9 @@ def _generate_dataset(
         session["rounds"] += 1
         if todo:
             if generator is None:
-                generator = load_generator(config.generator, bf16=config.use_bf16, tokenizer=tokenizer)
+                generator = load_generator(config.generator, bf16=config.use_bf16, tokenizer=tokenizer,
+                                           engine=config.resolved_engine, batch_size=config.batch_size,
+                                           seed=config.seed)  # fmt: skip
             _generate(config, store, batches, todo, *generator, state)
         state.wait_for_everyone()
 

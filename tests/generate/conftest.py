@@ -41,18 +41,21 @@ def make_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
     return tokenizer
 
 
-def make_tiny_causal_lm(folder, *, seed: int = 0, chat_template: str | None = CHAT_TEMPLATE) -> str:
+def make_tiny_causal_lm(
+    folder, *, seed: int = 0, chat_template: str | None = CHAT_TEMPLATE, hidden_size: int = 32
+) -> str:
+    """A 2-layer Llama with 2 heads (``hidden_size`` / 2 per head) and the test tokenizer, saved to ``folder``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = make_tokenizer(chat_template)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
+        hidden_size=hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden_size,
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,

@@ -57,8 +57,7 @@ def test_rows_are_cut_at_the_end_of_their_first_example(tiny_lm):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(engine="vllm"), "not available"),
-        (dict(engine="fast"), "not one of auto, builtin, transformers"),
+        (dict(engine="fast"), "not one of auto, builtin, transformers, vllm"),
         (dict(engine="transformers", continuous_batching=False), "setting of the builtin engine"),
     ],
 )

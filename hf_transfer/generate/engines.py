@@ -52,13 +52,27 @@ def cut_at_end_of_example(tokenizer, ids: list[int], newline_ids: set[int]) -> l
     return ids
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
+def eos_ids(tokenizer, generation_config) -> list[int]:
+    """The ids that end a row: the tokenizer's eos and the generation config's (one id or a list), in order."""
     ids: list[int] = []
-    for value in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+    for value in (tokenizer.eos_token_id, getattr(generation_config, "eos_token_id", None)):
         for token in [value] if isinstance(value, int) else value or ():
             if token not in ids:
                 ids.append(token)
     return ids
+
+
+def finish_rows(tokenizer, rows: Sequence[Sequence[int]], end_ids: Sequence[int], stop_at_newline: bool):
+    """``(texts, new_tokens)`` of rows an engine ran to eos or ``max_new_tokens``: each cut at the end of its first
+    example (``stop_at_newline``), decoded without its eos; ``new_tokens`` counts what is kept."""
+    newline = set(newline_token_ids(tokenizer)) if stop_at_newline else set()
+    eos = set(end_ids)
+    texts, counts = [], []
+    for row in rows:
+        ids = cut_at_end_of_example(tokenizer, list(row), newline) if newline else list(row)
+        texts.append(tokenizer.decode([t for t in ids if t not in eos], skip_special_tokens=True))
+        counts.append(len(ids))
+    return texts, counts
 
 
 @contextlib.contextmanager
@@ -102,11 +116,11 @@ def generate_paged(model, tokenizer, prompts: Sequence[str], *, seed: int, batch
     prompt_ids = [tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"] for text in inputs]
     defaults = getattr(model, "generation_config", None)
     top_k = opts.top_k if opts.top_k is not None else getattr(defaults, "top_k", None)
-    eos_ids = _eos_ids(model, tokenizer)
+    end_ids = eos_ids(tokenizer, defaults)
     generation_config = GenerationConfig(
         max_new_tokens=opts.max_new_tokens,
         do_sample=opts.do_sample,
-        eos_token_id=eos_ids or None,
+        eos_token_id=end_ids or None,
         pad_token_id=tokenizer.pad_token_id,
         **({"temperature": opts.temperature, "top_p": opts.top_p, "top_k": top_k or 0} if opts.do_sample else {}),
     )
@@ -122,7 +136,7 @@ def generate_paged(model, tokenizer, prompts: Sequence[str], *, seed: int, batch
     start = time.perf_counter()
     device = next(model.parameters()).device
     keep_rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])  # the manager seeds it
-    with keep_rng, _never_pad(model, tokenizer, eos_ids):
+    with keep_rng, _never_pad(model, tokenizer, end_ids):
         manager = model.init_continuous_batching(generation_config, cache_config)
         request_ids = manager.add_requests(inputs=prompt_ids, max_new_tokens=opts.max_new_tokens)
         results = {}
@@ -146,12 +160,5 @@ def generate_paged(model, tokenizer, prompts: Sequence[str], *, seed: int, batch
             + (f": {first.error}" if first is not None and first.error else "")
             + ". Rerun with engine='builtin'."
         )
-    newline = set(newline_token_ids(tokenizer)) if opts.stop_at_newline else set()
-    eos = set(eos_ids)
-    texts, counts = [], []
-    for request_id in request_ids:
-        ids = list(results[request_id].generated_tokens)
-        ids = cut_at_end_of_example(tokenizer, ids, newline) if newline else ids
-        texts.append(tokenizer.decode([t for t in ids if t not in eos], skip_special_tokens=True))
-        counts.append(len(ids))
-    return BatchOutput(texts, counts, seconds)
+    rows = [results[request_id].generated_tokens for request_id in request_ids]
+    return BatchOutput(*finish_rows(tokenizer, rows, end_ids, opts.stop_at_newline), seconds)

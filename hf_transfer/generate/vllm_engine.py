@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from .generation import BatchOutput, Sampling, format_prompts, newline_token_ids
+from .engines import eos_ids, finish_rows
+from .generation import BatchOutput, Sampling, format_prompts
 
 CONVERTED_DIR = Path.home() / ".cache" / "hf_transfer" / "vllm"  # GGUF generators written out for vLLM
 ROW_POSITIONS = 512  # KV cache positions per row on vLLM's CPU build (see cpu_kv_cache_bytes)
@@ -152,12 +153,7 @@ def load_vllm(path: str, gguf_file: str | None, tokenizer, *, bf16: bool, batch_
         cpu = {"kv_cache_memory_bytes": cpu_kv_cache_bytes(folder, batch_size, bf16), "enable_chunked_prefill": False}
     llm = LLM(model=folder, skip_tokenizer_init=True, dtype="bfloat16" if bf16 else "float32",
               max_num_seqs=batch_size, seed=seed, **cpu)  # fmt: skip
-    eos_ids: list[int] = []
-    for value in (tokenizer.eos_token_id, defaults.eos_token_id):
-        for token in [value] if isinstance(value, int) else value or ():
-            if token not in eos_ids:
-                eos_ids.append(token)
-    return VLLMGenerator(llm, eos_ids, defaults.top_k)
+    return VLLMGenerator(llm, eos_ids(tokenizer, defaults), defaults.top_k)
 
 
 def sampling_params(opts: Sampling, *, seed: int, eos_ids: list[int], default_top_k: int | None):
@@ -180,8 +176,6 @@ def generate_vllm(generator: VLLMGenerator, tokenizer, prompts: Sequence[str], *
     ``new_tokens`` counts what is kept."""
     from vllm.inputs import TokensPrompt
 
-    from .engines import cut_at_end_of_example
-
     opts = Sampling(**sampling)
     if not prompts:
         return BatchOutput([], [], 0.0)
@@ -193,12 +187,5 @@ def generate_vllm(generator: VLLMGenerator, tokenizer, prompts: Sequence[str], *
     start = time.perf_counter()
     outputs = generator.llm.generate(requests, params, use_tqdm=False)
     seconds = time.perf_counter() - start
-    newline = set(newline_token_ids(tokenizer)) if opts.stop_at_newline else set()
-    eos = set(generator.eos_ids)
-    texts, counts = [], []
-    for output in outputs:
-        ids = list(output.outputs[0].token_ids)
-        ids = cut_at_end_of_example(tokenizer, ids, newline) if newline else ids
-        texts.append(tokenizer.decode([t for t in ids if t not in eos], skip_special_tokens=True))
-        counts.append(len(ids))
-    return BatchOutput(texts, counts, seconds)
+    rows = [output.outputs[0].token_ids for output in outputs]
+    return BatchOutput(*finish_rows(tokenizer, rows, generator.eos_ids, opts.stop_at_newline), seconds)

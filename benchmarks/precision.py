@@ -82,6 +82,7 @@ def measure_speed(passes: int = 3) -> dict:
     from hf_transfer.config import DataArguments
     from hf_transfer.data import load_data_args
     from hf_transfer.inference import predict_proba
+    from hf_transfer.precision import bf16_is_fast, cpu_bf16_speedup
 
     folder = RUNS / "full-8shot-seed0-fp32"
     run("finetune", "sst2/full-8shot", folder, seed=0, bf16=False)
@@ -109,6 +110,8 @@ def measure_speed(passes: int = 3) -> dict:
                     "padded_tokens_per_second": round(padded / best)}  # fmt: skip
         print(key, out[key], flush=True)
     out["speedup"] = round(out["fp32"]["seconds"] / out["bf16"]["seconds"], 2)
+    out["matmul_speedup"] = round(cpu_bf16_speedup(), 2)  # what the rule measures (precision.py)
+    out["rule_bf16"] = bf16_is_fast("cpu")  # its choice for training and encoders on this CPU
     out["max_abs_prob_diff"] = float(np.abs(probs[True] - probs[False]).max())
     out["same_predictions"] = int((probs[True].argmax(1) == probs[False].argmax(1)).sum())
     return out

@@ -92,8 +92,9 @@ class LabelMapConfig(TransferTrainingArguments):
     inference_bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 autocast for source-model predictions. Default: on where the hardware computes bf16 "
-            "(AVX512-BF16/AMX CPUs, bf16 GPUs: 2.5x faster), off elsewhere (slower on AVX2)."
+            "help": "bf16 autocast for source-model predictions. Default: on where bf16 measures faster (bf16 "
+            "GPUs, AVX512-BF16/AMX CPUs whose bf16 matmul beats fp32: 2.5x faster), off elsewhere (slower on AVX2 "
+            "and on some AVX512-BF16 Xeons; hf_transfer/precision.py)."
         },
     )
     inference_batch_size: int = field(default=64, metadata={"help": "Batch size for source-model predictions."})

@@ -23,7 +23,7 @@ TEXTS = ["a good movie", "the terrible film was boring", "plot", "it was a great
 def fast_bf16(monkeypatch):
     """This process's hardware "computes bf16": the rule without the test suite's HF_TRANSFER_BF16=0."""
     monkeypatch.delenv(precision.ENV_OVERRIDE, raising=False)
-    monkeypatch.setattr(precision, "bf16_is_fast", lambda device=None: True)
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda device=None, **_: True)
 
 
 @pytest.mark.parametrize(("value", "expected"), [("0", False), ("false", False), ("1", True), ("on", True)])
@@ -34,10 +34,48 @@ def test_the_environment_overrides_the_hardware_rule(monkeypatch, value, expecte
     assert precision.resolve_bf16(not expected, "cpu") is (not expected)  # an explicit setting wins
 
 
-def test_without_the_override_a_cpu_is_judged_by_its_instructions(monkeypatch):
+@pytest.fixture
+def cpu(monkeypatch):
+    """A CPU with or without bf16 instructions whose bf16 matmul measures ``speedup`` x fp32 (no override)."""
     monkeypatch.delenv(precision.ENV_OVERRIDE, raising=False)
-    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert precision.bf16_is_fast("cpu") is expected
+
+    def make(*, instructions: bool, speedup: float | None):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: instructions)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+        def measured():
+            assert speedup is not None, "a CPU without bf16 instructions needs no measurement"
+            return speedup
+
+        monkeypatch.setattr(precision, "cpu_bf16_speedup", measured)
+
+    return make
+
+
+def test_a_cpu_without_bf16_instructions_stays_fp32_unmeasured(cpu):
+    cpu(instructions=False, speedup=None)
+    assert precision.bf16_is_fast("cpu") is False
+    assert precision.bf16_is_fast("cpu", memory_bound=True) is False
+
+
+@pytest.mark.parametrize(("speedup", "compute"), [(0.53, False), (1.0, False), (2.5, True)])
+def test_bf16_instructions_need_a_measured_matmul_speedup_for_compute(tmp_path, cpu, speedup, compute):
+    """The Xeon of session 23 reports AVX512-BF16 yet multiplies bf16 at 0.53x fp32: training stays fp32 there,
+    while generation (memory-bound) still gains from bf16 weights."""
+    from hf_transfer.generate import GenerateConfig
+
+    cpu(instructions=True, speedup=speedup)
+    assert precision.bf16_is_fast("cpu") is compute
+    assert precision.bf16_is_fast("cpu", memory_bound=True) is True
+    assert TransferTrainingArguments(output_dir=str(tmp_path), use_cpu=True).bf16 is compute
+    assert GenerateConfig(target_labels=["a", "b"], output_dir=str(tmp_path / "gen")).use_bf16 is True
+
+
+def test_the_matmul_speedup_is_measured_once_per_process():
+    precision.cpu_bf16_speedup.cache_clear()
+    first = precision.cpu_bf16_speedup()
+    assert first > 0 and precision.cpu_bf16_speedup() == first  # cached: one measurement per process
+    assert precision.cpu_bf16_speedup.cache_info().misses == 1
 
 
 def test_training_arguments_default_to_the_rule(tmp_path, fast_bf16):

@@ -29,7 +29,10 @@ class FinetuneConfig(TransferTrainingArguments):
     )
     auto_methods: list[str] = field(
         default_factory=lambda: list(AUTO_METHODS),
-        metadata={"help": "method='auto': the candidates, cheapest first (each with its own default learning rate)."},
+        metadata={
+            "help": "method='auto': the candidates, cheapest first (each with its own default learning rate). The "
+            "last is the reference, kept unless another is clearly ahead of it in cross-validation."
+        },
     )
     auto_folds: int = field(
         default=2,

@@ -44,8 +44,9 @@ def test_folds_hold_out_real_rows_only_and_train_on_the_rest(tmp_path):
     # 16 real rows repeated twice (rows 0-31), then 4 extra rows (32-35)
     choice = choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 2, 36,
                            scripted({"head": 0.5, "lora": 1.0, "full": 1.0}, calls))  # fmt: skip
-    assert [c[0] for c in calls] == ["head", "head", "lora", "lora", "full", "full"]
-    assert [c[3] for c in calls] == [1e-2, 1e-2, 5e-4, 5e-4, 2e-5, 2e-5]  # each at its own default rate
+    # the reference (full, listed last) first; head and lora are not ahead of it after one fold: no second
+    assert [c[0] for c in calls] == ["full", "full", "head", "lora"]
+    assert [c[3] for c in calls] == [2e-5, 2e-5, 1e-2, 5e-4]  # each at its own default rate
     for _, rows, held_out, _ in calls:
         assert set(held_out) <= set(range(16)) and len(held_out) == 8
         assert np.bincount(LABELS_OF_ROWS[held_out]).tolist() == [4, 4]  # stratified by label
@@ -55,29 +56,50 @@ def test_folds_hold_out_real_rows_only_and_train_on_the_rest(tmp_path):
         assert set(rows[rows >= 32]) == {32, 33, 34, 35}  # extra rows always train
     held = [set(c[2]) for c in calls[:2]]
     assert held[0] | held[1] == set(range(16))
-    # lora and full tie on accuracy and log-likelihood: the cheaper (listed first) wins
-    assert choice.chosen == "lora" and choice.folds == 2 and choice.rows == 16
-    assert [(c.method, c.accuracy, c.folds_trained) for c in choice.candidates] == [
-        ("head", 0.5, 2), ("lora", 1.0, 2), ("full", 1.0, 2)]  # fmt: skip
+    assert choice.chosen == "full" and choice.reference == "full" and choice.folds == 2 and choice.rows == 16
+    assert [(c.method, c.accuracy, c.folds_trained, c.stopped_early) for c in choice.candidates] == [
+        ("full", 1.0, 2, False), ("head", 0.5, 1, True), ("lora", 1.0, 1, True)]  # fmt: skip
+    assert "the reference; none clearly ahead" in choice.reason
 
 
-def test_ties_go_to_the_higher_log_likelihood(tmp_path):
-    confident = {"head": 1.0, "lora": 1.0, "full": 5.0}  # full is as often right, and surer of it
+@pytest.mark.parametrize(
+    "lora_share, confidence, chosen",
+    [
+        (0.5, {"lora": 5.0}, "full"),  # a tie, however sure LoRA is of its rows: the reference stays
+        (0.625, {}, "full"),  # 10 of 16 vs 8 of 16: ahead, within 2 standard errors
+        (1.0, {}, "lora"),  # 16 of 16 vs 8 of 16: clearly ahead
+    ],
+)
+def test_only_a_clear_lead_replaces_the_reference(tmp_path, lora_share, confidence, chosen):
+    choice = choose_method(auto_config(tmp_path, auto_methods=["lora", "full"]), LABELS_OF_ROWS, 16, 1, 16,
+                           scripted({"lora": lora_share, "full": 0.5}, confidence=confidence))  # fmt: skip
+    assert choice.chosen == chosen and choice.reference == "full"
+
+
+def test_among_clear_leaders_ties_go_to_the_higher_log_likelihood(tmp_path):
+    confident = {"head": 1.0, "lora": 5.0}  # both clearly ahead of full and as often right; lora surer of it
     choice = choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16,
-                           scripted({"head": 0.5, "lora": 1.0, "full": 1.0}, confidence=confident))  # fmt: skip
-    assert choice.chosen == "full"
+                           scripted({"head": 1.0, "lora": 1.0, "full": 0.0}, confidence=confident))  # fmt: skip
+    assert choice.chosen == "lora" and "clearly ahead of the reference" in choice.reason
 
 
-def test_a_clearly_worse_candidate_stops_early(tmp_path):
+def test_the_reference_is_the_last_candidate_listed(tmp_path):
+    choice = choose_method(auto_config(tmp_path, auto_methods=["head", "lora"]), LABELS_OF_ROWS, 16, 1, 16,
+                           scripted({"head": 0.625, "lora": 0.5}))  # fmt: skip
+    assert choice.reference == "lora" and choice.chosen == "lora"
+
+
+def test_a_candidate_not_ahead_stops_and_one_ahead_trains_every_fold(tmp_path):
     calls = []
     config = auto_config(tmp_path, auto_folds=4)
     choice = choose_method(config, LABELS_OF_ROWS, 16, 1, 16,
-                           scripted({"head": 1.0, "lora": 0.0, "full": 1.0}, calls))  # fmt: skip
-    assert [c[0] for c in calls].count("lora") == 1  # 0 of 4 right against 4 of 4: stopped after one fold
+                           scripted({"head": 1.0, "lora": 0.0, "full": 0.5}, calls))  # fmt: skip
+    methods = [c[0] for c in calls]
+    assert methods.count("full") == 4 and methods.count("head") == 4  # the reference, and a candidate ahead
+    assert methods.count("lora") == 1  # 0 of 4 right against 2 of 4: stopped after one fold
     lora = next(c for c in choice.candidates if c.method == "lora")
     assert lora.stopped_early and lora.rows_scored == 4
-    assert [c[0] for c in calls].count("full") == 4
-    assert choice.chosen == "full"  # the head ties it: a frozen encoder must be clearly ahead to be chosen
+    assert choice.chosen == "head"  # 16 of 16 against 8 of 16: clearly ahead
 
 
 @pytest.mark.parametrize(
@@ -105,21 +127,22 @@ def test_a_killed_run_resumes_at_the_next_candidate(tmp_path):
     class Killed(Exception):
         pass
 
-    def killed_at_full(config, rows, held_out):
-        if config.method == "full":
+    def killed_at_lora(config, rows, held_out):
+        if config.method == "lora":
             raise Killed
-        return scripted({"head": 0.5, "lora": 1.0})(config, rows, held_out)
+        return scripted({"full": 0.5, "head": 1.0})(config, rows, held_out)
 
     with pytest.raises(Killed):
-        choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16, killed_at_full,
+        choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16, killed_at_lora,
                       state_file=state, fingerprint=fingerprint)  # fmt: skip
-    assert [c["method"] for c in json.loads(state.read_text())["candidates"]] == ["head", "lora"]
+    assert [c["method"] for c in json.loads(state.read_text())["candidates"]] == ["full", "head"]
     calls = []
     choice = choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16,
-                           scripted({"head": 0.0, "lora": 0.0, "full": 1.0}, calls),
+                           scripted({"head": 0.0, "lora": 1.0, "full": 0.0}, calls),
                            state_file=state, fingerprint=fingerprint)  # fmt: skip
-    assert [c[0] for c in calls] == ["full", "full"]  # head and lora are not trained again
-    assert [c.accuracy for c in choice.candidates] == [0.5, 1.0, 1.0] and choice.chosen == "lora"
+    assert [c[0] for c in calls] == ["lora", "lora"]  # full and head are not trained again
+    # head and lora are both clearly ahead of full with 16 of 16 and tie: the first of them
+    assert [c.accuracy for c in choice.candidates] == [0.5, 1.0, 1.0] and choice.chosen == "head"
     with pytest.raises(ConfigError, match=r"another run's method='auto'.*differs in: options"):
         choose_method(auto_config(tmp_path), LABELS_OF_ROWS, 16, 1, 16, scripted({}),
                       state_file=state, fingerprint={"options": {"seed": 1}})  # fmt: skip
@@ -154,7 +177,7 @@ def test_run_finetune_auto_trains_the_winner_and_records_the_choice(tmp_path, ti
     results = run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=4))
     selection = results["method_selection"]
     assert results["method"] == selection["chosen"] in ("head", "lora", "full")
-    assert [c["method"] for c in selection["candidates"]] == ["head", "lora", "full"]
+    assert [c["method"] for c in selection["candidates"]] == ["full", "head", "lora"]  # the reference first
     assert selection["rows"] == 12 and all(c["rows_scored"] in (6, 12) for c in selection["candidates"])
     out = tmp_path / "run"
     assert json.loads((out / "results.json").read_text())["method_selection"] == selection

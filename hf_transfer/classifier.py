@@ -30,7 +30,13 @@ from .modeling import (
     register_auto_classes,
 )
 from .multi_label import MULTI_LABEL, PROBLEM_TYPES
-from .token_classification import SUBWORD_LABELS, TOKEN_CLASSIFICATION, types_of_tags, word_tokenizer
+from .token_classification import (
+    SUBWORD_LABELS,
+    TOKEN_CLASSIFICATION,
+    readable_type,
+    types_of_tags,
+    word_tokenizer,
+)
 
 BUILTIN_METHODS = ("full", "head")
 AUTO_METHOD = "auto"  # finetune only: the method picked by cross-validation (finetune/auto.py)
@@ -325,8 +331,13 @@ def calibrate_token_bias(
         model.classifier.bias.copy_(bias.to(model.classifier.bias.dtype))
 
 
-def descriptions_for(labels: Sequence[str], label_descriptions: Mapping | None) -> list[list[str]]:
-    given = [(label_descriptions or {}).get(label, readable_label(label)) for label in labels]
+def descriptions_for(
+    labels: Sequence[str], label_descriptions: Mapping | None, *, entity_types: bool = False
+) -> list[list[str]]:
+    """The texts that describe each label: the given ones, else its name as words (entity types:
+    :func:`~hf_transfer.token_classification.readable_type`, which also spells out "PER", "GPE", ...)."""
+    readable = readable_type if entity_types else readable_label
+    given = [(label_descriptions or {}).get(label, readable(label)) for label in labels]
     return [[texts] if isinstance(texts, str) else list(texts) for texts in given]
 
 
@@ -392,11 +403,12 @@ def prepare(
         label2id={label: i for i, label in enumerate(labels)},
         problem_type=problem_type,
         subword_labels=args.subword_labels if tokens else None,
+        pad_token_id=tokenizer.pad_token_id,  # what the Trainer would otherwise align (and log) on every run
     )
     config.name_or_path = ref
     model = (TransferForTokenClassification if tokens else TransferForSequenceClassification)(config, encoder=encoder)
     if args.head_init == "label_descriptions":
-        descriptions = descriptions_for(types if tokens else labels, args.label_descriptions)
+        descriptions = descriptions_for(types if tokens else labels, args.label_descriptions, entity_types=tokens)
         weights = description_head(model, tokenizer, descriptions, args.head_init_scale, args.max_length)
         if tokens:  # O: no direction of its own (the biases set where it wins); B-t and I-t: type t's
             weights = torch.cat([torch.zeros_like(weights[:1]), weights.repeat_interleave(2, dim=0)])

@@ -33,7 +33,7 @@ from datasets import (
 )
 from datasets.exceptions import DatasetGenerationError
 
-from .errors import DataError
+from .errors import DataError, some
 from .multi_label import (
     MULTI_LABEL,
     SINGLE_LABEL,
@@ -43,6 +43,7 @@ from .multi_label import (
     encode_lists,
     from_label_columns,
     is_list_feature,
+    joined_separator,
     label_matrix,
     multi_hot,
     sample_per_label,
@@ -218,15 +219,32 @@ def read_source(source) -> DatasetDict:
     return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
 
 
-TEXT_COLUMN_NAMES = ("text", "sentence", "content", "review", "utterance", "question", "document", "tweet")
+TEXT_COLUMN_NAMES = (
+    "text",
+    "sentence",
+    "content",
+    "review",
+    "utterance",
+    "question",
+    "document",
+    "tweet",
+    "comment",
+    "message",
+    "body",
+    "query",
+    "sms",
+)
+# Label columns of other names seen in public data sets (intent data, topic data, emotion data, ...).
+LABEL_COLUMN_NAMES = ("class", "category", "intent", "topic", "sentiment", "emotion", "emotions", "target", "tags")
 
 
 def default_columns(train: Dataset, text_column: str, label_column: str) -> tuple[str, str]:
     """The text and label columns when the defaults (``text``, ``label``/``labels``) are not in the data: the
     text in a column of a common name (GLUE's ``sentence``, ``review``, ``utterance``...) or else the one string
-    column, the label in the one ``ClassLabel`` column; each logged. Like ``run_glue.py``, which reads the first
-    column that is not the label; anything less clear is left to :func:`_check_columns`'s error, which lists the
-    columns."""
+    column; the label in the one ``ClassLabel`` column, else in a column of a common label name (``intent``,
+    ``topic``, ...), else in the one column left beside the text; each logged. Like ``run_glue.py``, which reads
+    the first column that is not the label; anything less clear is left to :func:`_check_columns`'s error, which
+    lists the columns."""
     columns = train.column_names
     features = train.features
     if label_column not in columns and label_column in ("label", "labels"):
@@ -242,6 +260,14 @@ def default_columns(train: Dataset, text_column: str, label_column: str) -> tupl
         if pick is not None:
             logger.warning("No 'text' column: the texts are read from %r (pass text_column= to choose).", pick)
             text_column = pick
+    if label_column not in columns and label_column == "label" and text_column in columns:
+        others = [c for c in columns if c != text_column]
+        named = [c for c in LABEL_COLUMN_NAMES if c in others]
+        pick = named[0] if len(named) == 1 else others[0] if len(others) == 1 else None
+        if pick is not None:
+            logger.warning("No %r column: the labels are read from %r (pass label_column= to choose).", label_column,
+                           pick)  # fmt: skip
+            label_column = pick
     return text_column, label_column
 
 
@@ -461,7 +487,7 @@ def _encode_labels(ds: Dataset, split: str, names: list[str], rename: Mapping[st
     if unknown:
         where = "the train split" if split != "train" else "the given labels="
         raise DataError(
-            f"Split {split!r} has label(s) {unknown} that {where} does not have (known: {names}). "
+            f"Split {split!r} has label(s) {some(unknown)} that {where} does not have (known: {some(names)}). "
             f"Fix the labels, pass labels=[...] listing every class, or drop those rows."
         )
     index = {name: i for i, name in enumerate(names)}
@@ -493,8 +519,9 @@ def load_target(
     is carved from train when none exists. Case/whitespace label variants: see :func:`_label_variants`.
 
     Multi-label (``label`` a ``List(ClassLabel)``, :mod:`hf_transfer.multi_label`) when the label column holds
-    lists, when ``label_separator`` splits joined labels, when ``label_columns`` names one 0/1 column per label
-    (names or globs), or when ``task="multi_label"`` forces it."""
+    lists, when ``label_separator`` splits joined labels (with ``task="auto"`` also when labels are joined
+    unambiguously, :func:`~hf_transfer.multi_label.joined_separator`), when ``label_columns`` names one 0/1 column
+    per label (names or globs), or when ``task="multi_label"`` forces it."""
     if task not in TASKS:
         raise DataError(f"task={task!r} is not one of {', '.join(TASKS)}.")
     data = read_source(source)
@@ -519,6 +546,14 @@ def load_target(
         _check_texts(ds, split)
     _check_label_kinds(data, label_column, labels)
     listed = is_list_feature(data["train"].features["label"])
+    if task == "auto" and not listed and not label_separator:
+        label_separator = joined_separator(_column(data["train"], "label").to_pylist())
+        if label_separator:
+            logger.warning(
+                "Labels such as %r are lists joined by %r (each part is also a label on its own): read as "
+                "multi-label. Pass task='single_label' to keep them as classes, or label_separator= to choose.",
+                next(v for v in data["train"]["label"] if label_separator in str(v)), label_separator,
+            )  # fmt: skip
     if label_separator and not listed:
         data, listed = split_joined(data, label_separator), True
     if task == SINGLE_LABEL and listed:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, List, Value
 
-from .errors import DataError
+from .errors import DataError, some
 
 SINGLE_LABEL, MULTI_LABEL = "single_label", "multi_label"
 TASKS = ("auto", SINGLE_LABEL, MULTI_LABEL)
@@ -68,6 +68,23 @@ def _zero_one(ds: Dataset, split: str, column: str) -> np.ndarray:
             f"0/1 (or true/false) in every row. Fix the value, or leave the column out of label_columns."
         )
     return np.asarray(values, dtype=bool)
+
+
+JOIN_SEPARATORS = (";", "|", ",", "+")  # what label_separator is detected among (task="auto")
+
+
+def joined_separator(values: Sequence) -> str | None:
+    """The separator of labels joined into one string (``"joy;love"``), when the data shows it unambiguously: at
+    least two rows hold it and every part of every joined label is also a label of a row on its own. Class names
+    that merely contain the character (``"Arts, Culture"``) fail the second test, since ``Culture`` is no class."""
+    strings = [v.strip() for v in values if isinstance(v, str)]
+    for separator in JOIN_SEPARATORS:
+        joined = [v for v in strings if separator in v]
+        alone = {v for v in strings if separator not in v}
+        parts = {p.strip() for v in joined for p in v.split(separator) if p.strip()}
+        if len(joined) >= 2 and len(alone) >= 2 and parts <= alone:
+            return separator
+    return None
 
 
 def split_joined(data: DatasetDict, separator: str) -> DatasetDict:
@@ -122,7 +139,7 @@ def encode_lists(ds: Dataset, split: str, names: list[str], rename, to_text) -> 
     if unknown:
         where = "the train split" if split != "train" else "the given labels="
         raise DataError(
-            f"Split {split!r} has label(s) {unknown} that {where} does not have (known: {names}). "
+            f"Split {split!r} has label(s) {some(unknown)} that {where} does not have (known: {some(names)}). "
             f"Fix the labels, pass labels=[...] listing every label, or drop those rows."
         )
     features = ds.features.copy()

@@ -10,6 +10,7 @@ Entity-level scores follow seqeval's strict IOB2 semantics (:func:`entities`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections import Counter
@@ -27,6 +28,22 @@ logger = logging.getLogger(__name__)
 TOKEN_CLASSIFICATION = "token_classification"
 CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio")
 TOKEN_PATTERN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")  # words (e.g. "U.S", "don't"), then punctuation
+
+
+def is_conll(path: Path) -> bool:
+    """Whether the file ``path`` is in CoNLL form: a CoNLL suffix, or a ``.txt`` (CoNLL-2003's own ``train.txt``,
+    ``valid.txt``, ``test.txt``) whose first lines are all ``token ... tag``, the tag ``O`` or prefixed (``B-x``).
+    A ``.txt`` in the IO scheme (bare types) needs a CoNLL suffix, since nothing tells it from prose."""
+    suffix = path.suffix.lower()
+    if suffix in CONLL_SUFFIXES:
+        return True
+    if suffix != ".txt" or not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as f:
+        lines = [line.split() for line in itertools.islice(f, 200)]
+    lines = [parts for parts in lines if parts and parts[0] != "-DOCSTART-"]
+    tag = re.compile(r"O|[BIESLU]-\S+")  # every last column a tag: prose fails at its first line
+    return bool(lines) and all(len(parts) >= 2 and tag.fullmatch(parts[-1]) for parts in lines)
 
 
 def read_conll(path: str | Path) -> list[dict]:
@@ -224,11 +241,10 @@ def read_token_source(source) -> dict[str, list[dict]]:
         source = str(folder)
     path = Path(str(source)) if isinstance(source, str | Path) else None
     splits = None
-    if path is not None and path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
+    if path is not None and path.is_file() and is_conll(path):
         splits = {"train": read_conll(path)}
     elif path is not None and path.is_dir():
-        conll = {SPLIT_ALIASES.get(p.stem.lower()): p for p in sorted(path.iterdir())
-                 if p.suffix.lower() in CONLL_SUFFIXES}  # fmt: skip
+        conll = {SPLIT_ALIASES.get(p.stem.lower()): p for p in sorted(path.iterdir()) if is_conll(p)}
         if conll:
             splits = {split: read_conll(p) for split, p in conll.items() if split}
     if splits is None:
@@ -245,8 +261,8 @@ def is_token_source(source) -> bool:
         source = str(BUNDLED_DIR / source.removeprefix("bundled:"))
     path = Path(str(source)) if isinstance(source, str | Path) else None
     if path is not None and path.is_file():
-        return path.suffix.lower() in CONLL_SUFFIXES
-    if path is not None and path.is_dir() and any(p.suffix.lower() in CONLL_SUFFIXES for p in path.iterdir()):
+        return is_conll(path)
+    if path is not None and path.is_dir() and any(is_conll(p) for p in path.iterdir()):
         return True
     try:
         data = read_source(source)
@@ -405,6 +421,29 @@ def is_tagger(model) -> bool:
     """Whether ``model`` (or the model under its PEFT wrapper) tags tokens rather than classifying texts."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return type(base).__name__.endswith("ForTokenClassification")
+
+
+# The abbreviations of the standard tag sets (CoNLL-2002/2003, OntoNotes 5, ACE, WikiANN), in words: an entity
+# type's name is what a tagger's head starts from (``head_init="label_descriptions"``), and "PER" embeds as a
+# sub-word, not as a person. CoNLL-2003 tagged PER/LOC/ORG/MISC, 8 sentences per type, full fine-tuning, the first
+# 1,500 test sentences, seeds 0-2 (2-core Xeon, fp32): entity micro-F1 39.8 / 35.8 / 30.8 from the abbreviations,
+# 43.6 / 48.6 / 50.4 from these words.
+ENTITY_TYPE_WORDS = {
+    "per": "person", "pers": "person", "loc": "location", "org": "organization", "misc": "miscellaneous",
+    "gpe": "country, city or state", "norp": "nationality, religious or political group",
+    "fac": "facility, building, airport or bridge", "evt": "event", "prod": "product", "art": "work of art",
+}  # fmt: skip
+
+
+def readable_type(name: str) -> str:
+    """An entity type's name as words: a standard abbreviation spelled out (:data:`ENTITY_TYPE_WORDS`), else
+    ``_``/``-`` and camelCase split, lower case (``WORK_OF_ART`` -> ``work of art``, ``politicalParty`` ->
+    ``political party``)."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).replace("_", " ").replace("-", " ").split()
+    if not words:
+        return name
+    spelled = " ".join(words).lower()
+    return ENTITY_TYPE_WORDS.get(spelled, spelled)
 
 
 def types_of_tags(names: Sequence[str]) -> list[str] | None:

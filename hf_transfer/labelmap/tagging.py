@@ -25,7 +25,6 @@ import torch
 from datasets import ClassLabel, Dataset, Features, List, Value
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from ..data import readable_label
 from ..defaults import resolve_model
 from ..errors import ConfigError, DataError
 from ..inference import predict_word_proba
@@ -35,6 +34,7 @@ from ..token_classification import (
     bio_tags,
     continue_word_runs,
     entities,
+    readable_type,
     tag_scheme,
     tag_scores,
 )
@@ -237,7 +237,7 @@ class EntityTypeResolver:
         if not groups:
             return None
         kinds = sorted({t for ts in groups.values() for t in ts})
-        texts = [descriptions.get(t, readable_label(t)) if isinstance(descriptions.get(t, ""), str)
+        texts = [descriptions.get(t, readable_type(t)) if isinstance(descriptions.get(t, ""), str)
                  else descriptions[t][0] for t in kinds]  # fmt: skip
         return cls(label_map, groups, embed, dict(zip(kinds, embed(texts))), scale)
 

@@ -74,8 +74,23 @@ def test_text_and_label_columns_default_to_the_obvious_ones(tmp_path, caplog):
     hub_like = Dataset.from_dict({"body": ["x", "y", "z", "w"], "intent": [0, 1, 0, 1], "n": [1, 2, 3, 4]}, features)
     data = load_target(DatasetDict({"train": hub_like}), validation_size=0)
     assert data["train"]["text"] == ["x", "y", "z", "w"] and data["train"].features["label"].names == ["a", "b"]
-    two = [{"title": "t", "body": "b", "label": "neg"}, {"title": "u", "body": "c", "label": "pos"}]
-    with pytest.raises(DataError, match=r"no column 'text'; its columns are \['title', 'body', 'label'\]"):
+    two = [{"title": "t", "summary": "b", "label": "neg"}, {"title": "u", "summary": "c", "label": "pos"}]
+    with pytest.raises(DataError, match=r"no column 'text'; its columns are \['title', 'summary', 'label'\]"):
+        load_target(write_rows(tmp_path / "two.jsonl", two), validation_size=0)
+
+
+def test_label_column_of_a_common_name_or_the_one_left_is_read(tmp_path, caplog):
+    """No 'label' column: a column of a common label name ('intent', 'topic', ...) is the label, else the one
+    column beside the text (integer ids too); logged. Two candidates of no known name stay an error."""
+    rows = [{"utterance": f"text {i}", "intent": ["balance", "transfer"][i % 2]} for i in range(8)]
+    with caplog.at_level("WARNING"):
+        data = load_target(write_rows(tmp_path / "intents.csv", rows), validation_size=0)
+    assert data["train"].features["label"].names == ["balance", "transfer"] and "read from 'intent'" in caplog.text
+    ids = [{"content": f"news {i}", "y_true": i % 3} for i in range(9)]
+    data = load_target(write_rows(tmp_path / "ids.jsonl", ids), validation_size=0)
+    assert data["train"].features["label"].names == ["0", "1", "2"] and data["train"]["label"][:3] == [0, 1, 2]
+    two = [{"text": "t", "a": "x", "b": "y"}, {"text": "u", "a": "z", "b": "w"}]
+    with pytest.raises(DataError, match=r"no column 'label'; its columns are \['text', 'a', 'b'\]"):
         load_target(write_rows(tmp_path / "two.jsonl", two), validation_size=0)
 
 

@@ -216,6 +216,19 @@ def test_undescribed_labels_are_described_by_their_names_in_words():
     ]  # fmt: skip
 
 
+def test_entity_types_are_described_in_words_with_the_standard_abbreviations_spelled_out():
+    """A tagger's head starts from its types' names: CoNLL's and OntoNotes' abbreviations are spelled out, other
+    names split into lower-case words; a given description still wins."""
+    from hf_transfer.classifier import descriptions_for
+
+    types = ["PER", "GPE", "WORK_OF_ART", "politicalParty", "creative-work", "misc", "Disease"]
+    assert descriptions_for(types, {"Disease": "illness"}, entity_types=True) == [
+        ["person"], ["country, city or state"], ["work of art"], ["political party"], ["creative work"],
+        ["miscellaneous"], ["illness"]
+    ]  # fmt: skip
+    assert descriptions_for(["PER"], None) == [["PER"]]  # sentence labels keep their names
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Freezing
 # --------------------------------------------------------------------------------------------------------------

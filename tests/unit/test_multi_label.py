@@ -40,6 +40,25 @@ def test_a_list_column_loads_as_multi_label_and_keeps_rows_with_no_label(multi_d
     assert empty > 0 and sum(not ids for ids in data["train"]["label"]) == empty  # [] rows stay, all-negative
 
 
+def test_labels_joined_unambiguously_are_split_under_task_auto(tmp_path, caplog):
+    """ "joy;love" where joy and love are labels of other rows: read as multi-label (logged, the same lists as
+    label_separator=";"); task='single_label' keeps the joined strings as classes; a class name that merely holds
+    the character ("arts, culture": no row is labelled "culture") stays single-label."""
+    names = ["joy", "love", "anger", "joy;love", "anger;joy", "love", "anger", "joy"] * 2
+    rows = [{"text": f"comment {i}", "emotions": name} for i, name in enumerate(names)]
+    path = write_rows(tmp_path / "e" / "train.csv", rows)
+    with caplog.at_level("WARNING"):
+        data = load_target(path, validation_size=0)
+    assert "lists joined by ';'" in caplog.text and label_names(data) == ["anger", "joy", "love"]
+    assert data["train"]["label"] == load_target(path, label_separator=";", validation_size=0)["train"]["label"]
+    single = load_target(path, task="single_label", validation_size=0)
+    assert label_names(single) == ["anger", "anger;joy", "joy", "joy;love", "love"]
+    topics = ["arts, culture", "sports", "science", "sports", "arts, culture", "science"] * 2
+    topic_rows = [{"text": f"news {i}", "label": t} for i, t in enumerate(topics)]
+    data = load_target(write_rows(tmp_path / "t" / "train.csv", topic_rows), validation_size=0)
+    assert not isinstance(data["train"].features["label"], List) and "arts, culture" in label_names(data)
+
+
 def test_joined_labels_label_columns_and_datasets_features_give_the_same_data(tmp_path, multi_dir):
     rows = multi_label_rows()
     expected = load_target(str(multi_dir / "train.jsonl"), validation_size=0)["train"]["label"]

@@ -63,6 +63,23 @@ def test_token_jsonl_conll_and_character_spans_load_the_same(tmp_path):
         assert other["tokens"] == from_jsonl["tokens"] and other["ner_tags"] == from_jsonl["ner_tags"]
 
 
+def test_a_folder_of_conll_txt_files_is_token_data_and_prose_txt_is_not(tmp_path):
+    """CoNLL-2003's own layout (train.txt, valid.txt) is read as CoNLL and detected by task='auto'; a .txt
+    of prose lines is not CoNLL."""
+    from hf_transfer.token_classification import is_conll, is_token_source
+
+    folder = tmp_path / "conll"
+    folder.mkdir()
+    _conll(folder / "train.txt", SENTENCES)
+    _conll(folder / "valid.txt", SENTENCES[:2])
+    data = load_token_target(str(folder))
+    assert sorted(data) == ["train", "validation"] and data["validation"]["tokens"] == [t for t, _ in SENTENCES[:2]]
+    assert is_token_source(str(folder))
+    prose = tmp_path / "notes.txt"
+    prose.write_text("A line of text about B-movies.\nAnother line\n", encoding="utf-8")
+    assert not is_conll(prose) and not is_token_source(str(prose))
+
+
 def test_bio_is_checked_and_repaired_only_when_asked(caplog):
     with pytest.raises(DataError, match=r"Row 4, token 1: 'I-person' follows 'O'.*repair_bio=True"):
         check_bio(["O", "I-person"], 4)

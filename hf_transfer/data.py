@@ -219,21 +219,8 @@ def read_source(source) -> DatasetDict:
     return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
 
 
-TEXT_COLUMN_NAMES = (
-    "text",
-    "sentence",
-    "content",
-    "review",
-    "utterance",
-    "question",
-    "document",
-    "tweet",
-    "comment",
-    "message",
-    "body",
-    "query",
-    "sms",
-)
+TEXT_COLUMN_NAMES = ("text", "sentence", "content", "review", "utterance", "question", "document", "tweet",
+                     "comment", "message", "body", "query", "sms")  # fmt: skip
 # Label columns of other names seen in public data sets (intent data, topic data, emotion data, ...).
 LABEL_COLUMN_NAMES = ("class", "category", "intent", "topic", "sentiment", "emotion", "emotions", "target", "tags")
 
@@ -650,6 +637,13 @@ def label_names(data: Dataset | DatasetDict) -> list[str]:
 def readable_label(label: str) -> str:
     """A label name as words (``"meaning_of_life"`` -> ``"meaning of life"``): identifiers embed as odd sub-words."""
     return " ".join(label.replace("_", " ").split()) or label
+
+
+def wordless_labels(labels: Sequence[str], label_descriptions: Mapping | None) -> list[str]:
+    """The labels with neither a description nor a letter in their name (ids such as ``"0"``, ``"-1"``): a head
+    started from such names carries the embedding geometry of numbers, not of what the labels mean."""
+    given = label_descriptions or {}
+    return [label for label in labels if label not in given and not any(c.isalpha() for c in str(label))]
 
 
 def sample_per_class(dataset: Dataset, n: int, seed: int = 0) -> Dataset:

@@ -7,8 +7,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..config import as_mapping, option
+from ..data import wordless_labels
 from ..defaults import DEFAULT_GENERATOR
-from ..errors import ConfigError
+from ..errors import ConfigError, some
 
 BALANCE_MODES = ("none", "min")  # class balancing after the filters (filters.balance_mask)
 
@@ -275,6 +276,12 @@ def check_labels(labels, label_descriptions=None) -> None:
     unknown = sorted(set(label_descriptions or {}) - set(labels))
     if unknown:
         raise ConfigError(f"label_descriptions names label(s) {unknown} that are not among the labels {labels}.")
+    wordless = wordless_labels(labels, label_descriptions)
+    if wordless:
+        raise ConfigError(
+            f"The generator writes a text for what each label says, and label(s) {some(wordless, 4)} are ids with no "
+            f'description. Pass label_descriptions (e.g. \'{{"{wordless[0]}": "sports news"}}\').'
+        )
 
 
 def check_task_options(config: GenerateConfig) -> None:

@@ -41,6 +41,12 @@ def test_description_for_unknown_label(tmp_path, tiny_lm_dir):
         config(tmp_path, tiny_lm_dir, label_descriptions='{"meh": "so-so"}')
 
 
+def test_labels_that_are_bare_ids_need_descriptions(tmp_path, tiny_lm_dir, no_weights):
+    with pytest.raises(ConfigError, match=r"label\(s\) \['1'\] are ids with no description"):
+        config(tmp_path, tiny_lm_dir, target_labels=["0", "1"], label_descriptions={"0": "a bad movie"})
+    assert config(tmp_path, tiny_lm_dir, target_labels=["0", "1"], label_descriptions={"0": "bad", "1": "good"})
+
+
 @pytest.mark.parametrize("n", [0, -3])
 def test_n_per_label_must_be_positive(tmp_path, tiny_lm_dir, n):
     with pytest.raises(ConfigError, match="n_per_label"):

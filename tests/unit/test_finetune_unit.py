@@ -531,6 +531,40 @@ def test_run_finetune_with_n_per_class_zero_only_evaluates(tmp_path, tiny_model_
     assert scores_of(out, test_ds) == pytest.approx({"accuracy": results["accuracy"], "f1_macro": results["f1_macro"]})
 
 
+@pytest.fixture
+def id_labelled_dir(tmp_path, target_rows):
+    """The target rows with the label ids "0", "1", "2" for names."""
+    ids = {name: str(i) for i, name in enumerate(LABELS)}
+    folder = tmp_path / "ids"
+    for split, rows in target_rows.items():
+        write_rows(folder / f"{split}.jsonl", [{"text": r["text"], "label": ids[r["label"]]} for r in rows])
+    return folder
+
+
+def test_labels_that_are_bare_ids_start_a_random_head(tmp_path, tiny_model_dir, id_labelled_dir, caplog):
+    """Label names "0", "1", "2" say nothing: the head starts random (logged, recorded); described, they don't."""
+    config = finetune_config(tmp_path, tiny_model_dir, method="full", num_train_epochs=1)
+    with caplog.at_level("WARNING"):
+        results = run_finetune(config, DataArguments(dataset=str(id_labelled_dir), n_per_class=4))
+    assert results["head_init"] == "random" and "the head starts random" in caplog.text
+    described = finetune_config(tmp_path / "described", tiny_model_dir, method="full", num_train_epochs=1,
+                                label_descriptions={"0": "negative", "1": "neutral", "2": "positive"})  # fmt: skip
+    results = run_finetune(described, DataArguments(dataset=str(id_labelled_dir), n_per_class=4))
+    assert results["head_init"] == "label_descriptions"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "n_per_class", "match"),
+    [({}, 0, "a zero-shot run .* reads only what labels say"), ({"prior_weight": 0.5}, 4, "prior_weight=0.5")],
+)
+def test_bare_id_labels_refuse_zero_shot_and_the_prior_before_any_model_loads(
+    tmp_path, tiny_model_dir, id_labelled_dir, no_weights, overrides, n_per_class, match
+):
+    with pytest.raises(ConfigError, match=match):
+        run_finetune(finetune_config(tmp_path, tiny_model_dir, method="full", **overrides),
+                     DataArguments(dataset=str(id_labelled_dir), n_per_class=n_per_class))  # fmt: skip
+
+
 def saved_run(tmp_path, model_dir, data, **overrides) -> AutoModelForSequenceClassification:
     """run_finetune into ``tmp_path / 'run'``, then the model it saved, reloaded."""
     run_finetune(finetune_config(tmp_path, model_dir, **overrides), data)

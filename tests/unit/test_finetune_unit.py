@@ -210,9 +210,9 @@ def test_random_head_init(tiny_model_dir):
 def test_undescribed_labels_are_described_by_their_names_in_words():
     from hf_transfer.classifier import descriptions_for
 
-    labels = ["meaning_of_life", "sci/tech", "oos", "very  negative"]
+    labels = ["meaning_of_life", "sci/tech", "oos", "very  negative", "NEG", "pos"]
     assert descriptions_for(labels, {"oos": "out of scope", "sci/tech": ["science", "tech"]}) == [
-        ["meaning of life"], ["science", "tech"], ["out of scope"], ["very negative"]
+        ["meaning of life"], ["science", "tech"], ["out of scope"], ["very negative"], ["negative"], ["positive"]
     ]  # fmt: skip
 
 

@@ -898,7 +898,38 @@ def training_targets(train: Dataset, unasked: str) -> tuple[Dataset, np.ndarray]
     return train, extra
 
 
+TRUNCATION_SAMPLE, TRUNCATION_WARN_SHARE = 2000, 0.05
+_truncation_warned: set = set()
+
+
+def warn_if_truncated(tokenizer, texts: Sequence, max_length: int, *, words: bool = False) -> float:
+    """The share of ``texts`` (the first :data:`TRUNCATION_SAMPLE`; pre-split sentences when ``words``) longer
+    than ``max_length`` tokens, which the model never reads past; logged once per tokenizer and length when it is
+    over :data:`TRUNCATION_WARN_SHARE`, with the length that would hold most of them. Why: the default 128 suits
+    sentences and short posts, and a long-document task would otherwise lose most of each text silently."""
+    sample = list(texts[:TRUNCATION_SAMPLE])
+    if not sample:
+        return 0.0
+    encoded = tokenizer(sample, is_split_into_words=words, verbose=False)["input_ids"]
+    lengths = np.asarray([len(ids) for ids in encoded])
+    share = float((lengths > max_length).mean())
+    key = (getattr(tokenizer, "name_or_path", ""), max_length)
+    if share > TRUNCATION_WARN_SHARE and key not in _truncation_warned:
+        _truncation_warned.add(key)
+        limit = tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else 512
+        p95 = int(np.quantile(lengths, 0.95))
+        suggest = min(limit, max(-(-p95 // 64) * 64, max_length + 64))
+        fix = (f"Pass --max_length {suggest} to read more of each (slower: attention grows with length), or keep it."
+               if suggest > max_length else f"The encoder reads at most {limit}.")  # fmt: skip
+        logger.warning(
+            "%.0f%% of the texts are longer than max_length=%d tokens (95th percentile %d) and are cut there. %s",
+            100 * share, max_length, p95, fix,
+        )  # fmt: skip
+    return share
+
+
 def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
+    warn_if_truncated(tokenizer, dataset["text"], max_length)
     return dataset.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
         batched=True,

@@ -510,6 +510,9 @@ def tokenize_tokens(dataset: Dataset, tokenizer, max_length: int, subword_labels
     """``tokens`` + ``ner_tags`` sentences as model inputs with aligned ``labels`` (:func:`aligned_labels`);
     ``ner_tags`` stays (the Trainer drops it: ``forward`` does not take it) for word-level scores of every word,
     also those that truncation cut off."""
+    from .data import warn_if_truncated
+
+    warn_if_truncated(tokenizer, dataset["tokens"], max_length, words=True)
     names = dataset.features["ner_tags"].feature.names
 
     def encode(batch):

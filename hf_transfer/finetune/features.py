@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset, List, Sequence, Value
 from transformers import PreTrainedTokenizerBase
 
+from ..data import warn_if_truncated
 from ..inference import embed_texts, word_features
 from ..modeling import TransferForSequenceClassification
 from ..precision import resolve_bf16
@@ -50,6 +51,7 @@ def embed_dataset(
     fingerprints and the precision, and reused by later calls.
     """
     bf16 = resolve_bf16(bf16, next(model.parameters()).device)
+    warn_if_truncated(tokenizer, dataset["text"], max_length)
     fingerprint = model_fingerprint(model, max_length) + ("-bf16" if bf16 else "")
     cache_file = None
     if cache_dir:
@@ -89,6 +91,7 @@ def embed_token_dataset(
     encoder's state at each word's first sub-token, and ``labels``, each such word's tag: the head then trains
     on one row per word. ``ner_tags`` stays for scores over every word (truncation may drop the last ones)."""
     bf16 = resolve_bf16(bf16, next(model.parameters()).device)
+    warn_if_truncated(tokenizer, dataset["tokens"], max_length, words=True)
     fingerprint = model_fingerprint(model, max_length) + "-words" + ("-bf16" if bf16 else "")
     cache_file = None
     if cache_dir:

@@ -565,6 +565,23 @@ def test_bare_id_labels_refuse_zero_shot_and_the_prior_before_any_model_loads(
                      DataArguments(dataset=str(id_labelled_dir), n_per_class=n_per_class))  # fmt: skip
 
 
+def test_texts_longer_than_max_length_are_reported_once_with_a_length_that_holds_them(tiny_model_dir, caplog):
+    from hf_transfer import data as data_module
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    long_texts = ["good " * 100] * 3 + ["bad"] * 7
+    data_module._truncation_warned.clear()
+    with caplog.at_level("WARNING"):
+        assert data_module.warn_if_truncated(tokenizer, long_texts, 32) == pytest.approx(0.3)
+        data_module.warn_if_truncated(tokenizer, long_texts, 32)  # once per tokenizer and length
+        assert data_module.warn_if_truncated(tokenizer, ["bad"] * 10, 16) == 0.0
+        assert data_module.warn_if_truncated(tokenizer, [["good"] * 50], 16, words=True) == 1.0
+    messages = [r.getMessage() for r in caplog.records if "longer than max_length" in r.getMessage()]
+    assert len(messages) == 2 and "30% of the texts are longer than max_length=32" in messages[0]
+    # the 95th percentile (102 tokens) rounded up to a multiple of 64, within what the encoder reads
+    assert f"--max_length {min(128, tokenizer.model_max_length)} " in messages[0]
+
+
 def saved_run(tmp_path, model_dir, data, **overrides) -> AutoModelForSequenceClassification:
     """run_finetune into ``tmp_path / 'run'``, then the model it saved, reloaded."""
     run_finetune(finetune_config(tmp_path, model_dir, **overrides), data)

@@ -101,7 +101,7 @@ def test_name_map_embeds_label_names_as_words(tiny_encoder, monkeypatch):
     monkeypatch.setattr(pipeline, "embed_texts", fake_embed)
     config = LabelMapConfig(output_dir="unused", source_model="unused", model_name_or_path=tiny_encoder)
     label_map = pipeline.build_label_map("names", config, ["very_negative", "POSITIVE"], ["neg_review", "pos"])
-    assert seen == [["very negative", "POSITIVE"], ["neg review", "pos"]]
+    assert seen == [["very negative", "POSITIVE"], ["neg review", "positive"]]  # an abbreviation spelled out
     assert label_map.as_dict() == {"very_negative": "neg_review", "POSITIVE": "pos"}
 
 

@@ -35,6 +35,7 @@ from .token_classification import (
     TOKEN_CLASSIFICATION,
     readable_type,
     types_of_tags,
+    word_piece_ids,
     word_tokenizer,
 )
 
@@ -407,6 +408,9 @@ def prepare(
     )
     config.name_or_path = ref
     model = (TransferForTokenClassification if tokens else TransferForSequenceClassification)(config, encoder=encoder)
+    if tokens:
+        pieces = [i for i in word_piece_ids(tokenizer) if i < len(model.word_pieces)]
+        model.word_pieces[pieces] = True
     if args.head_init == "label_descriptions":
         descriptions = descriptions_for(types if tokens else labels, args.label_descriptions, entity_types=tokens)
         weights = description_head(model, tokenizer, descriptions, args.head_init_scale, args.max_length)

@@ -235,6 +235,19 @@ def continue_runs(logits: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def carry_word_pieces(logits: torch.Tensor, continues: torch.Tensor) -> torch.Tensor:
+    """Tag logits ``(batch, seq, tags)`` with each token that continues a word (``continues``, ``(batch, seq)``:
+    WordPiece's ``##`` pieces) given the logits of its word's first piece, the one the tagger was trained and is
+    scored on. Why: ``pipeline("token-classification", aggregation_strategy="simple")`` groups tokens by their
+    own tags, and an untrained ``##n`` tagged ``O`` cut "Macron" to "macro". Exportable: a running maximum as a
+    masked max over earlier positions (ONNX has no cummax), then a gather; no data-dependent branch."""
+    positions = torch.arange(logits.shape[1], device=logits.device)
+    starts = torch.where(continues, torch.zeros_like(continues, dtype=positions.dtype), positions)  # 0 if piece
+    earlier = positions.unsqueeze(1) >= positions.unsqueeze(0)  # (seq, seq): position s is at or before t
+    first = (starts.unsqueeze(1) * earlier).amax(-1)  # per token: the last word start at or before it
+    return logits.gather(1, first.unsqueeze(-1).expand_as(logits))
+
+
 class TransferForTokenClassification(TransferPreTrainedModel):
     """Encoder → token states → (normalise) → dropout → linear head, one tag per token: the pooled-encoder family's
     tagger. It keeps the sentence classifier's config (pooling and normalisation as the checkpoint was trained),
@@ -243,10 +256,20 @@ class TransferForTokenClassification(TransferPreTrainedModel):
     backbone. ``labels``: tag ids with -100 for sub-tokens and padding left out (CE), or per-token distributions
     (soft targets; rows of zeros are left out)."""
 
+    # saved since this buffer was added; a checkpoint from before it loads with no word piece marked
+    _keys_to_ignore_on_load_missing = [r"word_pieces"]
+
     def __init__(self, config: TransferConfig, encoder: PreTrainedModel | None = None):
         super().__init__(config)
         self._attach_encoder(encoder)
+        # per vocabulary id: does the token continue a word (set from the tokenizer by hf_transfer.prepare)
+        self.register_buffer("word_pieces", torch.zeros(self.config.encoder_config.vocab_size, dtype=torch.bool))
         self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is self:  # a missing buffer is otherwise left as allocated
+            self.word_pieces.zero_()
 
     def token_states(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
         """``(batch, seq, hidden)`` token states, L2-normalised when the checkpoint normalises its embeddings."""
@@ -273,7 +296,9 @@ class TransferForTokenClassification(TransferPreTrainedModel):
             loss = token_soft_target_loss(logits, labels)
         elif labels is not None:
             loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
-        if not self.training and self.config.continue_runs:  # what it predicts; training reads the raw logits
+        if not self.training and input_ids is not None:  # what it predicts; training reads the raw logits
+            logits = carry_word_pieces(logits, self.word_pieces[input_ids])
+        if not self.training and self.config.continue_runs:
             logits = continue_runs(logits)
         return TokenClassifierOutput(loss=loss, logits=logits)
 

@@ -446,6 +446,17 @@ def readable_type(name: str) -> str:
     return ENTITY_TYPE_WORDS.get(spelled, spelled)
 
 
+def word_piece_ids(tokenizer) -> list[int]:
+    """The vocabulary ids of the tokens that continue a word, for a WordPiece tokenizer (``##ing``); none for
+    other tokenizers, whose pieces do not say it as plainly (a SentencePiece token without ``▁`` may be a
+    punctuation mark that is a word of its own)."""
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    prefix = getattr(model, "continuing_subword_prefix", None) if type(model).__name__ == "WordPiece" else None
+    if not prefix:
+        return []
+    return sorted(i for token, i in tokenizer.get_vocab().items() if token.startswith(prefix))
+
+
 def types_of_tags(names: Sequence[str]) -> list[str] | None:
     """The entity types of a tag set in :func:`tag_names` order, or ``None`` when ``names`` is not one."""
     names = list(names)

@@ -268,6 +268,37 @@ def test_saved_tagger_loads_without_hf_transfer(runs, tmp_path):
                              for found in tagger(PIPELINE_TEXTS)]  # fmt: skip
 
 
+def test_word_pieces_predict_their_first_pieces_tag_and_old_checkpoints_load_without_them(tmp_path, ner_encoder):
+    """At inference a ``##`` piece takes its word's first-piece logits (what ``pipeline(..., "simple")`` groups by),
+    in training it keeps its own; a checkpoint saved before the ``word_pieces`` buffer loads with none marked."""
+    from safetensors.torch import load_file, save_file
+
+    model, tokenizer = prepare(ner_encoder, TAGS, task="token_classification")
+    pieces = {tokenizer.convert_ids_to_tokens(i) for i in torch.nonzero(model.word_pieces).flatten().tolist()}
+    assert pieces == {"##son", "##castle"}
+    batch = tokenizer(["john johnson met alice in newcastle", "bob"], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+        model.config.continue_runs = False
+        carried = model(**batch).logits
+        model.train()
+        raw = model(**batch).logits
+    tokens = tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+    for position, token in enumerate(tokens):
+        if token.startswith("##"):
+            assert torch.equal(carried[0, position], carried[0, position - 1]), token
+            assert not torch.equal(raw[0, position], raw[0, position - 1]), token
+    assert logits.shape == raw.shape
+    model.config.continue_runs = True
+    model.save_pretrained(tmp_path / "old")
+    weights = load_file(tmp_path / "old" / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if k != "word_pieces"}, tmp_path / "old" / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    old = AutoModelForTokenClassification.from_pretrained(tmp_path / "old")
+    assert old.word_pieces.dtype == torch.bool and not old.word_pieces.any()
+
+
 # --------------------------------------------------------------------------------------------------------------
 # 3. Sub-word alignment, truncation
 # --------------------------------------------------------------------------------------------------------------

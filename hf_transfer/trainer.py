@@ -26,6 +26,9 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import datasets
+import numpy as np
+import pyarrow.compute as pc
 import torch
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -122,6 +125,33 @@ class TransferTrainer(Trainer):
         loss = loss_fn(outputs.logits, targets, labels, weight=self.soft_weight, temperature=self.temperature)
         return (loss, outputs) if return_outputs else loss
 
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluation and prediction batches in length order, longest first, so a batch pads to about its own
+        rows' length: the Trainer's sequential order pads each batch of 64 to its longest row, and on the bundled
+        SST-2 validation (872 sentences) / AG News test (2,000) that is 1.9x / 2.3x the tokens of length-sorted
+        batches. :meth:`evaluation_loop` puts predictions and labels back in dataset order, so ``predict`` returns
+        rows as given; metrics do not depend on the order. Datasets without ``input_ids`` (cached features) keep
+        the Trainer's order, as do settings that reuse a dataloader or return per-batch arrays."""
+        self._eval_order = None
+        column = "input_ids"
+        usable = (isinstance(eval_dataset, datasets.Dataset) and column in eval_dataset.column_names
+                  and self.args.eval_do_concat_batches and not self.args.dataloader_persistent_workers)  # fmt: skip
+        if not usable or len(eval_dataset) < 2:
+            return super()._get_eval_sampler(eval_dataset)
+        lengths = pc.list_value_length(eval_dataset.with_format("arrow")[column]).to_numpy(zero_copy_only=False)
+        self._eval_order = np.argsort(-lengths, kind="stable")
+        return LengthOrder(self._eval_order)
+
+    def evaluation_loop(self, dataloader, *args, **kwargs):
+        order, self._eval_order = getattr(self, "_eval_order", None), None
+        output = super().evaluation_loop(dataloader, *args, **kwargs)
+        if order is None or output.num_samples != len(order):
+            return output
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return output._replace(predictions=_in_order(output.predictions, inverse),
+                               label_ids=_in_order(output.label_ids, inverse))  # fmt: skip
+
     def get_optimizer_cls_and_kwargs(self, args, model=None):
         optimizer_cls, kwargs = super().get_optimizer_cls_and_kwargs(args, model)
         groups = self._head_groups(model if model is not None else self.model)
@@ -147,6 +177,28 @@ class TransferTrainer(Trainer):
                 group = {"params": params, "weight_decay": self.args.weight_decay if decayed else 0.0}
                 groups.append({**group, "lr": head_lr} if head else group)
         return [g for g in groups if g["params"]]
+
+
+class LengthOrder(torch.utils.data.Sampler):
+    """The rows of a dataset in a fixed order (:meth:`TransferTrainer._get_eval_sampler`'s length order)."""
+
+    def __init__(self, order: np.ndarray):
+        self.order = order
+
+    def __iter__(self):
+        return iter(self.order.tolist())
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def _in_order(arrays, inverse: np.ndarray):
+    """Rows of the evaluation loop's arrays (an array, a tuple of them, or None) taken at ``inverse``."""
+    if arrays is None:
+        return None
+    if isinstance(arrays, (tuple, list)):
+        return type(arrays)(_in_order(a, inverse) for a in arrays)
+    return arrays[inverse]
 
 
 # Peak learning rate when none is given: one value cannot suit all methods (2e-5 leaves a head trained on

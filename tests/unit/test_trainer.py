@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from transformers import DataCollatorWithPadding
 
 from hf_transfer.finetune import FinetuneConfig, prepare, tokenize
+from hf_transfer.metrics import classification
 from hf_transfer.trainer import SOFT_TARGETS, TransferTrainer, WeightInterpolationCallback, soft_target_loss
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -141,3 +142,29 @@ def test_weight_interpolation_callback(alpha):
 def test_weight_interpolation_alpha_range(alpha):
     with pytest.raises(ValueError, match="wise_alpha"):
         WeightInterpolationCallback(alpha)
+
+
+def test_evaluation_runs_in_length_order_and_returns_rows_in_dataset_order(tiny_encoder, tmp_path):
+    """Batches go longest first (little padding), yet ``predict`` gives each row its own logits in the order the
+    rows were given, the same as a model run on each row alone, and the metrics are those of that order."""
+    texts = [" ".join(["good"] * n) + " film" for n in (1, 9, 3, 14, 2, 7, 5)]
+    labels = [1, 0, 1, 0, 1, 0, 1]
+    model, tokenizer = prepare(tiny_encoder, LABELS, method="full", head_init="random")
+    rows = tokenize(Dataset.from_dict({"text": texts, "label": labels}), tokenizer, 64)
+    args = FinetuneConfig(output_dir=str(tmp_path), per_device_eval_batch_size=3, report_to="none")
+    trainer = TransferTrainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
+                              processing_class=tokenizer, eval_dataset=rows,
+                              compute_metrics=classification(2))  # fmt: skip
+    sampler = trainer._get_eval_sampler(trainer._remove_unused_columns(rows))
+    assert [len(rows[i]["input_ids"]) for i in sampler] == sorted((len(r) for r in rows["input_ids"]), reverse=True)
+    output = trainer.predict(rows)
+    model.eval()
+    with torch.no_grad():
+        alone = torch.cat([model(**tokenizer(t, return_tensors="pt")).logits for t in texts]).numpy()
+    assert output.label_ids.tolist() == labels
+    assert torch.allclose(torch.from_numpy(output.predictions), torch.from_numpy(alone), atol=1e-5)
+    accuracy = float((alone.argmax(1) == labels).mean())
+    assert output.metrics["test_accuracy"] == pytest.approx(accuracy)
+    assert trainer.evaluate()["eval_accuracy"] == pytest.approx(accuracy)
+    features = Dataset.from_dict({"sentence_embedding": [[0.0] * 4] * 3, "label": [0, 1, 0]})
+    assert not isinstance(trainer._get_eval_sampler(features), type(sampler))  # no input_ids: the Trainer's order

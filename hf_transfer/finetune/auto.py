@@ -71,6 +71,7 @@ class MethodChoice:
     candidates: list[CandidateScore] = field(default_factory=list)
     reason: str = ""
     reference: str = ""  # the candidate kept unless another is clearly ahead of it
+    sampled_from: int | None = None  # the labelled rows there were, when cross-validation used a sample of them
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -121,19 +122,22 @@ def choose_method(
         reason = "no labelled rows: nothing trains, so the cheapest" if not n_real else "one labelled row: no folds"
         return MethodChoice(chosen=methods[0], folds=0, rows=n_real, reason=reason)
     reference, order = methods[-1], [methods[-1], *methods[:-1]]  # the reference first: the others stop against it
+    scored_rows = cv_sample(labels_of_rows, config.auto_max_rows, config.seed)  # the real rows folds are made of
+    n_scored, labels_of_rows = len(scored_rows), labels_of_rows[scored_rows]
     ids = fold_ids(np.eye(int(labels_of_rows.max()) + 1)[labels_of_rows], folds, config.seed)  # stratified by label
     extra = np.arange(n_real * repeat, n_rows)
     scores, correct = _saved(state_file, fingerprint, order)  # correct: per real row 1 right, 0 wrong, nan
     with tempfile.TemporaryDirectory(prefix="hf_transfer_auto_") as folder:
         for method in order[len(scores) :]:
-            start, right, loglik = time.perf_counter(), np.full(n_real, np.nan), np.full(n_real, np.nan)
+            start, right, loglik = time.perf_counter(), np.full(n_scored, np.nan), np.full(n_scored, np.nan)
             stopped = trained = 0
             for k in range(folds):
                 held_out, rest = np.flatnonzero(ids == k), np.flatnonzero(ids != k)
                 if not len(held_out) or not len(rest):
                     continue
-                rows = np.concatenate([rest + r * n_real for r in range(repeat)] + [extra])
-                logits = np.asarray(train_and_predict(fold_config(config, method, folder), rows, held_out), float)
+                rows = np.concatenate([scored_rows[rest] + r * n_real for r in range(repeat)] + [extra])
+                fold = fold_config(config, method, folder)
+                logits = np.asarray(train_and_predict(fold, rows, scored_rows[held_out]), float)
                 trained += 1
                 logp = logits - logits.max(1, keepdims=True)
                 logp -= np.log(np.exp(logp).sum(1, keepdims=True))
@@ -163,8 +167,28 @@ def choose_method(
     others = ", ".join(f"{s.method} {s.accuracy:.3f}" for s in scores if s is not best)
     why = "clearly ahead of the reference" if best.method != reference else "the reference; none clearly ahead of it"
     reason = f"{best.method} ({why}): held-out accuracy {best.accuracy:.3f} over {best.rows_scored} rows (vs {others})"
-    return MethodChoice(chosen=best.method, folds=folds, rows=n_real, candidates=scores, reason=reason,
-                        reference=reference)  # fmt: skip
+    sampled_from = n_real if n_scored < n_real else None
+    if sampled_from:
+        reason += f"; cross-validated on {n_scored} of the {n_real} labelled rows (auto_max_rows)"
+    return MethodChoice(chosen=best.method, folds=folds, rows=n_scored, candidates=scores, reason=reason,
+                        reference=reference, sampled_from=sampled_from)  # fmt: skip
+
+
+def cv_sample(labels_of_rows: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """Indices of the rows cross-validation uses: all of them up to ``max_rows`` (0: no limit), else ``max_rows``
+    of them spread over the labels in proportion (every label keeps at least one row), seeded, in row order.
+
+    Why a cap: each candidate's folds cost about one run on the rows they train on, so on a large labelled set
+    ``method: auto`` would cost several full runs before the one that counts; a few thousand rows are enough to
+    see a clear lead (the rule's only way off the reference), and the winner still trains on every row."""
+    n = len(labels_of_rows)
+    if max_rows <= 0 or n <= max_rows:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(n), labels_of_rows))  # by label, shuffled within each
+    picked = order[(np.arange(max_rows) * n) // max_rows]  # evenly through that order: proportional per label
+    firsts = order[np.flatnonzero(np.r_[True, np.diff(labels_of_rows[order]) != 0])]  # one row of every label
+    return np.union1d(picked, firsts)
 
 
 def _saved(state_file, fingerprint, methods) -> tuple[list[CandidateScore], dict[str, np.ndarray]]:

@@ -41,6 +41,14 @@ class FinetuneConfig(TransferTrainingArguments):
             "rows: with 2, one to two final runs' compute per candidate (the head on cached features: almost nothing)."
         },
     )
+    auto_max_rows: int = field(
+        default=2048,
+        metadata={
+            "help": "method='auto': cross-validate on at most this many labelled rows (a label-stratified, seeded "
+            "sample; 0: all), so auto on a large labelled set costs a few small runs, not several full ones. The "
+            "winner trains on every row."
+        },
+    )
 
     output_dir: str | None = field(default="outputs/finetune", metadata={"help": "Where the model and results go."})
     prior_weight: float = field(
@@ -93,3 +101,4 @@ class FinetuneConfig(TransferTrainingArguments):
                 + "."
             )
         check_range("auto_folds", self.auto_folds, low=2)
+        check_range("auto_max_rows", self.auto_max_rows, low=0, note="0: no limit")

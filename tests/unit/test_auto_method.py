@@ -10,7 +10,7 @@ import pytest
 from hf_transfer.config import DataArguments
 from hf_transfer.errors import ConfigError
 from hf_transfer.finetune import FinetuneConfig, run_finetune
-from hf_transfer.finetune.auto import AUTO_STATE_FILE, choose_method
+from hf_transfer.finetune.auto import AUTO_STATE_FILE, choose_method, cv_sample
 from hf_transfer.labelmap import LabelMapConfig
 
 
@@ -60,6 +60,39 @@ def test_folds_hold_out_real_rows_only_and_train_on_the_rest(tmp_path):
     assert [(c.method, c.accuracy, c.folds_trained, c.stopped_early) for c in choice.candidates] == [
         ("full", 1.0, 2, False), ("head", 0.5, 1, True), ("lora", 1.0, 1, True)]  # fmt: skip
     assert "the reference; none clearly ahead" in choice.reason
+
+
+def test_cross_validation_uses_a_label_stratified_sample_of_at_most_auto_max_rows(tmp_path):
+    labels = np.array([0] * 60 + [1] * 18 + [2] * 2)  # 80 real rows, then 5 extra rows (80-84)
+    calls = []
+
+    def train_and_predict(config, rows, held_out):
+        calls.append((np.array(rows), np.array(held_out)))
+        return np.eye(3)[labels[held_out]]  # every candidate right on every row: the reference stays
+
+    choice = choose_method(auto_config(tmp_path, auto_max_rows=20), labels, 80, 1, 85, train_and_predict)
+    sample = set(np.concatenate([calls[0][1], calls[1][1]]))  # the reference's two folds hold out the sample
+    # 20 spread in proportion (15 / 5 / 0), plus one row of the label too rare to get one
+    assert len(sample) == choice.rows == 21 and choice.sampled_from == 80
+    assert np.bincount(labels[sorted(sample)]).tolist() == [15, 5, 1]
+    for rows, held_out in calls:
+        assert set(rows[rows < 80]) | set(held_out) == sample and not set(rows) & set(held_out)
+        assert set(rows[rows >= 80]) == set(range(80, 85))  # extra rows always train
+    assert "cross-validated on 21 of the 80 labelled rows (auto_max_rows)" in choice.reason
+    assert choice.as_dict()["sampled_from"] == 80
+    uncapped = choose_method(auto_config(tmp_path / "all", auto_max_rows=0), labels, 80, 1, 85, train_and_predict)
+    assert uncapped.rows == 80 and uncapped.sampled_from is None
+
+
+def test_cv_sample_is_seeded_proportional_and_keeps_every_label():
+    labels = np.array([0] * 900 + [1] * 99 + [2])
+    sample = cv_sample(labels, 100, seed=3)
+    assert np.array_equal(sample, cv_sample(labels, 100, seed=3)) and np.all(np.diff(sample) > 0)
+    assert not np.array_equal(sample, cv_sample(labels, 100, seed=4))
+    counts = np.bincount(labels[sample], minlength=3)
+    assert abs(counts[0] - 90) <= 1 and abs(counts[1] - 10) <= 1 and counts[2] == 1
+    assert np.array_equal(cv_sample(labels, 0, seed=3), np.arange(1000))
+    assert np.array_equal(cv_sample(labels, 1000, seed=3), np.arange(1000))
 
 
 @pytest.mark.parametrize(
@@ -156,6 +189,7 @@ def test_a_killed_run_resumes_at_the_next_candidate(tmp_path):
         (dict(auto_methods=["head", "head"]), "list distinct methods"),
         (dict(auto_methods=[]), "list distinct methods"),
         (dict(auto_folds=1), "auto_folds=1 must be >= 2"),
+        (dict(auto_max_rows=-1), "auto_max_rows=-1 must be >= 0"),
         (dict(peft_kwargs={"rr": 8}), "LoraConfig (method='lora') does not take: 'rr'"),
     ],
 )
@@ -193,6 +227,17 @@ def test_run_finetune_auto_trains_the_winner_and_records_the_choice(tmp_path, ti
                                      overwrite_output_dir=False, resume_from_checkpoint="last"),
                          DataArguments(dataset=str(target_dir), n_per_class=4))  # fmt: skip
     assert again["method_selection"]["candidates"] == selection["candidates"]
+
+
+def test_a_capped_cross_validation_is_recorded_in_results_and_card(tmp_path, tiny_model_dir, target_dir):
+    config = auto_config(tmp_path, model_name_or_path=tiny_model_dir, num_train_epochs=1, min_train_steps=2,
+                         per_device_train_batch_size=12, max_length=16, disable_tqdm=True, use_cpu=True,
+                         logging_strategy="no", auto_methods=["head", "full"], auto_max_rows=8)  # fmt: skip
+    results = run_finetune(config, DataArguments(dataset=str(target_dir), n_per_class=4))
+    selection = results["method_selection"]
+    assert selection["rows"] < 12 == selection["sampled_from"] and results["n_train"] == 12  # the winner: all rows
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"folds of the {selection['rows']} labelled training rows (a label-stratified sample of the 12" in card
 
 
 @pytest.mark.parametrize(

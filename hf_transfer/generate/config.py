@@ -258,10 +258,20 @@ class GenerateConfig:
     @property
     def use_bf16(self) -> bool:
         """``bf16`` with ``None`` resolved for this machine (part of the fingerprint: it changes the rows);
-        decoding is memory-bound, so bf16 instructions suffice (see ``precision``)."""
+        decoding is memory-bound, so bf16 instructions suffice (see ``precision``). Not the enclosing run's choice:
+        the run sets that for its scorer (:attr:`scorer_bf16`)."""
+        from ..precision import bf16_is_fast
+
+        return bool(self.bf16) if self.bf16 is not None else bf16_is_fast(memory_bound=True)
+
+    @property
+    def scorer_bf16(self) -> bool:
+        """``bf16`` for the encoders a run scores its rows with (the consistency filter): compute-bound, so an unset
+        ``bf16`` follows the measured rule, not the generator's. Why: on a CPU with AVX512-BF16 but bf16 matmuls at
+        0.53x fp32 (session 23's Xeon) bf16 speeds decoding yet slows the scorer."""
         from ..precision import resolve_bf16
 
-        return resolve_bf16(self.bf16, memory_bound=True)
+        return resolve_bf16(self.bf16)
 
 
 def check_labels(labels, label_descriptions=None) -> None:

@@ -157,7 +157,7 @@ def generate_dataset(
             labels = tag_names(config.labels) if config.token_classification else config.labels
             check_prepare_args(config.consistency_model, labels, label_descriptions=config.label_descriptions)
     targets = targets_of(config, pairs)
-    with _run_lock(config.output_dir, state), run_precision(config.use_bf16):  # the scorer follows it too
+    with _run_lock(config.output_dir, state), run_precision(config.scorer_bf16):  # the generator's is passed
         return _generate_dataset(config, state, prompts, fingerprint, more_prompts, eval_texts, scorer, generator,
                                  targets, tokenizer)  # fmt: skip
 
@@ -263,7 +263,8 @@ def _filter_and_build(
     stats.update(session, new_tokens=tokens, generation_seconds=seconds,
                  tokens_per_second=tokens / seconds if seconds else None, batch_size=config.batch_size,
                  continuous_batching=config.continuous_batching, engine=config.resolved_engine,
-                 dtype="bfloat16" if config.use_bf16 else "float32")  # fmt: skip
+                 dtype="bfloat16" if config.use_bf16 else "float32",
+                 scorer_dtype="bfloat16" if config.scorer_bf16 else "float32")  # fmt: skip
     asked = [target_of(r) for r in kept]
     stats["kept_per_label"] = {label: sum(i in ids for ids in asked) for i, label in enumerate(labels)}
     if config.multi_label:

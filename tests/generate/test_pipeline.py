@@ -283,6 +283,7 @@ def test_bf16_loads_bfloat16_weights_and_is_recorded(tmp_path, tiny_lm_dir, monk
     )
     assert loaded == [torch.bfloat16]
     assert generation_stats(ds)["dtype"] == "bfloat16"
+    assert generation_stats(ds)["scorer_dtype"] == "bfloat16"  # an explicit bf16 is the scorer's too
     assert json.loads((tmp_path / "out" / "run_config.json").read_text())["bf16"] is True
 
 
@@ -405,3 +406,27 @@ def test_an_unusable_output_dir_stops_before_the_generator_loads(tmp_path, tiny_
                             consistency_threshold=0, output_dir=str(tmp_path / "taken"))  # fmt: skip
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         run_generate(config)
+
+
+def test_the_scorer_follows_the_compute_rule_while_decoding_follows_the_memory_rule(tmp_path, tiny_lm_dir,
+                                                                                  monkeypatch):  # fmt: skip
+    """A CPU with AVX512-BF16 instructions but bf16 matmuls slower than fp32 (session 23's Xeon): the generator
+    decodes in bf16, the consistency scorer (an encoder, compute-bound) runs fp32."""
+    from hf_transfer import precision
+
+    monkeypatch.delenv(precision.ENV_OVERRIDE, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(precision, "cpu_bf16_speedup", lambda: 0.53)
+    seen = []
+    scorer = fake_scorer(LABELS)
+
+    def spy(texts):
+        seen.append(precision.resolve_bf16(None))  # what an inference loop with bf16=None would use
+        return scorer(texts)
+
+    config = make_config(tmp_path / "out", tiny_lm_dir, bf16=None, n_per_label=1)
+    ds = generate_dataset(config, scorer=spy)
+    assert seen and not any(seen)
+    stats = generation_stats(ds)
+    assert (stats["dtype"], stats["scorer_dtype"]) == ("bfloat16", "float32")

@@ -68,7 +68,9 @@ def test_bf16_instructions_need_a_measured_matmul_speedup_for_compute(tmp_path, 
     assert precision.bf16_is_fast("cpu") is compute
     assert precision.bf16_is_fast("cpu", memory_bound=True) is True
     assert TransferTrainingArguments(output_dir=str(tmp_path), use_cpu=True).bf16 is compute
-    assert GenerateConfig(target_labels=["a", "b"], output_dir=str(tmp_path / "gen")).use_bf16 is True
+    generate = GenerateConfig(target_labels=["a", "b"], output_dir=str(tmp_path / "gen"))
+    assert generate.use_bf16 is True
+    assert generate.scorer_bf16 is compute  # its consistency scorer is an encoder: the compute rule
 
 
 def test_the_matmul_speedup_is_measured_once_per_process():
